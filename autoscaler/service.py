@@ -1,0 +1,162 @@
+"""The daemon's moving parts that are not the decision pipeline: the tick loop on an
+apscheduler schedule, the HTTP endpoints (/metrics, /healthz, /readyz), and shutdown.
+
+Only this module imports apscheduler; it knows nothing about AWS. It runs any
+``tick() -> TickReport`` coroutine, never two at once, and coalesces missed runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from autoscaler.domain.models import TickReport
+from autoscaler.metrics import MetricsSink
+
+log = logging.getLogger(__name__)
+
+TickFn = Callable[[], Awaitable[TickReport]]
+
+
+@dataclass(slots=True)
+class Health:
+    """What /healthz and /readyz answer from. Updated only by the tick loop."""
+
+    started_at: float
+    interval_s: float  # wall seconds between ticks
+    last_tick_at: float | None = None
+    last_ok_at: float | None = None
+    ticks: int = 0
+    leader: bool = True
+    last_error: str | None = None
+
+    def ready(self, now: float) -> tuple[bool, str]:
+        if not self.leader:
+            return False, "standby: not the leader"
+        if self.last_ok_at is None:
+            return False, "no successful tick yet"
+        age = now - self.last_ok_at
+        if age > 3 * self.interval_s + 30:
+            return False, f"last successful tick {age:.0f}s ago"
+        return True, "ok"
+
+
+class TickLoop:
+    """Runs ``tick`` on an interval; one at a time; a tick that overruns is not overlapped."""
+
+    def __init__(
+        self,
+        tick: TickFn,
+        *,
+        interval_s: float,
+        timeout_s: float,
+        metrics: MetricsSink,
+        health: Health,
+        on_report: Callable[[TickReport], None] | None = None,
+    ) -> None:
+        self._tick = tick
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.metrics = metrics
+        self.health = health
+        self._on_report = on_report
+        self._lock = asyncio.Lock()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._current: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> TickReport | None:
+        if self._lock.locked():
+            log.warning("previous tick still running; skipping this one")
+            return None
+        async with self._lock:
+            try:
+                report = await asyncio.wait_for(self._tick(), timeout=self.timeout_s)
+            except TimeoutError:
+                self.health.last_error = f"tick exceeded {self.timeout_s:.0f}s"
+                log.error("tick timed out", extra={"timeout_s": self.timeout_s})
+                return None
+            except Exception as error:  # a bug in a stage must not kill the daemon
+                self.health.last_error = repr(error)
+                log.exception("tick failed")
+                return None
+            ended = time.time()
+            self.health.ticks += 1
+            self.health.last_tick_at = ended
+            if report.ok:
+                self.health.last_ok_at = ended
+                self.health.last_error = None
+            self.metrics.observe(report, ended_at=ended)
+            if self._on_report is not None:
+                self._on_report(report)
+            return report
+
+    async def _scheduled(self) -> None:
+        self._current = asyncio.current_task()
+        try:
+            await self.run_once()
+        finally:
+            self._current = None
+
+    def start(self) -> None:
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(
+            self._scheduled,
+            IntervalTrigger(seconds=self.interval_s),
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(self.interval_s)),
+            next_run_time=None,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop scheduling; let an in-flight tick finish for ``grace_s``, then cancel it."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        current = self._current
+        if current is not None and not current.done():
+            done, _ = await asyncio.wait({current}, timeout=grace_s)
+            if not done:
+                log.warning("abandoning the in-flight tick after %.1fs", grace_s)
+                current.cancel()
+
+
+def build_http_app(metrics: MetricsSink, health: Health) -> web.Application:
+    async def metrics_handler(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive", "ticks": health.ticks})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready, why = health.ready(time.time())
+        body = {"ready": ready, "reason": why, "leader": health.leader}
+        return web.json_response(body, status=200 if ready else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def start_http(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = port
+    for address in runner.addresses:
+        bound = int(address[1])
+        break
+    return runner, bound
