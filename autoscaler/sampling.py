@@ -1,0 +1,231 @@
+"""The sampling stage: read each managed group's capacity and sessions, and turn them into
+per-location demand samples.
+
+Two halves. ``derive_location_samples`` is pure (plain data in, plain data out) so every
+counting rule is tested without I/O. ``Sampler`` does the reads through the narrow
+``StreamGroupReader`` port, with bounded concurrency, and never raises: a failed read makes
+that group's sample incomplete (with the reason), which the guards treat as "hold, do not
+scale down", instead of zeros that would look like no demand.
+
+Call budget per group and tick: one GetStreamGroup and one *unfiltered* ListStreamSessions
+(all pages, 100 per page). Why not per-status filters (the design's first idea): every count
+we need spans statuses. Arrivals are sessions *created* in the window, whatever their status
+now (a session may be created and ended between two ticks); placement failures and departures
+need the ERROR and TERMINATED listings, which contain the same old ended sessions an unfiltered
+listing does. Filtered listing therefore needs one call per status (8 with the slot-holding
+ones) and ``Σ ceil(n_s/100) ≥ ceil(Σ n_s/100)`` pages: never fewer calls than one unfiltered
+listing, usually 8 times more. Old ended sessions are ignored by time, not by filter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from autoscaler.domain.clock import Clock
+from autoscaler.domain.errors import NotFoundError, ServiceError
+from autoscaler.domain.models import (
+    ENDED_STATUSES,
+    SLOT_HOLDING_STATUSES,
+    GroupSample,
+    GroupState,
+    GroupSummary,
+    LocationSample,
+    SessionSummary,
+)
+from autoscaler.domain.ports import StreamGroupReader
+
+logger = logging.getLogger(__name__)
+
+WAITING_STATUS = "ACTIVATING"
+PLACEMENT_TIMEOUT = "placementTimeout"
+# Group statuses whose sessions cannot be listed (gameliftstreams.md, lifecycle table).
+SESSIONS_UNREADABLE_STATUSES = frozenset({"EXPIRED"})
+
+
+def _in_window(t: float, previous_at: float | None, now: float) -> bool:
+    return previous_at is not None and previous_at < t <= now
+
+
+def derive_location_samples(
+    state: GroupState,
+    sessions: Sequence[SessionSummary],
+    previous_at: float | None,
+    now: float,
+    complete: bool,
+) -> tuple[LocationSample, ...]:
+    """One ``LocationSample`` per location of ``state``, counting ``sessions``.
+
+    Rules (all times epoch seconds; the window is ``(previous_at, now]``):
+
+    - in_use: sessions in ``SLOT_HOLDING_STATUSES``; waiting: sessions ACTIVATING;
+      oldest_waiting_s: age at ``now`` of the oldest ACTIVATING session.
+    - arrivals: sessions created in the window, whatever their status now.
+    - placement_failures: ERROR / placementTimeout sessions last updated in the window.
+    - departures: ended sessions (TERMINATED or ERROR, placement failures included) last
+      updated in the window. Ended sessions older than the window never count.
+    - ``previous_at`` None (first sample of a group): no window, so 0 arrivals, failures and
+      departures; a first listing is not a burst of new demand. A window with
+      ``now <= previous_at`` (clock jumped back) is empty too.
+    - A session with no location is attributed to the group's primary location; a session in a
+      location the group no longer has is not counted anywhere.
+    - ``complete=False`` with no sessions (the listing failed): in_use falls back to the
+      service's own ``allocated - idle`` for that location, the flows are 0, and every sample
+      says ``complete=False`` so nothing downstream reads them as real zeros.
+    """
+    by_location: dict[str, list[SessionSummary]] = {loc.name: [] for loc in state.locations}
+    for s in sessions:
+        name = s.location if s.location is not None else state.primary_location
+        bucket = by_location.get(name)
+        if bucket is not None:
+            bucket.append(s)
+
+    samples: list[LocationSample] = []
+    for loc in state.locations:
+        mine = by_location[loc.name]
+        waiting = [s for s in mine if s.status == WAITING_STATUS]
+        in_use = sum(1 for s in mine if s.status in SLOT_HOLDING_STATUSES)
+        if not complete and not sessions:
+            in_use = loc.in_use
+        ended = [
+            s
+            for s in mine
+            if s.status in ENDED_STATUSES and _in_window(s.last_updated_at, previous_at, now)
+        ]
+        samples.append(
+            LocationSample(
+                group_id=state.group_id,
+                location=loc.name,
+                at=now,
+                status=loc.status,
+                setting=loc.setting,
+                allocated=loc.allocated,
+                idle=loc.idle,
+                in_use=in_use,
+                waiting=len(waiting),
+                oldest_waiting_s=max((max(0.0, now - s.created_at) for s in waiting), default=0.0),
+                arrivals=sum(1 for s in mine if _in_window(s.created_at, previous_at, now)),
+                placement_failures=sum(
+                    1 for s in ended if s.status == "ERROR" and s.status_reason == PLACEMENT_TIMEOUT
+                ),
+                departures=len(ended),
+                complete=complete,
+            )
+        )
+    return tuple(samples)
+
+
+def _describe(op: str, exc: BaseException) -> str:
+    if isinstance(exc, NotFoundError):
+        return "group not found"
+    if isinstance(exc, ServiceError):
+        return f"{op} failed: {exc}"
+    return f"{op} failed unexpectedly: {type(exc).__name__}: {exc}"
+
+
+class Sampler:
+    """Reads groups through a ``StreamGroupReader``; at most ``max_concurrency`` groups at once.
+
+    ``sample`` returns one ``GroupSample`` per requested id, in the order given, all stamped
+    with the same ``at`` (read from ``clock`` once, before any request), so that consecutive
+    windows ``(previous[g], at]`` tile time without gaps or overlaps.
+    """
+
+    def __init__(
+        self, reader: StreamGroupReader, *, max_concurrency: int = 8, clock: Clock
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self._reader = reader
+        self._max_concurrency = max_concurrency
+        self._clock = clock
+
+    async def sample(
+        self, group_ids: Sequence[str], previous: Mapping[str, float]
+    ) -> tuple[GroupSample, ...]:
+        """``previous`` maps a group id to the ``at`` of its last stored sample."""
+        at = self._clock.now()
+        semaphore = asyncio.Semaphore(self._max_concurrency)
+
+        async def one(group_id: str) -> GroupSample:
+            async with semaphore:
+                return await self._sample_group(group_id, previous.get(group_id), at)
+
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(one(g)) for g in group_ids]
+        return tuple(t.result() for t in tasks)
+
+    async def _sample_group(
+        self, group_id: str, previous_at: float | None, at: float
+    ) -> GroupSample:
+        try:
+            state = await self._reader.get_stream_group(group_id)
+        except Exception as exc:  # one group's failure must never affect another
+            self._log_failure(group_id, "GetStreamGroup", exc)
+            return GroupSample(
+                at=at,
+                group_id=group_id,
+                state=None,
+                locations=(),
+                complete=False,
+                problems=(_describe("GetStreamGroup", exc),),
+            )
+
+        if state.status in SESSIONS_UNREADABLE_STATUSES:
+            problem = f"group is {state.status}: its sessions cannot be listed"
+            return self._incomplete(state, previous_at, at, problem)
+        try:
+            sessions = await self._reader.list_stream_sessions(group_id)
+        except Exception as exc:
+            self._log_failure(group_id, "ListStreamSessions", exc)
+            return self._incomplete(state, previous_at, at, _describe("ListStreamSessions", exc))
+        return GroupSample(
+            at=at,
+            group_id=group_id,
+            state=state,
+            locations=derive_location_samples(state, sessions, previous_at, at, complete=True),
+            complete=True,
+        )
+
+    @staticmethod
+    def _incomplete(
+        state: GroupState, previous_at: float | None, at: float, problem: str
+    ) -> GroupSample:
+        return GroupSample(
+            at=at,
+            group_id=state.group_id,
+            state=state,
+            locations=derive_location_samples(state, (), previous_at, at, complete=False),
+            complete=False,
+            problems=(problem,),
+        )
+
+    @staticmethod
+    def _log_failure(group_id: str, op: str, exc: Exception) -> None:
+        if isinstance(exc, ServiceError):
+            logger.warning("sampling %s: %s failed: %s", group_id, op, exc)
+        else:
+            logger.error("sampling %s: %s failed unexpectedly", group_id, op, exc_info=exc)
+
+
+async def discover(
+    reader: StreamGroupReader,
+    selector_matches: Callable[[GroupSummary, Mapping[str, str] | None], bool],
+    need_tags: bool,
+) -> list[str]:
+    """Ids of the groups ``selector_matches`` accepts, in listing order.
+
+    ``selector_matches(summary, tags)`` is first asked with ``tags=None`` (id/ARN selectors
+    decide without a call); only if it says no and ``need_tags`` is set are the group's tags
+    read (one ListTagsForResource each) and it is asked again. Errors propagate: a partial
+    discovery would silently drop groups, so the caller keeps its previous set instead.
+    """
+    found: list[str] = []
+    for summary in await reader.list_stream_groups():
+        matched = selector_matches(summary, None)
+        if not matched and need_tags:
+            matched = selector_matches(summary, await reader.list_tags(summary.arn))
+        if matched:
+            found.append(summary.group_id)
+    return found

@@ -1,0 +1,276 @@
+"""Sampling: the pure counting rules, then the Sampler over the in-memory fake."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from autoscaler.domain.clock import ManualClock
+from autoscaler.domain.errors import AccessDeniedError, NotFoundError, ThrottledError
+from autoscaler.domain.models import (
+    CapacityModel,
+    CapacitySetting,
+    GroupState,
+    GroupSummary,
+    LocationState,
+    SessionSummary,
+)
+from autoscaler.domain.policy import GroupSelector
+from autoscaler.sampling import Sampler, derive_location_samples, discover
+from autoscaler.testing import FakeGameLiftStreams
+
+NOW = 1_767_225_600.0
+PREV = NOW - 60.0
+SETTING = CapacitySetting(always_on=2, target_idle=2, maximum=10)
+
+
+def group(*names: str) -> GroupState:
+    return GroupState(
+        group_id="sg-1",
+        arn="arn:aws:gameliftstreams:us-east-1:123456789012:streamgroup/sg-1",
+        status="ACTIVE",
+        stream_class="gen4n_high",
+        tenancy=2,
+        capacity_model=CapacityModel.CURRENT,
+        locations=tuple(
+            LocationState(name=n, status="ACTIVE", setting=SETTING, allocated=6, idle=2)
+            for n in names
+        ),
+        primary_location=names[0],
+    )
+
+
+def session(
+    status: str,
+    created_at: float,
+    *,
+    location: str | None = "us-east-1",
+    updated: float | None = None,
+    reason: str | None = None,
+) -> SessionSummary:
+    return SessionSummary(
+        arn=f"arn:s/{status}/{created_at}",
+        status=status,
+        location=location,
+        created_at=created_at,
+        last_updated_at=created_at if updated is None else updated,
+        status_reason=reason,
+    )
+
+
+def test_levels_and_flows_per_location() -> None:
+    state = group("us-east-1", "eu-central-1")
+    sessions = [
+        session("CONNECTED", PREV - 600),
+        session("ACTIVE", PREV + 10),  # arrival, in use
+        session("PENDING_CLIENT_RECONNECTION", PREV - 100),
+        session("TERMINATING", PREV - 900),
+        session("ACTIVATING", NOW - 30),  # arrival, waiting 30 s
+        session("ACTIVATING", NOW - 5),
+        session("CONNECTED", PREV + 30, location="eu-central-1"),
+    ]
+    east, eu = derive_location_samples(state, sessions, PREV, NOW, complete=True)
+    assert (east.location, east.in_use, east.waiting, east.arrivals) == ("us-east-1", 4, 2, 3)
+    assert east.oldest_waiting_s == pytest.approx(30.0)
+    assert (east.allocated, east.idle, east.setting, east.status) == (6, 2, SETTING, "ACTIVE")
+    assert (east.at, east.complete, east.group_id) == (NOW, True, "sg-1")
+    assert (eu.in_use, eu.waiting, eu.arrivals, eu.oldest_waiting_s) == (1, 0, 1, 0.0)
+
+
+def test_arrival_window_is_left_open_right_closed() -> None:
+    state = group("us-east-1")
+    sessions = [
+        session("CONNECTED", PREV),  # belongs to the previous window
+        session("CONNECTED", PREV + 0.001),
+        session("CONNECTED", NOW),
+        session("CONNECTED", NOW + 1),  # created after the sample time: next window
+    ]
+    (s,) = derive_location_samples(state, sessions, PREV, NOW, complete=True)
+    assert s.arrivals == 2
+    assert s.in_use == 4
+
+
+def test_first_sample_counts_no_flows() -> None:
+    state = group("us-east-1")
+    sessions = [
+        session("CONNECTED", NOW - 10),
+        session("TERMINATED", NOW - 20, updated=NOW - 5),
+        session("ERROR", NOW - 100, updated=NOW - 10, reason="placementTimeout"),
+    ]
+    (s,) = derive_location_samples(state, sessions, None, NOW, complete=True)
+    assert (s.arrivals, s.departures, s.placement_failures, s.in_use) == (0, 0, 0, 1)
+
+
+def test_placement_failures_and_departures_only_inside_the_window() -> None:
+    state = group("us-east-1")
+    day = 86_400.0
+    sessions = [
+        session("ERROR", PREV - 40, updated=PREV + 35, reason="placementTimeout"),
+        session("ERROR", PREV + 1, updated=PREV + 50, reason="internalError"),
+        session("TERMINATED", PREV - 3600, updated=NOW - 1, reason="idleTimeout"),
+        # Days old: listed by the service, but never demand nor departures now.
+        session("ERROR", NOW - 3 * day, updated=NOW - 3 * day + 75, reason="placementTimeout"),
+        session("TERMINATED", NOW - 2 * day, updated=NOW - day, reason="applicationExit"),
+        session("ERROR", PREV - 100, updated=PREV, reason="placementTimeout"),  # edge: out
+    ]
+    (s,) = derive_location_samples(state, sessions, PREV, NOW, complete=True)
+    assert s.placement_failures == 1
+    assert s.departures == 3
+    assert s.arrivals == 1  # the internalError one was created in the window
+    assert (s.in_use, s.waiting) == (0, 0)
+
+
+def test_sessions_without_location_go_to_the_primary_and_unknown_locations_are_dropped() -> None:
+    state = group("eu-central-1", "us-east-1")  # primary is eu-central-1
+    sessions = [
+        session("ACTIVATING", NOW - 20, location=None),
+        session("CONNECTED", NOW - 20, location=None),
+        session("CONNECTED", NOW - 20, location="ap-northeast-1"),  # removed location
+    ]
+    eu, east = derive_location_samples(state, sessions, PREV, NOW, complete=True)
+    assert (eu.waiting, eu.in_use, eu.arrivals) == (1, 1, 2)
+    assert (east.waiting, east.in_use, east.arrivals) == (0, 0, 0)
+
+
+def test_clock_going_back_gives_an_empty_window() -> None:
+    (s,) = derive_location_samples(
+        group("us-east-1"), [session("CONNECTED", NOW - 1)], NOW + 10, NOW, complete=True
+    )
+    assert s.arrivals == 0
+    assert s.in_use == 1
+
+
+def test_failed_listing_is_flagged_and_falls_back_to_allocated_minus_idle() -> None:
+    (s,) = derive_location_samples(group("us-east-1"), (), PREV, NOW, complete=False)
+    assert s.complete is False
+    assert s.in_use == 4  # allocated 6 - idle 2, not a made-up zero
+    assert (s.arrivals, s.waiting, s.departures) == (0, 0, 0)
+
+
+def test_unknown_status_strings_pass_through_uncounted() -> None:
+    (s,) = derive_location_samples(
+        group("us-east-1"), [session("HIBERNATING", NOW - 5)], PREV, NOW, complete=True
+    )
+    assert (s.in_use, s.waiting, s.arrivals) == (0, 0, 1)
+
+
+# --- Sampler over the fake ---------------------------------------------------------------
+
+
+def fake_with_groups(n: int, *, latency_s: float = 0.0) -> FakeGameLiftStreams:
+    fake = FakeGameLiftStreams(latency_s=latency_s)
+    for i in range(n):
+        gid = f"sg-{i}"
+        fake.add_group(gid, {"us-east-1": SETTING})
+        fake.set_location(gid, "us-east-1", allocated=4, idle=1)
+        fake.add_session(gid, status="CONNECTED", created_at=NOW - 30)
+        fake.add_session(gid, status="ACTIVATING", created_at=NOW - 10)
+    return fake
+
+
+async def test_sampler_reads_each_group_once_with_one_listing() -> None:
+    fake = fake_with_groups(3)
+    sampler = Sampler(fake, max_concurrency=2, clock=ManualClock(NOW))
+    samples = await sampler.sample(["sg-0", "sg-1", "sg-2"], {"sg-0": PREV})
+    assert [g.group_id for g in samples] == ["sg-0", "sg-1", "sg-2"]
+    assert all(g.complete and g.problems == () and g.at == NOW for g in samples)
+    (loc0,) = samples[0].locations
+    assert (loc0.in_use, loc0.waiting, loc0.arrivals) == (1, 1, 2)
+    assert samples[1].locations[0].arrivals == 0  # no previous sample: no window
+    assert fake.calls == {"GetStreamGroup": 3, "ListStreamSessions": 3}
+
+
+async def test_throttled_listing_marks_only_that_group_incomplete() -> None:
+    fake = fake_with_groups(3)
+    fake.fail_next("ListStreamSessions", ThrottledError("Rate exceeded"))
+    samples = await Sampler(fake, max_concurrency=1, clock=ManualClock(NOW)).sample(
+        ["sg-0", "sg-1", "sg-2"], {}
+    )
+    bad, ok1, ok2 = samples
+    assert bad.complete is False
+    assert bad.state is not None and bad.state.group_id == "sg-0"
+    assert bad.problems == ("ListStreamSessions failed: ThrottlingException: Rate exceeded",)
+    (loc,) = bad.locations
+    assert loc.complete is False
+    assert loc.in_use == 3  # allocated - idle from the state that was read
+    assert ok1.complete and ok2.complete
+    assert ok1.locations[0].complete
+
+
+async def test_missing_group_and_failed_get_are_reported_not_raised() -> None:
+    fake = fake_with_groups(2)
+    fake.fail_next("GetStreamGroup", AccessDeniedError("not authorized"))
+    samples = await Sampler(fake, clock=ManualClock(NOW)).sample(["sg-0", "sg-gone", "sg-1"], {})
+    denied, gone, ok = samples
+    assert (denied.state, denied.locations, denied.complete) == (None, (), False)
+    assert denied.problems == ("GetStreamGroup failed: AccessDeniedException: not authorized",)
+    assert (gone.state, gone.complete, gone.problems) == (None, False, ("group not found",))
+    assert ok.complete
+    assert fake.calls["ListStreamSessions"] == 1  # no listing after a failed Get
+
+
+async def test_unexpected_exception_in_one_group_is_contained() -> None:
+    class Broken(FakeGameLiftStreams):
+        async def list_stream_sessions(
+            self, group_id: str, status: str | None = None
+        ) -> list[SessionSummary]:
+            if group_id == "sg-1":
+                raise KeyError("Items")
+            return await super().list_stream_sessions(group_id, status)
+
+    fake = Broken()
+    fake.add_group("sg-0", {"us-east-1": SETTING})
+    fake.add_group("sg-1", {"us-east-1": SETTING})
+    ok, broken = await Sampler(fake, clock=ManualClock(NOW)).sample(["sg-0", "sg-1"], {})
+    assert ok.complete
+    assert not broken.complete
+    assert broken.problems[0].startswith("ListStreamSessions failed unexpectedly: KeyError")
+
+
+async def test_expired_group_is_not_listed_and_is_incomplete() -> None:
+    fake = fake_with_groups(1)
+    fake.set_group_status("sg-0", "EXPIRED")
+    (g,) = await Sampler(fake, clock=ManualClock(NOW)).sample(["sg-0"], {})
+    assert not g.complete
+    assert "EXPIRED" in g.problems[0]
+    assert fake.calls["ListStreamSessions"] == 0
+
+
+async def test_concurrency_bound_is_respected() -> None:
+    fake = fake_with_groups(8, latency_s=0.002)
+    samples = await Sampler(fake, max_concurrency=3, clock=ManualClock(NOW)).sample(
+        [f"sg-{i}" for i in range(8)], {}
+    )
+    assert len(samples) == 8
+    assert fake.max_in_flight == 3
+
+
+def test_max_concurrency_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_concurrency"):
+        Sampler(FakeGameLiftStreams(), max_concurrency=0, clock=ManualClock(NOW))
+
+
+async def test_discover_reads_tags_only_when_ids_do_not_decide() -> None:
+    fake = FakeGameLiftStreams()
+    fake.add_group("sg-a", {"us-east-1": SETTING}, tags={"team": "arena"})
+    fake.add_group("sg-b", {"us-east-1": SETTING}, tags={"team": "lobby"})
+    fake.add_group("sg-c", {"us-east-1": SETTING})
+    selector = GroupSelector(ids=("sg-c",), tags={"team": "arena"})
+
+    def matches(summary: GroupSummary, tags: Mapping[str, str] | None) -> bool:
+        return selector.matches(summary.group_id, summary.arn, tags)
+
+    assert await discover(fake, matches, need_tags=True) == ["sg-a", "sg-c"]
+    assert fake.calls["ListTagsForResource"] == 2  # not for sg-c, matched by id
+    assert await discover(fake, matches, need_tags=False) == ["sg-c"]
+
+
+async def test_discover_propagates_a_failed_listing() -> None:
+    fake = FakeGameLiftStreams()
+    fake.add_group("sg-a", {"us-east-1": SETTING})
+    fake.fail_next("ListStreamGroups", ThrottledError("slow down"))
+    with pytest.raises(ThrottledError):
+        await discover(fake, lambda s, t: True, need_tags=False)
+    fake.fail_next("GetStreamGroup", NotFoundError("x"))
+    assert await discover(fake, lambda s, t: True, need_tags=False) == ["sg-a"]
