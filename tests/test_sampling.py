@@ -189,12 +189,14 @@ async def test_throttled_listing_marks_only_that_group_incomplete() -> None:
     )
     bad, ok1, ok2 = samples
     assert bad.complete is False
-    assert bad.state is not None and bad.state.group_id == "sg-0"
+    assert bad.state is not None
+    assert bad.state.group_id == "sg-0"
     assert bad.problems == ("ListStreamSessions failed: ThrottlingException: Rate exceeded",)
     (loc,) = bad.locations
     assert loc.complete is False
     assert loc.in_use == 3  # allocated - idle from the state that was read
-    assert ok1.complete and ok2.complete
+    assert ok1.complete
+    assert ok2.complete
     assert ok1.locations[0].complete
 
 
