@@ -1,0 +1,795 @@
+"""The controller's memory: sample history, the applied-change journal, and small state.
+
+Why SQLite: the history must survive restarts and crashes (a forecaster that starts cold after
+every deploy buys capacity blind), the journal must prove that a change applied before a crash
+is not applied again, and both must work with no server to run. One file, stdlib only.
+
+How it stays consistent:
+
+- WAL journal, ``synchronous=NORMAL``: a killed process (kill -9, OOM) loses nothing that was
+  committed, and every logical write below is exactly one transaction, so a reader after a
+  crash sees each write entirely or not at all. On power loss NORMAL may drop the last few
+  sample commits (never corrupting the file); journal writes switch to ``synchronous=FULL`` so
+  an intent or outcome, once recorded, is on disk before the mutating call is made.
+- Migrations are applied on open, each in its own transaction, and recorded in
+  ``schema_version``; a file from newer software is refused rather than misread.
+- Foreign keys are on: a sample cannot name an unknown location, an outcome cannot exist
+  without its intent.
+
+The API is synchronous. The controller calls it from a worker thread (``asyncio.to_thread``);
+one connection is shared under a lock, so any thread may call, one at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from autoscaler.domain.errors import AutoscalerError
+from autoscaler.domain.models import CapacitySetting, LocationHistory, LocationSample
+
+FloatMatrix = npt.NDArray[np.float64]
+
+# Each migration is a list of statements run in one transaction; index + 1 is its version.
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """CREATE TABLE locations (
+            id INTEGER PRIMARY KEY,
+            group_id TEXT NOT NULL,
+            location TEXT NOT NULL,
+            UNIQUE (group_id, location)
+        )""",
+        # WITHOUT ROWID: rows are stored in (loc_id, at) order, so one location's window is a
+        # single contiguous range scan.
+        """CREATE TABLE samples (
+            loc_id INTEGER NOT NULL REFERENCES locations (id) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            status TEXT,
+            always_on INTEGER,
+            target_idle INTEGER,
+            maximum INTEGER,
+            on_demand INTEGER,
+            allocated REAL NOT NULL,
+            idle REAL NOT NULL,
+            in_use REAL NOT NULL,
+            waiting REAL NOT NULL,
+            oldest_waiting_s REAL NOT NULL,
+            arrivals REAL NOT NULL,
+            placement_failures REAL NOT NULL,
+            departures REAL NOT NULL,
+            complete INTEGER NOT NULL CHECK (complete IN (0, 1)),
+            backfilled INTEGER NOT NULL DEFAULT 0 CHECK (backfilled IN (0, 1)),
+            PRIMARY KEY (loc_id, at)
+        ) WITHOUT ROWID""",
+        # Sealed buckets of samples as packed float64 columns: the fast read path. Derived
+        # data: every write to a bucket deletes its segment in the same transaction, and a
+        # read rebuilds missing ones, so a segment always equals the rows it was built from.
+        """CREATE TABLE segments (
+            loc_id INTEGER NOT NULL REFERENCES locations (id) ON DELETE CASCADE,
+            bucket INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (loc_id, bucket)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE intents (
+            decision_id TEXT PRIMARY KEY,
+            group_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            payload TEXT NOT NULL
+        )""",
+        "CREATE INDEX intents_group_at ON intents (group_id, at)",
+        """CREATE TABLE outcomes (
+            decision_id TEXT PRIMARY KEY REFERENCES intents (decision_id) ON DELETE CASCADE,
+            status TEXT NOT NULL CHECK (status IN ('applied', 'failed', 'abandoned')),
+            detail TEXT NOT NULL
+        )""",
+        """CREATE TABLE state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
+
+# Columns of ``history`` in LocationHistory field order (after ``at``; ``complete`` last).
+_HISTORY_COLUMNS: Final = (
+    "at",
+    "in_use",
+    "waiting",
+    "arrivals",
+    "placement_failures",
+    "departures",
+    "allocated",
+    "idle",
+    "complete",
+)
+_FRAME_COLUMNS: Final = (
+    "at",
+    "status",
+    "always_on",
+    "target_idle",
+    "maximum",
+    "on_demand",
+    "allocated",
+    "idle",
+    "in_use",
+    "waiting",
+    "oldest_waiting_s",
+    "arrivals",
+    "placement_failures",
+    "departures",
+    "complete",
+    "backfilled",
+)
+_INSERT_SAMPLE: Final = (
+    "INSERT OR REPLACE INTO samples (loc_id, at, status, always_on, target_idle, maximum,"
+    " on_demand, allocated, idle, in_use, waiting, oldest_waiting_s, arrivals,"
+    " placement_failures, departures, complete, backfilled)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+)
+_INSERT_BACKFILL: Final = (
+    "INSERT OR IGNORE INTO samples (loc_id, at, status, always_on, target_idle, maximum,"
+    " on_demand, allocated, idle, in_use, waiting, oldest_waiting_s, arrivals,"
+    " placement_failures, departures, complete, backfilled)"
+    " VALUES (?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, 0, 0, ?, 0, ?, 1, 1)"
+)
+_HISTORY_SELECT: Final = ", ".join(_HISTORY_COLUMNS)
+_NCOL: Final = len(_HISTORY_COLUMNS)
+# Segment width: 6 h keeps the unsealed tail (read row by row) short at any tick interval.
+_SEGMENT_S: Final = 21_600.0
+_BUSY_TIMEOUT_MS: Final = 5_000
+
+
+def _bucket(at: float) -> int:
+    return int(at // _SEGMENT_S)
+
+
+def _empty_columns() -> FloatMatrix:
+    return np.zeros((_NCOL, 0), dtype=np.float64)
+
+
+def _rows_to_columns(rows: list[tuple[float, ...]]) -> FloatMatrix:
+    """Rows of ``_HISTORY_COLUMNS`` to a C-contiguous (columns, rows) float64 matrix."""
+    if not rows:
+        return _empty_columns()
+    return np.ascontiguousarray(np.array(rows, dtype=np.float64).T)
+
+
+class StoreError(AutoscalerError):
+    """The store file cannot be used (newer schema, corrupt, or misuse of the journal)."""
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingIntent:
+    """An intent recorded before a mutating call whose outcome was never recorded."""
+
+    decision_id: str
+    group_id: str
+    at: float
+    payload_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRow:
+    """One imported observation (e.g. a CloudWatch minute: ActiveCapacity, IdleCapacity)."""
+
+    at: float
+    in_use: float
+    allocated: float
+    idle: float
+
+
+class HistoryStore:
+    """SQLite-backed history, decision journal and key-value state (see the module docstring).
+
+    ``path`` is a file (created with its directory if missing) or ``":memory:"``.
+    ``retention_s`` is how much sample history ``prune`` keeps.
+    """
+
+    def __init__(self, path: Path | str, *, retention_s: float) -> None:
+        if retention_s <= 0:
+            raise ValueError("retention_s must be positive")
+        self.retention_s = float(retention_s)
+        self.path = path if path == ":memory:" else Path(path)
+        if isinstance(self.path, Path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly
+        # one logical write and nothing is committed implicitly.
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            str(self.path),
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+        )
+        self._loc_ids: dict[tuple[str, str], int] = {}
+        self._pending_loc_ids: dict[tuple[str, str], int] = {}
+        try:
+            self._configure()
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            return int(row[0])
+
+    @property
+    def journal_mode(self) -> str:
+        with self._lock:
+            return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+
+    # -- samples ---------------------------------------------------------------------------
+
+    def append_samples(self, samples: Sequence[LocationSample]) -> None:
+        """Store one tick's samples in one transaction; a repeated (group, location, at)
+        replaces the earlier row."""
+        if not samples:
+            return
+        with self._write() as cur:
+            rows = [
+                (
+                    self._loc_id(cur, s.group_id, s.location),
+                    float(s.at),
+                    s.status,
+                    s.setting.always_on,
+                    s.setting.target_idle,
+                    s.setting.maximum,
+                    s.setting.on_demand,
+                    s.allocated,
+                    s.idle,
+                    s.in_use,
+                    s.waiting,
+                    float(s.oldest_waiting_s),
+                    s.arrivals,
+                    s.placement_failures,
+                    s.departures,
+                    int(s.complete),
+                )
+                for s in samples
+            ]
+            cur.executemany(_INSERT_SAMPLE, rows)
+            self._invalidate_segments(cur, ((r[0], r[1]) for r in rows))
+
+    def backfill(
+        self,
+        group_id: str,
+        location: str,
+        rows: Iterable[BackfillRow | tuple[float, float, float, float]],
+    ) -> int:
+        """Import history (``at, in_use, allocated, idle``) as complete rows; returns how many
+        were new.
+
+        Rows never overwrite a stored sample at the same time (the controller's own samples
+        know more). Imported data carries no session flows, so arrivals and departures are
+        set to the net change of ``in_use`` since the previous row, a lower bound on the true
+        flows; waiting and placement failures are 0.
+        """
+        parsed = sorted(
+            (r if isinstance(r, BackfillRow) else BackfillRow(*r) for r in rows),
+            key=lambda r: r.at,
+        )
+        if not parsed:
+            return 0
+        with self._write() as cur:
+            loc_id = self._loc_id(cur, group_id, location)
+            before = cur.execute(
+                "SELECT in_use FROM samples WHERE loc_id = ? AND at < ? ORDER BY at DESC LIMIT 1",
+                (loc_id, parsed[0].at),
+            ).fetchone()
+            prev = float(before[0]) if before is not None else parsed[0].in_use
+            values = []
+            for r in parsed:
+                delta = r.in_use - prev
+                prev = r.in_use
+                values.append(
+                    (
+                        loc_id,
+                        float(r.at),
+                        float(r.allocated),
+                        float(r.idle),
+                        float(r.in_use),
+                        max(0.0, delta),
+                        max(0.0, -delta),
+                    )
+                )
+            before_changes = self._db.total_changes
+            cur.executemany(_INSERT_BACKFILL, values)
+            inserted = self._db.total_changes - before_changes
+            self._invalidate_segments(cur, ((loc_id, v[1]) for v in values))
+            return inserted
+
+    def history(
+        self, group_id: str, location: str, since: float, until: float | None = None
+    ) -> LocationHistory:
+        """Samples with ``since <= at <= until`` (no upper bound if None), oldest first.
+
+        Fast path: sealed 6-hour buckets come back as packed column blobs (one row per bucket
+        instead of one Python object per value); only the newest, open bucket is read row by
+        row. Buckets not yet packed are packed here, once.
+        """
+        with self._lock:
+            loc_id = self._known_loc_id(group_id, location)
+            if loc_id is None:
+                return LocationHistory.empty()
+            table = self._read_columns(loc_id, float(since), until)
+        if table.shape[1] == 0:
+            return LocationHistory.empty()
+        return LocationHistory(
+            at=table[0],
+            in_use=table[1],
+            waiting=table[2],
+            arrivals=table[3],
+            placement_failures=table[4],
+            departures=table[5],
+            allocated=table[6],
+            idle=table[7],
+            complete=table[8] != 0.0,
+        )
+
+    def history_frame(
+        self, group_id: str, location: str, since: float, until: float | None = None
+    ) -> pd.DataFrame:
+        """Every stored column for plots and users, indexed by a UTC DatetimeIndex named
+        ``time``; setting columns are nullable integers (absent on imported rows)."""
+        with self._lock:
+            loc_id = self._known_loc_id(group_id, location)
+            rows: list[tuple[object, ...]] = []
+            if loc_id is not None:
+                sql, params = self._range_sql(", ".join(_FRAME_COLUMNS), loc_id, since, until)
+                rows = self._db.execute(sql, params).fetchall()
+        frame = pd.DataFrame.from_records(rows, columns=list(_FRAME_COLUMNS))
+        frame["at"] = frame["at"].astype("float64")
+        for col in ("always_on", "target_idle", "maximum", "on_demand"):
+            frame[col] = frame[col].astype("Int64")
+        for col in (
+            "allocated",
+            "idle",
+            "in_use",
+            "waiting",
+            "oldest_waiting_s",
+            "arrivals",
+            "placement_failures",
+            "departures",
+        ):
+            frame[col] = frame[col].astype("float64")
+        for col in ("complete", "backfilled"):
+            frame[col] = frame[col].astype("bool")
+        frame["status"] = frame["status"].astype("string")
+        frame.index = pd.DatetimeIndex(pd.to_datetime(frame["at"], unit="s", utc=True), name="time")
+        return frame
+
+    def latest_sample(self, group_id: str, location: str) -> LocationSample | None:
+        """The newest sample the controller itself stored (not imported) for a location."""
+        with self._lock:
+            loc_id = self._known_loc_id(group_id, location)
+            if loc_id is None:
+                return None
+            row = self._db.execute(
+                "SELECT at, status, always_on, target_idle, maximum, on_demand, allocated,"
+                " idle, in_use, waiting, oldest_waiting_s, arrivals, placement_failures,"
+                " departures, complete FROM samples WHERE loc_id = ? AND backfilled = 0"
+                " ORDER BY at DESC LIMIT 1",
+                (loc_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return LocationSample(
+            group_id=group_id,
+            location=location,
+            at=float(row[0]),
+            status=str(row[1]),
+            setting=CapacitySetting(
+                always_on=int(row[2]),
+                target_idle=int(row[3]),
+                maximum=int(row[4]),
+                on_demand=None if row[5] is None else int(row[5]),
+            ),
+            allocated=int(row[6]),
+            idle=int(row[7]),
+            in_use=int(row[8]),
+            waiting=int(row[9]),
+            oldest_waiting_s=float(row[10]),
+            arrivals=int(row[11]),
+            placement_failures=int(row[12]),
+            departures=int(row[13]),
+            complete=bool(row[14]),
+        )
+
+    def locations(self) -> list[tuple[str, str]]:
+        """Known (group_id, location) pairs that have at least one stored sample, sorted."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT group_id, location FROM locations l"
+                " WHERE EXISTS (SELECT 1 FROM samples s WHERE s.loc_id = l.id)"
+                " ORDER BY group_id, location"
+            ).fetchall()
+        return [(str(g), str(loc)) for g, loc in rows]
+
+    def latest_sample_time(self, group_id: str) -> float | None:
+        """Time of the newest sample of any location of the group (imported ones included)."""
+        with self._lock:
+            loc_ids = [
+                int(r[0])
+                for r in self._db.execute(
+                    "SELECT id FROM locations WHERE group_id = ?", (group_id,)
+                ).fetchall()
+            ]
+            # One indexed MAX per location instead of a scan of the group's rows.
+            times = [
+                row[0]
+                for loc_id in loc_ids
+                if (
+                    row := self._db.execute(
+                        "SELECT MAX(at) FROM samples WHERE loc_id = ?", (loc_id,)
+                    ).fetchone()
+                )[0]
+                is not None
+            ]
+        return float(max(times)) if times else None
+
+    def prune(self, now: float) -> int:
+        """Delete samples older than ``now - retention_s`` and journal entries of finished
+        decisions as old, keeping each group's last applied decision and every pending
+        intent. Returns the number of samples deleted. Meant to run about once an hour."""
+        cutoff = now - self.retention_s
+        with self._write() as cur:
+            deleted = 0
+            for (loc_id,) in cur.execute("SELECT id FROM locations").fetchall():
+                cur.execute("DELETE FROM samples WHERE loc_id = ? AND at < ?", (loc_id, cutoff))
+                deleted += cur.rowcount
+                # The cutoff's bucket lost rows; older ones are empty now.
+                cur.execute(
+                    "DELETE FROM segments WHERE loc_id = ? AND bucket <= ?",
+                    (loc_id, _bucket(cutoff)),
+                )
+            cur.execute(
+                "DELETE FROM locations"
+                " WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.loc_id = locations.id)"
+            )
+            if cur.rowcount:
+                self._loc_ids.clear()
+            cur.execute(
+                "DELETE FROM intents WHERE at < ?"
+                " AND decision_id IN (SELECT decision_id FROM outcomes)"
+                " AND decision_id NOT IN (SELECT decision_id FROM ("
+                "   SELECT i.decision_id, ROW_NUMBER() OVER ("
+                "     PARTITION BY i.group_id ORDER BY i.at DESC, i.rowid DESC) AS n"
+                "   FROM intents i JOIN outcomes o USING (decision_id)"
+                "   WHERE o.status = 'applied') WHERE n = 1)",
+                (cutoff,),
+            )
+            return deleted
+
+    # -- decision journal ------------------------------------------------------------------
+
+    def record_intent(self, group_id: str, at: float, decision_id: str, payload_json: str) -> bool:
+        """Record a decision before the mutating call that applies it. Returns False (and
+        changes nothing) when ``decision_id`` is already recorded."""
+        with self._write(durable=True) as cur:
+            cur.execute(
+                "INSERT OR IGNORE INTO intents (decision_id, group_id, at, payload)"
+                " VALUES (?, ?, ?, ?)",
+                (decision_id, group_id, float(at), payload_json),
+            )
+            return cur.rowcount == 1
+
+    def record_outcome(self, decision_id: str, status: Outcome | str, detail: str = "") -> bool:
+        """Record how a recorded intent ended. An outcome is final: recording the same status
+        again is a no-op (returns False); a different one raises ``StoreError``."""
+        outcome = Outcome(status)
+        with self._write(durable=True) as cur:
+            if (
+                cur.execute(
+                    "SELECT 1 FROM intents WHERE decision_id = ?", (decision_id,)
+                ).fetchone()
+                is None
+            ):
+                raise StoreError(f"no intent recorded for decision {decision_id!r}")
+            prior = cur.execute(
+                "SELECT status FROM outcomes WHERE decision_id = ?", (decision_id,)
+            ).fetchone()
+            if prior is not None:
+                if prior[0] != outcome.value:
+                    raise StoreError(
+                        f"decision {decision_id!r} already {prior[0]}, cannot become {outcome}"
+                    )
+                return False
+            cur.execute(
+                "INSERT INTO outcomes (decision_id, status, detail) VALUES (?, ?, ?)",
+                (decision_id, outcome.value, detail),
+            )
+            return True
+
+    def pending_intents(self) -> list[PendingIntent]:
+        """Intents without an outcome (a crash between intent and outcome), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT i.decision_id, i.group_id, i.at, i.payload FROM intents i"
+                " WHERE NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.decision_id = i.decision_id)"
+                " ORDER BY i.at, i.rowid"
+            ).fetchall()
+        return [PendingIntent(str(d), str(g), float(a), str(p)) for d, g, a, p in rows]
+
+    def outcome(self, decision_id: str) -> tuple[Outcome, str] | None:
+        """The recorded outcome of a decision and its detail, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT status, detail FROM outcomes WHERE decision_id = ?", (decision_id,)
+            ).fetchone()
+        return None if row is None else (Outcome(row[0]), str(row[1]))
+
+    def last_applied(self, group_id: str) -> tuple[float, str] | None:
+        """(at, payload_json) of the group's newest applied decision."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT i.at, i.payload FROM intents i JOIN outcomes o USING (decision_id)"
+                " WHERE i.group_id = ? AND o.status = 'applied'"
+                " ORDER BY i.at DESC, i.rowid DESC LIMIT 1",
+                (group_id,),
+            ).fetchone()
+        return None if row is None else (float(row[0]), str(row[1]))
+
+    # -- key-value state -------------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_state(self, key: str, value: str) -> None:
+        self.put_states({key: value})
+
+    def put_states(self, values: Mapping[str, str]) -> None:
+        """Write several keys in one transaction (all or none)."""
+        with self._write() as cur:
+            cur.executemany(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", list(values.items())
+            )
+
+    def delete_state(self, key: str) -> None:
+        with self._write() as cur:
+            cur.execute("DELETE FROM state WHERE key = ?", (key,))
+
+    # -- internals -------------------------------------------------------------------------
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the history store is closed")
+        return self._conn
+
+    def _configure(self) -> None:
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        mode = str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        if mode not in ("wal", "memory"):  # ":memory:" databases cannot use WAL
+            raise StoreError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        if db.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
+            raise StoreError("this SQLite build cannot enforce foreign keys")
+
+    def _migrate(self) -> None:
+        with self._write() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
+            current = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {current} is newer than this software's "
+                f"{SCHEMA_VERSION}; upgrade the controller"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            with self._write() as cur:
+                # Re-check inside the write lock: another process may have migrated meanwhile.
+                done = cur.execute(
+                    "SELECT 1 FROM schema_version WHERE version = ?", (version,)
+                ).fetchone()
+                if done is not None:
+                    continue
+                for statement in _MIGRATIONS[version - 1]:
+                    cur.execute(statement)
+                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    @contextmanager
+    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Cursor]:
+        """One write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+        with self._lock:
+            db = self._db
+            if durable:
+                db.execute("PRAGMA synchronous = FULL")
+            self._pending_loc_ids = {}
+            cur = db.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                    cur.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.rollback()
+                    raise
+                self._loc_ids.update(self._pending_loc_ids)
+            finally:
+                cur.close()
+                self._pending_loc_ids = {}
+                if durable:
+                    db.execute("PRAGMA synchronous = NORMAL")
+
+    def _loc_id(self, cur: sqlite3.Cursor, group_id: str, location: str) -> int:
+        """Id of a location, created if new (inside the caller's write transaction)."""
+        key = (group_id, location)
+        cached = self._loc_ids.get(key)
+        if cached is None:
+            cached = self._pending_loc_ids.get(key)
+        if cached is not None:
+            return cached
+        cur.execute("INSERT OR IGNORE INTO locations (group_id, location) VALUES (?, ?)", key)
+        row = cur.execute(
+            "SELECT id FROM locations WHERE group_id = ? AND location = ?", key
+        ).fetchone()
+        loc_id = int(row[0])
+        # Cached only once the transaction commits (a rollback may un-create it).
+        self._pending_loc_ids[key] = loc_id
+        return loc_id
+
+    def _known_loc_id(self, group_id: str, location: str) -> int | None:
+        key = (group_id, location)
+        cached = self._loc_ids.get(key)
+        if cached is not None:
+            return cached
+        row = self._db.execute(
+            "SELECT id FROM locations WHERE group_id = ? AND location = ?", key
+        ).fetchone()
+        if row is None:
+            return None
+        self._loc_ids[key] = int(row[0])
+        return int(row[0])
+
+    def _read_columns(self, loc_id: int, since: float, until: float | None) -> FloatMatrix:
+        """(9, n) float64 columns of one location's samples in [since, until] (caller locks)."""
+        db = self._db
+        # Two queries: SQLite's MIN/MAX index shortcut only applies to a lone aggregate.
+        lo = db.execute("SELECT MIN(at) FROM samples WHERE loc_id = ?", (loc_id,)).fetchone()[0]
+        hi = db.execute("SELECT MAX(at) FROM samples WHERE loc_id = ?", (loc_id,)).fetchone()[0]
+        if lo is None:
+            return _empty_columns()
+        upper = float(hi) if until is None else min(float(until), float(hi))
+        start = max(since, float(lo))
+        if upper < start:
+            return _empty_columns()
+        # Buckets before the newest sample's bucket are sealed (packable); the open one is not.
+        first, last = _bucket(start), min(_bucket(upper), _bucket(float(hi)) - 1)
+        if last >= first:
+            have = db.execute(
+                "SELECT COUNT(*) FROM segments WHERE loc_id = ? AND bucket BETWEEN ? AND ?",
+                (loc_id, first, last),
+            ).fetchone()[0]
+            if have < last - first + 1:
+                self._seal(loc_id, first, last)
+        parts: list[FloatMatrix] = []
+        db.execute("BEGIN")  # one snapshot for the segments and the tail
+        try:
+            tail_from = start
+            if last >= first:
+                segs = db.execute(
+                    "SELECT n, data FROM segments WHERE loc_id = ? AND bucket BETWEEN ? AND ?"
+                    " ORDER BY bucket",
+                    (loc_id, first, last),
+                ).fetchall()
+                if len(segs) == last - first + 1:
+                    parts = [
+                        np.frombuffer(data, dtype=np.float64).reshape(_NCOL, int(n))
+                        for n, data in segs
+                    ]
+                    tail_from = (last + 1) * _SEGMENT_S
+                # else: another process wrote meanwhile; read the whole range as rows.
+            sql, params = self._range_sql(_HISTORY_SELECT, loc_id, tail_from, upper)
+            parts.append(_rows_to_columns(db.execute(sql, params).fetchall()))
+        finally:
+            db.execute("COMMIT")
+        table = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        at = table[0]
+        i, j = np.searchsorted(at, start, "left"), np.searchsorted(at, upper, "right")
+        return table[:, i:j]  # each row (column of the history) stays contiguous
+
+    def _seal(self, loc_id: int, first: int, last: int) -> None:
+        """Pack every missing bucket in [first, last] (one write transaction)."""
+        with self._write() as cur:
+            have = {
+                int(b)
+                for (b,) in cur.execute(
+                    "SELECT bucket FROM segments WHERE loc_id = ? AND bucket BETWEEN ? AND ?",
+                    (loc_id, first, last),
+                ).fetchall()
+            }
+            missing = [b for b in range(first, last + 1) if b not in have]
+            if not missing:
+                return
+            lo, hi = missing[0] * _SEGMENT_S, (missing[-1] + 1) * _SEGMENT_S
+            table = _rows_to_columns(
+                cur.execute(
+                    f"SELECT {_HISTORY_SELECT} FROM samples"  # noqa: S608
+                    " WHERE loc_id = ? AND at >= ? AND at < ? ORDER BY at",
+                    (loc_id, lo, hi),
+                ).fetchall()
+            )
+            edges = np.searchsorted(
+                table[0], np.array([b * _SEGMENT_S for b in (*missing, missing[-1] + 1)])
+            )
+            cur.executemany(
+                "INSERT OR REPLACE INTO segments (loc_id, bucket, n, data) VALUES (?, ?, ?, ?)",
+                [
+                    (
+                        loc_id,
+                        b,
+                        int(edges[k + 1] - edges[k]),
+                        np.ascontiguousarray(table[:, edges[k] : edges[k + 1]]).tobytes(),
+                    )
+                    for k, b in enumerate(missing)
+                ],
+            )
+
+    @staticmethod
+    def _invalidate_segments(cur: sqlite3.Cursor, keys: Iterable[tuple[int, float]]) -> None:
+        """Drop the packed buckets that the rows at these (loc_id, at) fall into."""
+        cur.executemany(
+            "DELETE FROM segments WHERE loc_id = ? AND bucket = ?",
+            sorted({(loc_id, _bucket(at)) for loc_id, at in keys}),
+        )
+
+    @staticmethod
+    def _range_sql(
+        columns: str, loc_id: int, since: float, until: float | None
+    ) -> tuple[str, tuple[float, ...]]:
+        if until is None:
+            return (
+                f"SELECT {columns} FROM samples WHERE loc_id = ? AND at >= ? ORDER BY at",  # noqa: S608
+                (loc_id, float(since)),
+            )
+        return (
+            f"SELECT {columns} FROM samples WHERE loc_id = ? AND at >= ? AND at <= ?"  # noqa: S608
+            " ORDER BY at",
+            (loc_id, float(since), float(until)),
+        )
