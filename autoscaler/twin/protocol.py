@@ -417,6 +417,7 @@ class Operation:
     output_status_member: str | None
     output_payload: str | None
     errors: frozenset[str]
+    idempotency_member: str | None  # the ClientToken-like member, if the operation has one
 
     @property
     def literal_chars(self) -> int:
@@ -477,9 +478,12 @@ class ServiceSpec:
         header_params: list[_Param] = []
         query_map: str | None = None
         body_names: list[str] = []
+        idempotency: str | None = None
         input_shape = op_model.input_shape
         if input_shape is not None:
             for member, shape in input_shape.members.items():
+                if shape.metadata.get("idempotencyToken"):
+                    idempotency = member
                 location = shape.serialization.get("location")
                 wire = shape.serialization.get("name", member)
                 element = shape.member.type_name if shape.type_name == "list" else None
@@ -546,6 +550,7 @@ class ServiceSpec:
             output_status_member=status_member,
             output_payload=payload,
             errors=frozenset(shape.name for shape in op_model.error_shapes),
+            idempotency_member=idempotency,
         )
 
     # --- requests --------------------------------------------------------------------------
