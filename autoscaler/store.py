@@ -222,6 +222,7 @@ class HistoryStore:
         )
         self._loc_ids: dict[tuple[str, str], int] = {}
         self._pending_loc_ids: dict[tuple[str, str], int] = {}
+        self._sealed_before: dict[int, int] = {}  # loc_id -> bucket whose predecessor is packed
         try:
             self._configure()
             self._migrate()
@@ -291,6 +292,18 @@ class HistoryStore:
             ]
             cur.executemany(_INSERT_SAMPLE, rows)
             self._invalidate_segments(cur, ((r[0], r[1]) for r in rows))
+            # A tick in a new bucket packs the previous one, so reads after a restart are
+            # fast too (at most one lookup per location and bucket).
+            newest: dict[int, int] = {}
+            sealed: dict[int, int] = {}
+            for r in rows:
+                newest[r[0]] = max(newest.get(r[0], -(2**62)), _bucket(r[1]))
+            for loc_id, bucket in newest.items():
+                if self._sealed_before.get(loc_id) != bucket:
+                    self._seal_in(cur, loc_id, bucket - 1, bucket - 1)
+                    sealed[loc_id] = bucket
+        # Remembered only once committed; it merely skips a lookup, reads re-pack if needed.
+        self._sealed_before.update(sealed)
 
     def backfill(
         self,
@@ -490,6 +503,7 @@ class HistoryStore:
             )
             if cur.rowcount:
                 self._loc_ids.clear()
+                self._sealed_before.clear()
             cur.execute(
                 "DELETE FROM intents WHERE at < ?"
                 " AND decision_id IN (SELECT decision_id FROM outcomes)"
@@ -737,39 +751,44 @@ class HistoryStore:
     def _seal(self, loc_id: int, first: int, last: int) -> None:
         """Pack every missing bucket in [first, last] (one write transaction)."""
         with self._write() as cur:
-            have = {
-                int(b)
-                for (b,) in cur.execute(
-                    "SELECT bucket FROM segments WHERE loc_id = ? AND bucket BETWEEN ? AND ?",
-                    (loc_id, first, last),
-                ).fetchall()
-            }
-            missing = [b for b in range(first, last + 1) if b not in have]
-            if not missing:
-                return
-            lo, hi = missing[0] * _SEGMENT_S, (missing[-1] + 1) * _SEGMENT_S
-            table = _rows_to_columns(
-                cur.execute(
-                    f"SELECT {_HISTORY_SELECT} FROM samples"  # noqa: S608
-                    " WHERE loc_id = ? AND at >= ? AND at < ? ORDER BY at",
-                    (loc_id, lo, hi),
-                ).fetchall()
-            )
-            edges = np.searchsorted(
-                table[0], np.array([b * _SEGMENT_S for b in (*missing, missing[-1] + 1)])
-            )
-            cur.executemany(
-                "INSERT OR REPLACE INTO segments (loc_id, bucket, n, data) VALUES (?, ?, ?, ?)",
-                [
-                    (
-                        loc_id,
-                        b,
-                        int(edges[k + 1] - edges[k]),
-                        np.ascontiguousarray(table[:, edges[k] : edges[k + 1]]).tobytes(),
-                    )
-                    for k, b in enumerate(missing)
-                ],
-            )
+            self._seal_in(cur, loc_id, first, last)
+
+    @staticmethod
+    def _seal_in(cur: sqlite3.Cursor, loc_id: int, first: int, last: int) -> None:
+        """Pack every missing bucket in [first, last] inside the caller's transaction."""
+        have = {
+            int(b)
+            for (b,) in cur.execute(
+                "SELECT bucket FROM segments WHERE loc_id = ? AND bucket BETWEEN ? AND ?",
+                (loc_id, first, last),
+            ).fetchall()
+        }
+        missing = [b for b in range(first, last + 1) if b not in have]
+        if not missing:
+            return
+        lo, hi = missing[0] * _SEGMENT_S, (missing[-1] + 1) * _SEGMENT_S
+        table = _rows_to_columns(
+            cur.execute(
+                f"SELECT {_HISTORY_SELECT} FROM samples"  # noqa: S608
+                " WHERE loc_id = ? AND at >= ? AND at < ? ORDER BY at",
+                (loc_id, lo, hi),
+            ).fetchall()
+        )
+        edges = np.searchsorted(
+            table[0], np.array([b * _SEGMENT_S for b in (*missing, missing[-1] + 1)])
+        )
+        cur.executemany(
+            "INSERT OR REPLACE INTO segments (loc_id, bucket, n, data) VALUES (?, ?, ?, ?)",
+            [
+                (
+                    loc_id,
+                    b,
+                    int(edges[k + 1] - edges[k]),
+                    np.ascontiguousarray(table[:, edges[k] : edges[k + 1]]).tobytes(),
+                )
+                for k, b in enumerate(missing)
+            ],
+        )
 
     @staticmethod
     def _invalidate_segments(cur: sqlite3.Cursor, keys: Iterable[tuple[int, float]]) -> None:
