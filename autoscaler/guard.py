@@ -1,0 +1,905 @@
+"""Guard: the safety rules every plan passes before anything is applied.
+
+A plan comes from a plugin, which may be wrong, late, or fed bad data; the guards make what is
+applied safe regardless. Each rule is a small pure function; when it changes or blocks part of
+a plan it says so with a ``Veto`` value (reports carry every one), never an exception.
+
+Per location, capacity is handled as three *levels* so one set of rules serves both models:
+``always_on``, ``target_idle`` (0 for legacy) and ``ceiling`` (``maximum``; legacy:
+``always_on + on_demand``). Every rule below applies to each level independently; a legacy
+``on_demand`` is derived at the end as ``ceiling − always_on``.
+
+Order (deliberate):
+
+1. **Group gates** (whole group, short-circuit): group status not ACTIVE → frozen; global
+   pause or ``Policy.paused`` → frozen. Nothing is recorded while frozen.
+2. **Location gates**: a location that is not ACTIVE, or was not planned, is held; a
+   hand-made change (drift, against what we last applied) is respected for
+   ``drift_cooldown_s`` (``DriftAction.RESPECT``) or overridden by the plan (``REVERT``).
+3. **Tenancy** rounds the plan up first, so every later rule works in whole hosts.
+4. **Tolerance** drops changes smaller than ``behavior.tolerance`` (relative), except an
+   increase needed to cover in-use + waiting. It runs before stabilisation, as in HPA, so
+   the stabilisation window remembers what was actually recommended after the noise filter.
+5. **Stabilisation** (HPA): scale down only to the *highest* recommendation of the last
+   ``scale_down.stabilization_window_s``, scale up only to the *lowest* of the last
+   ``scale_up.stabilization_window_s``.
+6. **Step limits** (HPA rules per direction: Slots/Percent per ``period_s``, selectPolicy
+   Max/Min/Disabled), against the value at the start of each period, from the memory of
+   applied changes. A rule that allows any change allows at least one host (tenancy), or a
+   12-slot host could never move under an 8-slot rule; Percent of 0 is taken of one host.
+7. **Bounds** (``policy.bounds_for``): ``min ≤ always_on``, every level ``≤ max`` (min rounded
+   up, max rounded down to the tenancy; min wins if they cross). Bounds beat step limits.
+8. **Consistency**: ceiling ≥ always_on, target_idle ≤ ceiling.
+9. **Budget** (``budget.max_cost_per_hour``, worst case = price × Σ ceiling, less what the
+   policy's other groups already plan): cut in ``budget.cut_order``: ``target_idle`` (the
+   idle buffer and the ceiling room it needs), ``maximum`` (burst room above always-on or
+   in-use + idle), ``always_on`` (down to in-use); non-primary locations first; never below
+   in-use or the minimum bound. Beats step limits (a cap is a cap).
+10. **Never below in use**: ceiling ≥ in-use (rounded up to the tenancy). Beats everything
+    above, bounds included: lowering capacity under live sessions helps nobody.
+11. **Tenancy** again (a no-op unless a rule above has a bug; cheap insurance).
+12. **Cooldown**: within ``behavior.cooldown_s`` of the last applied change, hold, except
+    increases needed to cover in-use + waiting.
+13. **Fallback** (KEDA): after ``fallback.failure_threshold`` failed ticks in a row (plugin
+    errors, incomplete samples), ``static`` raises levels to the fallback values (only up).
+14. **Stale/incomplete data**: the group's sample is older than ``stale_after_s`` or
+    incomplete, or the location's is missing/incomplete → no field may decrease (increases
+    pass). Runs last among the capacity rules so nothing above can sneak a decrease through.
+15. **Forecast-only** (``Mode.FORECAST_ONLY``): decided = current; the veto says what would
+    have been set.
+
+Location changes from the plugin's lifecycle hook are guarded separately (never remove the
+primary location or one with live sessions; nothing while paused, stale, or forecast-only).
+
+``GuardMemory`` is the little state the rules need across ticks (recommendations within the
+stabilisation windows, applied changes within the step periods, the last applied time and
+setting per group/location, drift and failure counters). ``guard_group`` returns a new memory
+and never mutates its input; the controller calls ``GuardMemory.record_applied`` only after a
+write succeeded, and persists ``to_json()``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from autoscaler.domain.classes import round_down_to_tenancy, round_up_to_tenancy
+from autoscaler.domain.models import (
+    CapacityModel,
+    CapacitySetting,
+    GroupDecision,
+    GroupSample,
+    GroupState,
+    LocationBounds,
+    LocationChange,
+    LocationDecision,
+    Veto,
+)
+from autoscaler.domain.policy import (
+    Behavior,
+    DirectionBehavior,
+    DriftAction,
+    FallbackBehavior,
+    Mode,
+    Policy,
+    RuleType,
+    SelectPolicy,
+)
+from autoscaler.planner import GroupPlan, LocationPlan
+
+MEMORY_VERSION = 1
+LEVELS = ("always_on", "target_idle", "ceiling")
+Key = tuple[str, str]  # (group id, location)
+
+
+# --------------------------------------------------------------------------- levels
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """A location's capacity as three numbers the rules treat alike (see module docstring)."""
+
+    always_on: int
+    target_idle: int
+    ceiling: int
+
+    @staticmethod
+    def of(setting: CapacitySetting) -> Levels:
+        return Levels(setting.always_on, setting.idle_target, setting.ceiling)
+
+    def get(self, name: str) -> int:
+        value: int = getattr(self, name)
+        return value
+
+    def with_(self, name: str, value: int) -> Levels:
+        return replace(self, **{name: value})
+
+    def setting(self, model: CapacityModel) -> CapacitySetting:
+        if model is CapacityModel.LEGACY:
+            return CapacitySetting(
+                always_on=self.always_on, on_demand=max(0, self.ceiling - self.always_on)
+            )
+        return CapacitySetting(
+            always_on=self.always_on, target_idle=self.target_idle, maximum=self.ceiling
+        )
+
+    def as_list(self) -> list[int]:
+        return [self.always_on, self.target_idle, self.ceiling]
+
+
+def _label(name: str, model: CapacityModel) -> str:
+    if name == "ceiling":
+        return "always-on + on-demand" if model is CapacityModel.LEGACY else "maximum"
+    return name.replace("_", "-")
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationRecord:
+    at: float
+    levels: Levels
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedRecord:
+    at: float
+    before: Levels
+    after: Levels
+
+
+@dataclass(frozen=True, slots=True)
+class GuardMemory:
+    """What the guards remember between ticks; persisted by the controller as JSON.
+
+    Keys are (group id, location), or the group id. Treat as immutable: every update returns
+    a new memory.
+    """
+
+    recommendations: Mapping[Key, tuple[RecommendationRecord, ...]] = field(default_factory=dict)
+    applied: Mapping[Key, tuple[AppliedRecord, ...]] = field(default_factory=dict)
+    last_applied_at: Mapping[str, float] = field(default_factory=dict)
+    last_applied: Mapping[Key, CapacitySetting] = field(default_factory=dict)
+    drift_seen_at: Mapping[Key, float] = field(default_factory=dict)
+    failures: Mapping[str, int] = field(default_factory=dict)  # failed ticks in a row
+
+    def record_applied(self, decision: GroupDecision, at: float) -> GuardMemory:
+        """The memory after ``decision`` was successfully applied at ``at`` (call only then)."""
+        g = decision.group_id
+        applied = dict(self.applied)
+        last = dict(self.last_applied)
+        drift = dict(self.drift_seen_at)
+        for d in decision.locations:
+            key = (g, d.location)
+            last[key] = d.decided
+            drift.pop(key, None)
+            if d.changed:
+                rec = AppliedRecord(at, Levels.of(d.current), Levels.of(d.decided))
+                applied[key] = (*applied.get(key, ()), rec)
+        stamps = dict(self.last_applied_at)
+        if decision.changed_locations:
+            stamps[g] = at
+        return replace(
+            self, applied=applied, last_applied=last, last_applied_at=stamps, drift_seen_at=drift
+        )
+
+    def to_json(self) -> str:
+        def setting(s: CapacitySetting) -> dict[str, int | None]:
+            return {
+                "always_on": s.always_on,
+                "target_idle": s.target_idle,
+                "maximum": s.maximum,
+                "on_demand": s.on_demand,
+            }
+
+        doc: dict[str, Any] = {
+            "version": MEMORY_VERSION,
+            "recommendations": [
+                [g, loc, [[r.at, *r.levels.as_list()] for r in recs]]
+                for (g, loc), recs in sorted(self.recommendations.items())
+            ],
+            "applied": [
+                [g, loc, [[r.at, *r.before.as_list(), *r.after.as_list()] for r in recs]]
+                for (g, loc), recs in sorted(self.applied.items())
+            ],
+            "last_applied_at": dict(sorted(self.last_applied_at.items())),
+            "last_applied": [
+                [g, loc, setting(s)] for (g, loc), s in sorted(self.last_applied.items())
+            ],
+            "drift_seen_at": [[g, loc, t] for (g, loc), t in sorted(self.drift_seen_at.items())],
+            "failures": dict(sorted(self.failures.items())),
+        }
+        return json.dumps(doc, separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> GuardMemory:
+        """Inverse of ``to_json``; raises ValueError on another version or a malformed doc."""
+        try:
+            doc = json.loads(text)
+            if doc.get("version") != MEMORY_VERSION:
+                raise ValueError(f"guard memory version {doc.get('version')!r} is not supported")
+
+            def lv(values: list[int]) -> Levels:
+                return Levels(int(values[0]), int(values[1]), int(values[2]))
+
+            return GuardMemory(
+                recommendations={
+                    (g, loc): tuple(RecommendationRecord(float(r[0]), lv(r[1:4])) for r in recs)
+                    for g, loc, recs in doc["recommendations"]
+                },
+                applied={
+                    (g, loc): tuple(
+                        AppliedRecord(float(r[0]), lv(r[1:4]), lv(r[4:7])) for r in recs
+                    )
+                    for g, loc, recs in doc["applied"]
+                },
+                last_applied_at={g: float(t) for g, t in doc["last_applied_at"].items()},
+                last_applied={(g, loc): CapacitySetting(**s) for g, loc, s in doc["last_applied"]},
+                drift_seen_at={(g, loc): float(t) for g, loc, t in doc["drift_seen_at"]},
+                failures={g: int(n) for g, n in doc["failures"].items()},
+            )
+        except (KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"malformed guard memory: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- per-location rules
+
+
+@dataclass(frozen=True, slots=True)
+class LocationInput:
+    """What the per-location rules may look at."""
+
+    group_id: str
+    location: str
+    now: float
+    model: CapacityModel
+    tenancy: int
+    current: Levels
+    in_use: int
+    waiting: int
+    bounds: LocationBounds
+    behavior: Behavior
+    recommendations: tuple[RecommendationRecord, ...] = ()  # earlier ones, oldest first
+    applied: tuple[AppliedRecord, ...] = ()
+
+    def urgent(self, name: str, value: int) -> bool:
+        """An increase of always-on or the ceiling while it does not cover in-use + waiting."""
+        cur = self.current.get(name)
+        return name in ("always_on", "ceiling") and value > cur and cur < self.in_use + self.waiting
+
+    def veto(self, guard: str, reason: str) -> Veto:
+        return Veto(guard=guard, location=self.location, reason=reason)
+
+
+Outcome = tuple[Levels, tuple[Veto, ...]]
+Rule = Callable[[LocationInput, Levels], Outcome]
+
+
+def _changes(ctx: LocationInput, before: Levels, after: Levels) -> str:
+    return ", ".join(
+        f"{_label(n, ctx.model)} {before.get(n)}→{after.get(n)}"
+        for n in LEVELS
+        if before.get(n) != after.get(n)
+    )
+
+
+def round_to_tenancy(ctx: LocationInput, p: Levels) -> Outcome:
+    t = ctx.tenancy
+    out = Levels(*(round_up_to_tenancy(p.get(n), t) for n in LEVELS))
+    if out == p:
+        return p, ()
+    return out, (ctx.veto("tenancy", f"rounded up to whole hosts of {t}: {_changes(ctx, p, out)}"),)
+
+
+def tolerance(ctx: LocationInput, p: Levels) -> Outcome:
+    tol = ctx.behavior.tolerance
+    if tol <= 0:
+        return p, ()
+    out = p
+    for n in LEVELS:
+        cur, new = ctx.current.get(n), p.get(n)
+        if new != cur and abs(new - cur) / max(cur, 1) < tol and not ctx.urgent(n, new):
+            out = out.with_(n, cur)
+    if out == p:
+        return p, ()
+    return out, (
+        ctx.veto("tolerance", f"ignored changes under {tol:.0%}: {_changes(ctx, out, p)}"),
+    )
+
+
+def _window(ctx: LocationInput, name: str, proposed: int, window_s: float) -> list[int]:
+    cutoff = ctx.now - window_s
+    return [r.levels.get(name) for r in ctx.recommendations if r.at > cutoff] + [proposed]
+
+
+def stabilise(ctx: LocationInput, p: Levels) -> Outcome:
+    up, down = ctx.behavior.scale_up, ctx.behavior.scale_down
+    out = p
+    notes: list[str] = []
+    for n in LEVELS:
+        cur, new = ctx.current.get(n), p.get(n)
+        value = cur
+        lowest = min(_window(ctx, n, new, up.stabilization_window_s))
+        highest = max(_window(ctx, n, new, down.stabilization_window_s))
+        value = max(value, lowest)
+        value = min(value, highest)
+        if value != new:
+            window = down if new < value else up
+            which = "highest" if new < value else "lowest"
+            notes.append(
+                f"{_label(n, ctx.model)} {value} not {new} ({which} recommendation of the last"
+                f" {window.stabilization_window_s:g} s)"
+            )
+            out = out.with_(n, value)
+    if not notes:
+        return p, ()
+    return out, (ctx.veto("stabilisation", "; ".join(notes)),)
+
+
+def _rule_change(rule_type: RuleType, value: float, start: int, tenancy: int, up: bool) -> int:
+    """Most slots one rule lets a level move from ``start`` in its period."""
+    if rule_type is RuleType.SLOTS:
+        return math.floor(value)
+    base = max(start, tenancy) if up else start
+    return math.floor(base * value / 100.0)
+
+
+def step_limit(
+    direction: DirectionBehavior,
+    *,
+    current: int,
+    name: str,
+    applied: tuple[AppliedRecord, ...],
+    now: float,
+    tenancy: int,
+    up: bool,
+) -> int | None:
+    """The furthest a level may go this tick in one direction (HPA semantics), or None when
+    the direction has no rules (unlimited)."""
+    if direction.select_policy is SelectPolicy.DISABLED:
+        return current
+    if not direction.rules:
+        return None
+    limits: list[int] = []
+    for rule in direction.rules:
+        moved = 0
+        for rec in applied:
+            if rec.at > now - rule.period_s:
+                delta = rec.after.get(name) - rec.before.get(name)
+                moved += max(0, delta) if up else max(0, -delta)
+        start = max(0, current - moved) if up else current + moved
+        change = _rule_change(rule.type, rule.value, start, tenancy, up)
+        limits.append(start + change if up else start - change)
+    pick = max if (direction.select_policy is SelectPolicy.MAX) == up else min
+    raw = pick(limits)
+    if up:
+        limit = round_down_to_tenancy(raw, tenancy)
+        if raw > current and limit <= current:
+            limit = current + tenancy  # any allowed change allows one host
+        return max(limit, current)
+    limit = round_up_to_tenancy(raw, tenancy)
+    if raw < current and limit >= current:
+        limit = current - tenancy
+    return max(0, min(limit, current))
+
+
+def step_limits(ctx: LocationInput, p: Levels) -> Outcome:
+    out = p
+    notes: list[str] = []
+    for n in LEVELS:
+        cur, new = ctx.current.get(n), p.get(n)
+        if new == cur:
+            continue
+        up = new > cur
+        limit = step_limit(
+            ctx.behavior.scale_up if up else ctx.behavior.scale_down,
+            current=cur,
+            name=n,
+            applied=ctx.applied,
+            now=ctx.now,
+            tenancy=ctx.tenancy,
+            up=up,
+        )
+        if limit is None:
+            continue
+        value = min(new, limit) if up else max(new, limit)
+        if value != new:
+            verb = "scale-up" if up else "scale-down"
+            notes.append(f"{_label(n, ctx.model)} {cur}→{value} not {new} ({verb} step limit)")
+            out = out.with_(n, value)
+    if not notes:
+        return p, ()
+    return out, (ctx.veto("step-limit", "; ".join(notes)),)
+
+
+def effective_bounds(bounds: LocationBounds, tenancy: int) -> tuple[int, int]:
+    """(min, max) in whole hosts: min rounded up, max rounded down; min wins if they cross."""
+    lo = round_up_to_tenancy(bounds.min_capacity, tenancy)
+    hi = round_down_to_tenancy(bounds.max_capacity, tenancy)
+    return lo, max(lo, hi)
+
+
+def clamp_to_bounds(ctx: LocationInput, p: Levels) -> Outcome:
+    lo, hi = effective_bounds(ctx.bounds, ctx.tenancy)
+    out = Levels(
+        always_on=min(max(p.always_on, lo), hi),
+        target_idle=min(p.target_idle, hi),
+        ceiling=min(max(p.ceiling, lo), hi),
+    )
+    if out == p:
+        return p, ()
+    return out, (ctx.veto("bounds", f"kept within [{lo}, {hi}]: {_changes(ctx, p, out)}"),)
+
+
+def consistency(ctx: LocationInput, p: Levels) -> Outcome:
+    ceiling = max(p.ceiling, p.always_on)
+    idle = 0 if ctx.model is CapacityModel.LEGACY else min(p.target_idle, ceiling)
+    out = Levels(p.always_on, idle, ceiling)
+    if out == p:
+        return p, ()
+    return out, (ctx.veto("consistency", f"kept 0 ≤ always-on ≤ ceiling: {_changes(ctx, p, out)}"),)
+
+
+def never_below_in_use(ctx: LocationInput, p: Levels) -> Outcome:
+    need = round_up_to_tenancy(ctx.in_use, ctx.tenancy)
+    if p.ceiling >= need:
+        return p, ()
+    out = p.with_("ceiling", need)
+    return out, (
+        ctx.veto(
+            "in-use", f"{_label('ceiling', ctx.model)} {p.ceiling}→{need}: {ctx.in_use} in use"
+        ),
+    )
+
+
+# The per-location chain, in order (steps 3–8 and 10–11 of the module docstring).
+PRE_BUDGET: tuple[Rule, ...] = (round_to_tenancy, tolerance)
+POST_TOLERANCE: tuple[Rule, ...] = (stabilise, step_limits, clamp_to_bounds, consistency)
+POST_BUDGET: tuple[Rule, ...] = (never_below_in_use, round_to_tenancy, consistency)
+
+
+def run_chain(rules: tuple[Rule, ...], ctx: LocationInput, p: Levels) -> Outcome:
+    vetoes: list[Veto] = []
+    for rule in rules:
+        p, v = rule(ctx, p)
+        vetoes.extend(v)
+    return p, tuple(vetoes)
+
+
+# --------------------------------------------------------------------------- group rules
+
+
+def budget_cut(
+    items: list[tuple[LocationInput, Levels]],
+    *,
+    price_per_slot_hour: float,
+    cap_per_hour: float | None,
+    spent_elsewhere_per_hour: float,
+    cut_order: tuple[str, ...],
+    primary: str,
+) -> tuple[list[Levels], tuple[Veto, ...]]:
+    """Lower levels until price × Σ ceiling fits the cap (see module docstring, step 9)."""
+    levels = [p for _, p in items]
+    if cap_per_hour is None or price_per_slot_hour <= 0:
+        return levels, ()
+    remaining = cap_per_hour - spent_elsewhere_per_hour
+    planned = sum(p.ceiling for p in levels) * price_per_slot_hour
+    if planned <= remaining + 1e-9:
+        return levels, ()
+    need = math.ceil((planned - remaining) / price_per_slot_hour - 1e-9)
+    # Cut non-primary locations first (last listed first), the primary last.
+    order = sorted(range(len(items)), key=lambda i: (items[i][0].location == primary, -i))
+    cuts: dict[int, list[str]] = {}
+    for what in cut_order:
+        for i in order:
+            if need <= 0:
+                break
+            ctx, p = items[i][0], levels[i]
+            t = ctx.tenancy
+            floor = max(round_up_to_tenancy(ctx.in_use, t), effective_bounds(ctx.bounds, t)[0])
+            base = max(p.always_on, floor)
+            idle_part = max(0, min(p.ceiling, base + p.target_idle) - base)
+            burst = max(0, p.ceiling - base - idle_part)
+            room = {"target_idle": idle_part, "maximum": burst, "always_on": p.always_on - floor}
+            step = min(round_up_to_tenancy(need, t), max(0, room.get(what, 0)))
+            if step <= 0:
+                continue
+            if what == "target_idle":
+                new = Levels(p.always_on, max(0, p.target_idle - step), p.ceiling - step)
+            elif what == "maximum":
+                new = p.with_("ceiling", p.ceiling - step)
+            else:  # always_on: the ceiling comes down with the floor it rested on
+                new_ao = p.always_on - step
+                drop = base - max(new_ao, floor)
+                new = Levels(new_ao, p.target_idle, max(new_ao, p.ceiling - drop))
+            saved = p.ceiling - new.ceiling
+            need -= saved
+            levels[i] = new
+            label = _label("ceiling" if what == "maximum" else what, ctx.model)
+            cuts.setdefault(i, []).append(f"{label} −{step}")
+    vetoes = [
+        Veto(
+            guard="budget",
+            location=items[i][0].location,
+            reason=f"cut {', '.join(c)} to fit ${cap_per_hour:g}/h",
+        )
+        for i, c in sorted(cuts.items())
+    ]
+    after = sum(p.ceiling for p in levels) * price_per_slot_hour
+    summary = (
+        f"planned ${planned:.2f}/h (+ ${spent_elsewhere_per_hour:.2f}/h elsewhere) over"
+        f" the ${cap_per_hour:g}/h cap; now ${after:.2f}/h"
+    )
+    if need > 0:
+        summary += ": cannot cut further without going below in-use or the minimum bounds"
+    vetoes.insert(0, Veto(guard="budget", location=None, reason=summary))
+    return levels, tuple(vetoes)
+
+
+def _no_decrease(current: CapacitySetting, decided: CapacitySetting) -> CapacitySetting:
+    """Each field of ``decided`` raised to at least the current one (stale-data rule)."""
+    if decided.on_demand is not None:
+        return CapacitySetting(
+            always_on=max(current.always_on, decided.always_on),
+            on_demand=max(current.on_demand or 0, decided.on_demand),
+        )
+    return CapacitySetting(
+        always_on=max(current.always_on, decided.always_on),
+        target_idle=max(current.target_idle, decided.target_idle),
+        maximum=max(current.maximum, decided.maximum),
+    )
+
+
+def cooldown(ctx: LocationInput, p: Levels, last_applied_at: float | None) -> Outcome:
+    cd = ctx.behavior.cooldown_s
+    if last_applied_at is None or cd <= 0 or ctx.now - last_applied_at >= cd:
+        return p, ()
+    out = p
+    for n in LEVELS:
+        if p.get(n) != ctx.current.get(n) and not ctx.urgent(n, p.get(n)):
+            out = out.with_(n, ctx.current.get(n))
+    if out == p:
+        return p, ()
+    left = cd - (ctx.now - last_applied_at)
+    return out, (
+        ctx.veto("cooldown", f"held {_changes(ctx, out, p)} for {left:.0f} s more of cooldown"),
+    )
+
+
+def fallback_levels(ctx: LocationInput, p: Levels, policy: Policy) -> Outcome:
+    fb = policy.fallback
+    t = ctx.tenancy
+    _, hi = effective_bounds(ctx.bounds, t)
+    floor = Levels(
+        min(round_up_to_tenancy(fb.always_on, t), hi),
+        0 if ctx.model is CapacityModel.LEGACY else min(round_up_to_tenancy(fb.target_idle, t), hi),
+        min(round_up_to_tenancy(max(fb.maximum, fb.always_on), t), hi),
+    )
+    out = Levels(*(max(p.get(n), floor.get(n)) for n in LEVELS))
+    if out == p:
+        return p, ()
+    return out, (ctx.veto("fallback", f"static fallback raised {_changes(ctx, p, out)}"),)
+
+
+# --------------------------------------------------------------------------- location changes
+
+
+def guard_location_changes(
+    changes: tuple[LocationChange, ...],
+    *,
+    state: GroupState,
+    plan: GroupPlan,
+    policy: Policy,
+    blocked: str | None,
+    stale: bool,
+) -> tuple[tuple[LocationChange, ...], tuple[Veto, ...]]:
+    """Keep the safe location changes; veto the rest (primary, live sessions, status, …)."""
+    kept: list[LocationChange] = []
+    vetoes: list[Veto] = []
+    plans = {lp.location: lp for lp in plan.locations}
+    for ch in changes:
+
+        def no(why: str, ch: LocationChange = ch) -> None:
+            vetoes.append(Veto("location-change", ch.location, f"{ch.action} refused: {why}"))
+
+        loc = state.location(ch.location)
+        if blocked is not None:
+            no(blocked)
+        elif ch.action == "add":
+            if state.status != "ACTIVE":
+                no(f"group is {state.status}")
+            elif loc is not None:
+                no("the location is already part of the group")
+            elif ch.setting is None:
+                no("no capacity given (the service's defaults are never relied on)")
+            else:
+                t = plan.tenancy
+                lo, hi = effective_bounds(policy.bounds_for(ch.location), t)
+                lv = Levels.of(ch.setting)
+                ao = min(max(round_up_to_tenancy(lv.always_on, t), lo), hi)
+                ceiling = max(ao, min(max(round_up_to_tenancy(lv.ceiling, t), lo), hi))
+                idle = min(round_up_to_tenancy(lv.target_idle, t), ceiling)
+                setting = Levels(ao, idle, ceiling).setting(plan.capacity_model)
+                if setting != ch.setting:
+                    vetoes.append(
+                        Veto(
+                            "location-change",
+                            ch.location,
+                            f"add: capacity set to {setting.describe()} (tenancy, bounds, model)",
+                        )
+                    )
+                kept.append(replace(ch, setting=setting))
+        elif ch.action == "remove":
+            lp = plans.get(ch.location)
+            if state.status not in ("ACTIVE", "ACTIVE_WITH_ERRORS"):
+                no(f"group is {state.status}")
+            elif loc is None:
+                no("the location is not part of the group")
+            elif ch.location == state.primary_location:
+                no("the primary location cannot be removed (only set to zero)")
+            elif loc.status in ("ACTIVATING", "REMOVING"):
+                no(f"location is {loc.status}")
+            elif stale:
+                no("data is stale or incomplete: never remove on missing data")
+            elif loc.in_use > 0 or (lp is not None and (lp.in_use > 0 or lp.waiting > 0)):
+                no("the location has live sessions")
+            else:
+                kept.append(ch)
+        else:
+            no(f"unknown action {ch.action!r}")
+    return tuple(kept), tuple(vetoes)
+
+
+# --------------------------------------------------------------------------- the group
+
+
+def _prune_recs(
+    recs: tuple[RecommendationRecord, ...], now: float, keep_s: float
+) -> tuple[RecommendationRecord, ...]:
+    return tuple(r for r in recs if now - keep_s < r.at <= now)
+
+
+def _prune_applied(
+    recs: tuple[AppliedRecord, ...], now: float, keep_s: float
+) -> tuple[AppliedRecord, ...]:
+    return tuple(r for r in recs if now - keep_s < r.at <= now)
+
+
+def is_stale(sample: GroupSample, policy: Policy, now: float) -> bool:
+    return (not sample.complete) or sample.state is None or now - sample.at > policy.stale_after_s
+
+
+def guard_group(
+    plan: GroupPlan,
+    *,
+    state: GroupState,
+    sample: GroupSample,
+    policy: Policy,
+    memory: GuardMemory,
+    now: float,
+    paused: bool = False,
+    budget_spent_elsewhere_per_hour: float = 0.0,
+) -> tuple[GroupDecision, GuardMemory]:
+    """Pass ``plan`` through every guard (order in the module docstring).
+
+    ``paused`` is the global pause flag; ``budget_spent_elsewhere_per_hour`` is the worst-case
+    cost the policy's other groups already planned this tick (the budget is per policy).
+    Returns the decision and the new memory; ``memory`` is not changed.
+    """
+    g = plan.group_id
+    model = plan.capacity_model
+    behavior = policy.behavior
+
+    def decide_all(
+        decided: Mapping[str, CapacitySetting],
+        vetoes: list[Veto],
+        frozen: bool,
+        changes: tuple[LocationChange, ...] = (),
+    ) -> GroupDecision:
+        return GroupDecision(
+            group_id=g,
+            at=now,
+            capacity_model=model,
+            locations=tuple(
+                LocationDecision(
+                    location=lp.location,
+                    current=lp.current,
+                    proposed=lp.proposed,
+                    decided=decided.get(lp.location, lp.current),
+                    in_use=lp.in_use,
+                    reason=lp.reason,
+                    forecast_in_use=lp.forecast_in_use,
+                )
+                for lp in plan.locations
+            ),
+            location_changes=changes,
+            vetoes=tuple(vetoes),
+            frozen=frozen,
+        )
+
+    # 1. group gates
+    gate: Veto | None = None
+    if state.status != "ACTIVE":
+        why = f" ({state.status_reason})" if state.status_reason else ""
+        gate = Veto("status", None, f"group is {state.status}{why}: capacity frozen")
+    elif paused or policy.paused:
+        which = "globally" if paused else f"by policy {policy.name!r}"
+        gate = Veto("pause", None, f"paused {which}: capacity frozen")
+    if gate is not None:
+        changes, cv = guard_location_changes(
+            plan.location_changes,
+            state=state,
+            plan=plan,
+            policy=policy,
+            blocked=None
+            if state.status == "ACTIVE_WITH_ERRORS" and not (paused or policy.paused)
+            else gate.reason,
+            stale=is_stale(sample, policy, now),
+        )
+        if state.status == "ACTIVE_WITH_ERRORS":
+            changes = tuple(c for c in changes if c.action == "remove")
+        return decide_all({}, [gate, *cv], frozen=True, changes=changes), memory
+
+    stale_group = is_stale(sample, policy, now)
+    failed = (
+        plan.failed
+        or stale_group
+        or any(lp.sample is not None and not lp.sample.complete for lp in plan.locations)
+    )
+    failures = dict(memory.failures)
+    failures[g] = failures.get(g, 0) + 1 if failed else 0
+    fallback_active = failures[g] >= policy.fallback.failure_threshold
+
+    keep_recs = max(
+        behavior.scale_up.stabilization_window_s, behavior.scale_down.stabilization_window_s
+    )
+    keep_applied = max(
+        (r.period_s for d in (behavior.scale_up, behavior.scale_down) for r in d.rules),
+        default=0.0,
+    )
+    recs = dict(memory.recommendations)
+    applied = dict(memory.applied)
+    last_applied = dict(memory.last_applied)
+    drift_seen = dict(memory.drift_seen_at)
+    vetoes: list[Veto] = []
+    if stale_group:
+        age = now - sample.at
+        vetoes.append(
+            Veto(
+                "stale",
+                None,
+                f"data {age:.0f} s old or incomplete"
+                f" (stale after {policy.stale_after_s:g} s): no decreases",
+            )
+        )
+    if fallback_active:
+        vetoes.append(
+            Veto(
+                "fallback",
+                None,
+                f"{failures[g]} failed ticks in a row: fallback {policy.fallback.behavior.value}",
+            )
+        )
+
+    # 2–8. per-location gates and the chain up to the budget
+    chained: list[tuple[LocationInput, Levels, LocationPlan]] = []
+    for lp in plan.locations:
+        key = (g, lp.location)
+        if key in applied:
+            applied[key] = _prune_applied(applied[key], now, keep_applied)
+        ctx = LocationInput(
+            group_id=g,
+            location=lp.location,
+            now=now,
+            model=model,
+            tenancy=plan.tenancy,
+            current=Levels.of(lp.current),
+            in_use=lp.in_use,
+            waiting=lp.waiting,
+            bounds=policy.bounds_for(lp.location),
+            behavior=behavior,
+            recommendations=_prune_recs(recs.get(key, ()), now, keep_recs),
+            applied=applied.get(key, ()),
+        )
+        if lp.status != "ACTIVE":
+            vetoes.append(ctx.veto("status", f"location is {lp.status}: held"))
+            continue
+        if not lp.planned:
+            continue
+        last = last_applied.get(key)
+        if last is not None and last != lp.current:
+            what = (
+                f"capacity changed outside the controller ({last.describe()} → "
+                f"{lp.current.describe()})"
+            )
+            if policy.drift is DriftAction.RESPECT:
+                seen = drift_seen.setdefault(key, now)
+                if now - seen < policy.drift_cooldown_s:
+                    left = policy.drift_cooldown_s - (now - seen)
+                    vetoes.append(ctx.veto("drift", f"{what}: respected for {left:.0f} s more"))
+                    continue
+                vetoes.append(ctx.veto("drift", f"{what}: drift cooldown over, resuming"))
+                last_applied[key] = lp.current
+                drift_seen.pop(key, None)
+            else:
+                vetoes.append(ctx.veto("drift", f"{what}: reverting to the plan"))
+        p, v = run_chain(PRE_BUDGET, ctx, Levels.of(lp.proposed))
+        vetoes.extend(v)
+        recs[key] = (*ctx.recommendations, RecommendationRecord(now, p))
+        p, v = run_chain(POST_TOLERANCE, ctx, p)
+        vetoes.extend(v)
+        chained.append((ctx, p, lp))
+
+    # 9. budget
+    levels, v = budget_cut(
+        [(ctx, p) for ctx, p, _ in chained],
+        price_per_slot_hour=policy.price_for(plan.stream_class),
+        cap_per_hour=policy.budget.max_cost_per_hour,
+        spent_elsewhere_per_hour=budget_spent_elsewhere_per_hour,
+        cut_order=policy.budget.cut_order,
+        primary=plan.primary_location,
+    )
+    vetoes.extend(v)
+
+    # 10–15. in use, tenancy, cooldown, fallback, stale, forecast-only
+    decided: dict[str, CapacitySetting] = {}
+    for (ctx, _, lp), budgeted in zip(chained, levels, strict=True):
+        p, v = run_chain(POST_BUDGET, ctx, budgeted)
+        vetoes.extend(v)
+        p, v = cooldown(ctx, p, memory.last_applied_at.get(g))
+        vetoes.extend(v)
+        if fallback_active and policy.fallback.behavior is FallbackBehavior.STATIC:
+            p, v = fallback_levels(ctx, p, policy)
+            vetoes.extend(v)
+        setting = p.setting(model)
+        if stale_group or lp.sample is None or not lp.sample.complete:
+            held = _no_decrease(lp.current, setting)
+            if held != setting:
+                vetoes.append(
+                    ctx.veto(
+                        "stale",
+                        f"no decrease on stale or incomplete data:"
+                        f" kept {held.describe()} not {setting.describe()}",
+                    )
+                )
+            setting = held
+        decided[lp.location] = setting
+
+    blocked = None
+    if policy.mode is Mode.FORECAST_ONLY:
+        currents = {lp.location: lp.current for lp in plan.locations}
+        would = "; ".join(
+            f"{loc}: {s.describe()}" for loc, s in decided.items() if s != currents[loc]
+        )
+        vetoes.append(
+            Veto(
+                "forecast-only",
+                None,
+                "ForecastOnly mode: nothing applied" + (f"; would set {would}" if would else ""),
+            )
+        )
+        decided = {}
+        blocked = "ForecastOnly mode"
+    changes, cv = guard_location_changes(
+        plan.location_changes,
+        state=state,
+        plan=plan,
+        policy=policy,
+        blocked=blocked,
+        stale=stale_group,
+    )
+    vetoes.extend(cv)
+
+    new_memory = replace(
+        memory,
+        recommendations={k: r for k, r in recs.items() if r},
+        applied={k: r for k, r in applied.items() if r},
+        last_applied=last_applied,
+        drift_seen_at=drift_seen,
+        failures=failures,
+    )
+    return decide_all(decided, vetoes, frozen=False, changes=changes), new_memory
