@@ -183,16 +183,20 @@ class PluginRegistry:
         *,
         group: str = ENTRY_POINT_GROUP,
         discover: bool = True,
+        declared: Iterable[EntryPoint] = (),
     ) -> None:
+        """``discover`` False: only ``declared`` entry points and registered plugins count
+        (tests, embedding); True: the installed entry points of ``group`` as well."""
         self._group = group
         self._discover = discover
+        self._extra = tuple(declared)
         self._entry_points: dict[str, EntryPoint] | None = None
         self._plugins: dict[str, PolicyPlugin] = {}
 
     def _declared(self) -> dict[str, EntryPoint]:
         if self._entry_points is None:
-            found = entry_points(group=self._group) if self._discover else ()
-            self._entry_points = {ep.name: ep for ep in found}
+            found = tuple(entry_points(group=self._group)) if self._discover else ()
+            self._entry_points = {ep.name: ep for ep in (*found, *self._extra)}
         return self._entry_points
 
     def register(self, name: str, plugin: object) -> None:
