@@ -424,12 +424,16 @@ async def open_gameliftstreams(
 ) -> AsyncIterator[GameLiftStreams]:
     """An instrumented client for ``region`` (or ``endpoint_url``: the emulator).
 
+    ``max_attempts`` is the total number of tries of one request (1 = no retry), like
+    ``AWS_MAX_ATTEMPTS``; ``retry_mode`` is botocore's ("standard", "adaptive", "legacy").
+
     Credentials come from botocore's default chain (environment, ``profile``, container and
     instance roles, IRSA web identity); they are never read or logged here.
     """
     session = AioSession(profile=profile)
     config = AioConfig(
-        retries={"mode": retry_mode, "max_attempts": max_attempts},
+        # total_max_attempts counts the first try (botocore's "max_attempts" key does not)
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout_s,
         read_timeout=read_timeout_s,
         max_pool_connections=max_pool_connections,

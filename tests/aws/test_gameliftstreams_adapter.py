@@ -1,0 +1,336 @@
+"""The aiobotocore adapter against the real HTTP emulator: real client, real wire protocol.
+
+The emulator (``autoscaler.twin.emulator``) runs the shared service model behind aiohttp on a
+manual clock; the adapter talks to it through ``endpoint_url`` with dummy credentials taken
+from the environment (the default chain, as in production).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from autoscaler.aws.gameliftstreams import (
+    AwsConverter,
+    AwsGameLiftStreamsReader,
+    GameLiftStreams,
+    location_configuration,
+    open_gameliftstreams,
+)
+from autoscaler.domain.clock import ManualClock
+from autoscaler.domain.errors import (
+    ConflictError,
+    NotFoundError,
+    ServiceUnavailableError,
+    ThrottledError,
+    ValidationError,
+)
+from autoscaler.domain.models import CapacityModel, CapacitySetting
+from autoscaler.limiter import RateLimiter
+from autoscaler.sampling import Sampler
+from autoscaler.twin.emulator import Emulator
+from autoscaler.twin.model import LocationConfigInput, ServiceModel
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy credentials through the default chain; no user config leaks in."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEMULATOR")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "emulator-secret")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    emu = Emulator(clock=ManualClock())
+    await emu.start("127.0.0.1", 0)
+    try:
+        yield emu
+    finally:
+        await emu.stop()
+
+
+def clock_of(emu: Emulator) -> ManualClock:
+    assert isinstance(emu.clock, ManualClock)
+    return emu.clock
+
+
+def make_group(
+    emu: Emulator,
+    *,
+    stream_class: str = "gen4n_high",
+    locations: list[LocationConfigInput] | None = None,
+) -> tuple[str, str]:
+    """An ACTIVE group with a default application; returns (group id, application id)."""
+    model: ServiceModel = emu.model
+    app = model.create_application(
+        region=REGION,
+        description="game",
+        runtime={"Type": "PROTON", "Version": "20241007"},
+        executable_path="game.exe",
+        source_uri="s3://bucket/game",
+    )
+    view = model.create_stream_group(
+        region=REGION,
+        description="arena",
+        stream_class=stream_class,
+        default_application_id=app.app_id,
+        locations=locations
+        or [LocationConfigInput(REGION, always_on=2, target_idle=2, maximum=10)],
+        tags={"team": "arena"},
+    )
+    clock_of(emu).advance(900)  # group and extra locations activate, hosts provisioned
+    model.advance()
+    return view.group_id, app.app_id
+
+
+async def test_get_stream_group_converts_to_domain_types(emulator: Emulator) -> None:
+    gid, _ = make_group(
+        emulator,
+        locations=[
+            LocationConfigInput(REGION, always_on=2, target_idle=2, maximum=10),
+            LocationConfigInput("eu-central-1", always_on=0, target_idle=0, maximum=4),
+        ],
+    )
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url) as gls:
+        state = await gls.reader.get_stream_group(gid)
+        assert gls.calls == {"GetStreamGroup": 1}
+    view = emulator.model.get_stream_group(gid)
+    assert (state.group_id, state.arn, state.status) == (gid, view.arn, "ACTIVE")
+    assert (state.stream_class, state.tenancy) == ("gen4n_high", 2)
+    assert state.capacity_model is CapacityModel.CURRENT
+    assert state.primary_location == REGION
+    assert state.expires_at == pytest.approx(view.expires_at)
+    assert state.created_at == pytest.approx(view.created_at)
+    east = state.location(REGION)
+    assert east is not None
+    assert east.setting == CapacitySetting(always_on=2, target_idle=2, maximum=10)
+    east_view = next(loc for loc in view.locations if loc.name == REGION)
+    assert (east.status, east.allocated, east.idle) == (
+        east_view.status,
+        east_view.allocated,
+        east_view.idle,
+    )
+    assert east.allocated >= 2
+    eu = state.location("eu-central-1")
+    assert eu is not None
+    assert eu.setting == CapacitySetting(always_on=0, target_idle=0, maximum=4)
+
+
+async def test_legacy_group_is_recognised_and_updated_with_the_pair(emulator: Emulator) -> None:
+    gid, _ = make_group(emulator, locations=[LocationConfigInput(REGION, always_on=2, on_demand=4)])
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url, read_only=False) as gls:
+        state = await gls.reader.get_stream_group(gid)
+        assert state.capacity_model is CapacityModel.LEGACY
+        assert state.locations[0].setting == CapacitySetting(always_on=2, on_demand=4)
+        assert gls.writer is not None
+        new = CapacitySetting(always_on=4, on_demand=6)
+        after = await gls.writer.update_stream_group(gid, {REGION: new})
+    assert after.locations[0].setting == new
+    (loc,) = emulator.model.get_stream_group(gid).locations
+    assert (loc.always_on, loc.on_demand, loc.maximum, loc.target_idle) == (4, 6, None, None)
+
+
+async def test_update_sends_the_full_triple_for_every_location(emulator: Emulator) -> None:
+    gid, _ = make_group(
+        emulator,
+        locations=[
+            LocationConfigInput(REGION, always_on=2, target_idle=2, maximum=10),
+            LocationConfigInput("eu-central-1", always_on=2, target_idle=0, maximum=4),
+        ],
+    )
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url, read_only=False) as gls:
+        assert gls.writer is not None
+        east = CapacitySetting(always_on=0, target_idle=4, maximum=8)
+        eu = CapacitySetting(always_on=4, target_idle=2, maximum=6)
+        state = await gls.writer.update_stream_group(gid, {REGION: east, "eu-central-1": eu})
+        assert gls.calls == {"UpdateStreamGroup": 1}
+    assert state.location(REGION).setting == east  # type: ignore[union-attr]
+    views = {loc.name: loc for loc in emulator.model.get_stream_group(gid).locations}
+    assert (views[REGION].always_on, views[REGION].target_idle, views[REGION].maximum) == (0, 4, 8)
+    assert (views["eu-central-1"].always_on, views["eu-central-1"].maximum) == (4, 6)
+    assert location_configuration("x", east) == {
+        "LocationName": "x",
+        "AlwaysOnCapacity": 0,
+        "TargetIdleCapacity": 4,
+        "MaximumCapacity": 8,
+    }
+
+
+async def test_add_and_remove_locations(emulator: Emulator) -> None:
+    gid, _ = make_group(emulator)
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url, read_only=False) as gls:
+        assert gls.writer is not None
+        setting = CapacitySetting(always_on=0, target_idle=2, maximum=4)
+        state = await gls.writer.add_stream_group_locations(gid, {"eu-central-1": setting})
+        added = state.location("eu-central-1")
+        assert added is not None
+        assert added.status == "ACTIVATING"
+        assert added.setting == setting
+        assert gls.calls == {"AddStreamGroupLocations": 1, "GetStreamGroup": 1}
+        with pytest.raises(ConflictError):  # still ACTIVATING: cannot be removed yet
+            await gls.writer.remove_stream_group_locations(gid, ["eu-central-1"])
+        clock_of(emulator).advance(900)
+        await gls.writer.remove_stream_group_locations(gid, ["eu-central-1"])
+        after = await gls.reader.get_stream_group(gid)
+    gone = after.location("eu-central-1")
+    assert gone is None or gone.status == "REMOVING"
+
+
+async def test_sessions_are_paginated_and_converted(emulator: Emulator) -> None:
+    gid, app = make_group(emulator)
+    for _ in range(130):
+        emulator.model.start_stream_session(gid, application_identifier=app)
+    clock_of(emulator).advance(10)
+    limiter = RateLimiter(time=lambda: 0.0, sleep=_no_sleep)
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url, limiter=limiter) as gls:
+        sessions = await gls.reader.list_stream_sessions(gid)
+        assert gls.calls == {"ListStreamSessions": 2}  # 100 + 30
+        assert limiter.granted["ListStreamSessions"] == 2  # one token per page
+        waiting = await gls.reader.list_stream_sessions(gid, status="ACTIVATING")
+    assert len(sessions) == 130
+    assert len({s.arn for s in sessions}) == 130
+    statuses = {s.status for s in sessions}
+    assert statuses <= {"ACTIVATING", "ACTIVE", "CONNECTED", "ERROR"}
+    assert waiting
+    assert all(s.status == "ACTIVATING" for s in waiting)
+    assert all(s.location == REGION for s in sessions if s.status == "CONNECTED")
+    assert all(s.created_at > 1_700_000_000 for s in sessions)
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+async def test_list_groups_and_tags(emulator: Emulator) -> None:
+    gid, _ = make_group(emulator)
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url) as gls:
+        (summary,) = await gls.reader.list_stream_groups()
+        tags = await gls.reader.list_tags(summary.arn)
+    assert (summary.group_id, summary.status, summary.stream_class) == (gid, "ACTIVE", "gen4n_high")
+    assert tags == {"team": "arena"}
+
+
+async def test_errors_are_mapped_to_the_domain_tree(emulator: Emulator) -> None:
+    gid, _ = make_group(emulator)
+    async with open_gameliftstreams(
+        REGION, endpoint_url=emulator.url, max_attempts=1, read_only=False
+    ) as gls:
+        with pytest.raises(NotFoundError, match="GetStreamGroup"):
+            await gls.reader.get_stream_group("sg-doesnotexist")
+        assert gls.writer is not None
+        with pytest.raises(ValidationError, match="multiple of 2"):
+            await gls.writer.update_stream_group(
+                gid, {REGION: CapacitySetting(always_on=3, target_idle=0, maximum=10)}
+            )
+        emulator.set_faults({"throttle_probability": {"ListStreamSessions": 1.0}})
+        with pytest.raises(ThrottledError):
+            await gls.reader.list_stream_sessions(gid)
+        emulator.set_faults({"error_probability": {"GetStreamGroup": 1.0}})
+        with pytest.raises(ServiceUnavailableError):
+            await gls.reader.get_stream_group(gid)
+
+
+async def test_retries_take_tokens_and_are_counted(emulator: Emulator) -> None:
+    gid, _ = make_group(emulator)
+    emulator.set_faults({"throttle_probability": {"GetStreamGroup": 1.0}})
+    limiter = RateLimiter(time=lambda: 0.0, sleep=_no_sleep)
+    async with open_gameliftstreams(
+        REGION, endpoint_url=emulator.url, max_attempts=2, limiter=limiter
+    ) as gls:
+        with pytest.raises(ThrottledError):
+            await gls.reader.get_stream_group(gid)
+        assert gls.calls == {"GetStreamGroup": 2}
+    assert limiter.granted["GetStreamGroup"] == 2
+
+
+async def test_unreachable_endpoint_is_service_unavailable(emulator: Emulator) -> None:
+    url = emulator.url
+    await emulator.stop()
+    async with open_gameliftstreams(
+        REGION, endpoint_url=url, max_attempts=1, connect_timeout_s=1.0
+    ) as gls:
+        with pytest.raises(ServiceUnavailableError):
+            await gls.reader.get_stream_group("sg-1")
+
+
+async def test_read_only_has_no_writer_and_the_reader_no_way_to_write(emulator: Emulator) -> None:
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url) as gls:
+        assert isinstance(gls, GameLiftStreams)
+        assert gls.writer is None
+        reader = gls.reader
+        names = {n for n in dir(reader) if not n.startswith("__")}
+        assert not {n for n in names if any(w in n for w in ("update", "add", "remove"))}
+        assert "_client" not in names
+        with pytest.raises(ValueError, match="not a read-only"):
+            reader._ops.get_paginator("list_applications")
+
+
+async def test_sampler_end_to_end_over_http(emulator: Emulator) -> None:
+    gid, app = make_group(emulator)
+    clock = clock_of(emulator)
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url) as gls:
+        sampler = Sampler(gls.reader, max_concurrency=4, clock=clock)
+        (first,) = await sampler.sample([gid], {})
+        clock.advance(1)  # created at first.at exactly would belong to the first window
+        for _ in range(3):
+            emulator.model.start_stream_session(gid, application_identifier=app)
+        clock.advance(29)
+        (second,) = await sampler.sample([gid], {gid: first.at})
+        (missing,) = await sampler.sample(["sg-nothere1"], {})
+    assert first.complete
+    assert second.complete
+    (loc,) = second.locations
+    assert loc.arrivals == 3
+    assert loc.in_use + loc.waiting == 3
+    assert missing.problems == ("group not found",)
+    assert gls.calls == {"GetStreamGroup": 3, "ListStreamSessions": 2}
+
+
+def test_converter_tolerates_missing_fields_and_unknown_values(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    convert = AwsConverter()
+    raw = {
+        "Arn": "arn:aws:gameliftstreams:eu-west-1:123456789012:streamgroup/sg-X",
+        "StreamClass": "gen9z_mega",
+        "Status": "HIBERNATING",
+        "LocationStates": [
+            {"LocationName": "eu-west-1", "Status": "NEWSTATE", "AlwaysOnCapacity": 2},
+            {"LocationName": "us-east-1", "AlwaysOnCapacity": 1, "OnDemandCapacity": 3},
+        ],
+    }
+    with caplog.at_level("WARNING"):
+        state = convert.group(raw)
+        convert.group(raw)
+    assert (state.group_id, state.status, state.tenancy) == ("sg-X", "HIBERNATING", 1)
+    assert state.primary_location == "eu-west-1"
+    assert state.capacity_model is CapacityModel.LEGACY
+    first, second = state.locations
+    assert (first.status, first.setting) == ("NEWSTATE", CapacitySetting(2, 0, 2))
+    assert second.setting == CapacitySetting(always_on=1, on_demand=3)
+    assert sum("gen9z_mega" in r.getMessage() for r in caplog.records) == 1  # once per class
+    session = convert.session({"Arn": "s", "Status": "ACTIVE"})
+    assert (session.created_at, session.last_updated_at, session.location) == (0.0, 0.0, None)
+
+
+def test_reader_constructed_directly_exposes_only_reads() -> None:
+    class Client:
+        def get_stream_group(self) -> None: ...
+        def list_tags_for_resource(self) -> None: ...
+        def get_paginator(self, name: str) -> str:
+            return name
+
+        def update_stream_group(self) -> None: ...
+
+    reader = AwsGameLiftStreamsReader(Client())
+    assert not hasattr(reader, "update_stream_group")
+    assert reader._ops.get_paginator("list_stream_sessions") == "list_stream_sessions"
