@@ -392,6 +392,7 @@ class _Group:
         "reason",
         "recent",
         "region",
+        "session_arn_prefix",
         "sessions",
         "status",
         "tags",
@@ -428,6 +429,7 @@ class _Group:
         self.live: dict[str, _Session] = {}
         self.ended: deque[_Session] = deque()  # in end order
         self.recent: deque[_Session] = deque()  # placed, maybe still ACTIVATING (placement order)
+        self.session_arn_prefix = arn.replace(":streamgroup/", ":streamsession/") + "/"
 
 
 class _Session:
@@ -515,6 +517,8 @@ class ServiceModel:
         self._draws: list[int] = []
         self._draw_i = 0
         self._events = 0
+        self._start_s = self._p.session_start_s
+        self._connect_s = self._p.client_connect_s
         self._next_purge = self._now
         self._sid_draws: list[int] = []
         self._sid_i = 0
@@ -539,6 +543,9 @@ class ServiceModel:
         """Process every event due at or before ``until`` (default ``clock.now()``)."""
         t_end = self._clock.now() if until is None else until
         heap = self._heap
+        if (not heap or heap[0][0] > t_end) and t_end < self._next_purge:
+            self._now = max(self._now, t_end)
+            return
         pop = heapq.heappop
         processed = 0
         while heap and heap[0][0] <= t_end:
@@ -956,7 +963,7 @@ class ServiceModel:
         now = self._now
         s = _Session(
             sid=sid,
-            arn=self._arn(group.region, f"streamsession/{group.gid}/{sid}"),
+            arn=group.session_arn_prefix + sid,
             group=group,
             app_arn=app.arn,
             user_id=user_id,
@@ -1337,19 +1344,22 @@ class ServiceModel:
                 break
         else:  # pragma: no cover - callers check alloc > in_use first
             raise AssertionError("no free slot to place a session on")
-        loc.meter(t)
+        usage = loc.usage
+        dt = t - loc.meter_t  # inlined loc.meter(t): this is the hottest path
+        if dt > 0:
+            usage.allocated_slot_s += dt * loc.alloc
+            usage.in_use_slot_s += dt * loc.in_use
+            loc.meter_t = t
         loc.in_use += 1
         s.loc = loc
         s.host = host
         s.placed_at = t
-        wait = t - s.created_at
-        loc.usage.waits_s.append(wait)
-        p = self._p
-        active_at = t + p.session_start_s
+        usage.waits_s.append(t - s.created_at)
+        active_at = t + self._start_s
         s.active_at = active_at
         end_t = active_at + s.length_s
         reason = "maxSessionLengthTimeout"
-        connect = p.client_connect_s
+        connect = self._connect_s
         if connect is None or connect > s.conn_timeout:
             if active_at + s.conn_timeout < end_t:
                 end_t = active_at + s.conn_timeout
