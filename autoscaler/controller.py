@@ -1,0 +1,313 @@
+"""One tick of the controller: sample → store → forecast/plan → guard → actuate → report.
+
+``Controller.tick()`` chains the stages for one cycle and returns a ``TickReport``; the
+daemon, ``autoscaler plan``, the demo and the backtest all run exactly this code. Every stage
+takes plain data and returns plain data; this module only wires them. Collaborators come in as
+keyword arguments (the composition root builds them), time comes from the injected clock.
+
+Safety rules kept here, not in a stage:
+- a group whose GetStreamGroup failed is skipped with the reason (never planned blind);
+- every mutating call is journaled (intent before, outcome after) in the store, so a restart
+  after a crash knows what may have been in flight, and re-reads the truth instead of replaying;
+- one group's failure never affects the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
+
+from autoscaler.actuate import Actuator
+from autoscaler.domain.clock import Clock
+from autoscaler.domain.models import (
+    Actuation,
+    GroupDecision,
+    GroupReport,
+    GroupSample,
+    GroupSummary,
+    LocationHistory,
+    LocationSample,
+    TickReport,
+)
+from autoscaler.domain.policy import Mode, Policy
+from autoscaler.domain.ports import StreamGroupReader, StreamGroupWriter
+from autoscaler.guard import GuardMemory, guard_group
+from autoscaler.planner import plan_group
+from autoscaler.policy.plugin import PluginRegistry, UnknownPluginError
+from autoscaler.report import AuditLog, setting_dict
+from autoscaler.sampling import Sampler, discover
+from autoscaler.store import HistoryStore, Outcome
+
+log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+MEMORY_KEY = "guard_memory"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerOptions:
+    interval_s: float = 60.0  # simulated seconds between ticks (enters the lead time)
+    dry_run: bool = False  # never call a mutating operation (the writer is not even built)
+    paused: bool = False  # global pause: hold every group's capacity
+    paused_groups: frozenset[str] = field(default_factory=frozenset)
+    max_concurrency: int = 8  # groups read at once
+    discovery_interval_s: float = 300.0  # how often tag selectors re-list the groups
+    store_in_thread: bool = True  # SQLite work off the event loop (False in backtests)
+
+
+def _arn_group_id(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        reader: StreamGroupReader,
+        writer: StreamGroupWriter | None,
+        store: HistoryStore,
+        policies: Sequence[Policy],
+        plugins: PluginRegistry,
+        clock: Clock,
+        options: ControllerOptions | None = None,
+        audit: AuditLog | None = None,
+        fencing: Callable[[], bool] | None = None,
+        call_counts: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        self.options = options or ControllerOptions()
+        self._reader = reader
+        self._store = store
+        self._policies = list(policies)
+        self._plugins = plugins
+        self._clock = clock
+        self._audit = audit
+        self._fencing = fencing
+        self._call_counts = call_counts
+        self._sampler = Sampler(reader, max_concurrency=self.options.max_concurrency, clock=clock)
+        # Dry-run by construction: without a writer the actuator cannot send anything.
+        self._actuator = Actuator(None if self.options.dry_run else writer, clock=clock)
+        self._assigned: dict[str, Policy] = {}
+        self._discovered_at: float | None = None
+        self._memory = self._load_memory()
+        self._reconcile_pending()
+
+    # ------------------------------------------------------------------ setup
+    def _load_memory(self) -> GuardMemory:
+        raw = self._store.get_state(MEMORY_KEY)
+        if raw is None:
+            return GuardMemory()
+        try:
+            return GuardMemory.from_json(raw)
+        except ValueError as error:
+            log.warning("discarding unreadable guard memory: %s", error)
+            return GuardMemory()
+
+    def _reconcile_pending(self) -> None:
+        """Intents without an outcome were in flight when the process died. Their effect (if
+        any) is visible in the next GetStreamGroup, so they are closed as abandoned rather than
+        replayed: a decision is never applied twice."""
+        for intent in self._store.pending_intents():
+            log.warning(
+                "closing decision %s of %s left in flight by a previous run",
+                intent.decision_id,
+                intent.group_id,
+            )
+            self._store.record_outcome(
+                intent.decision_id, Outcome.ABANDONED, "process restarted; state re-read"
+            )
+
+    def set_policies(self, policies: Sequence[Policy]) -> None:
+        """Swap in a new, already validated configuration (config reload)."""
+        self._policies = list(policies)
+        self._discovered_at = None
+
+    @property
+    def policies(self) -> list[Policy]:
+        return list(self._policies)
+
+    # ------------------------------------------------------------------ discovery
+    async def _assignments(self, now: float) -> tuple[dict[str, Policy], list[str]]:
+        """Which group each policy manages. Id/ARN selectors need no call; tag selectors list
+        the groups every ``discovery_interval_s``. A failed listing keeps the previous set."""
+        problems: list[str] = []
+        due = (
+            self._discovered_at is None
+            or now - self._discovered_at >= self.options.discovery_interval_s
+        )
+        if not due:
+            return self._assigned, problems
+        assigned: dict[str, Policy] = {}
+        for policy in self._policies:
+            explicit = [*policy.selector.ids, *(_arn_group_id(a) for a in policy.selector.arns)]
+            for gid in explicit:
+                assigned.setdefault(gid, policy)
+            if policy.selector.tags:
+
+                def matches(
+                    summary: GroupSummary, tags: Mapping[str, str] | None, p: Policy = policy
+                ) -> bool:
+                    return p.selector.matches(summary.group_id, summary.arn, tags)
+
+                try:
+                    for gid in await discover(self._reader, matches, need_tags=True):
+                        assigned.setdefault(gid, policy)
+                except Exception as error:
+                    problems.append(f"discovery for policy {policy.name!r} failed: {error}")
+                    for gid, owner in self._assigned.items():
+                        if owner.name == policy.name:
+                            assigned.setdefault(gid, policy)
+                    continue
+        self._assigned = assigned
+        if not problems:
+            self._discovered_at = now
+        return assigned, problems
+
+    # ------------------------------------------------------------------ the tick
+    async def tick(self) -> TickReport:
+        started = time.perf_counter()
+        calls_before = dict(self._call_counts()) if self._call_counts else {}
+        now = self._clock.now()
+        assigned, problems = await self._assignments(now)
+        group_ids = list(assigned)
+
+        previous = await self._store_call(self._previous_times, group_ids)
+        samples = await self._sampler.sample(group_ids, previous)
+        await self._store_call(self._store_samples, samples)
+
+        reports: list[GroupReport] = []
+        spent_per_policy: dict[str, float] = {}
+        for sample in samples:
+            policy = assigned[sample.group_id]
+            reports.append(await self._decide_and_apply(sample, policy, spent_per_policy))
+
+        await self._store_call(self._store.put_state, MEMORY_KEY, self._memory.to_json())
+        calls: dict[str, int] = {}
+        if self._call_counts is not None:
+            after = self._call_counts()
+            calls = {op: n - calls_before.get(op, 0) for op, n in after.items()}
+            calls = {op: n for op, n in calls.items() if n}
+        for problem in problems:
+            log.warning(problem)
+        ok = not problems and all(r.sample.complete for r in reports)
+        tick_report = TickReport(
+            at=now,
+            duration_s=time.perf_counter() - started,
+            groups=tuple(reports),
+            calls=calls,
+            ok=ok,
+        )
+        if self._audit is not None:
+            await self._store_call(self._audit.write, tick_report)
+        return tick_report
+
+    async def _decide_and_apply(
+        self, sample: GroupSample, policy: Policy, spent_per_policy: dict[str, float]
+    ) -> GroupReport:
+        gid = sample.group_id
+        state = sample.state
+        if state is None:
+            why = "; ".join(sample.problems) or "group state unavailable"
+            return GroupReport(gid, sample.at, sample, None, None, skipped=why)
+        try:
+            plugin = self._plugins.get(policy.plugin)
+        except UnknownPluginError as error:
+            return GroupReport(gid, sample.at, sample, None, None, skipped=str(error))
+
+        histories = await self._store_call(self._histories, sample, policy)
+        plan = plan_group(
+            state=state,
+            sample=sample,
+            histories=histories,
+            policy=policy,
+            plugin=plugin,
+            params=policy.plugin_params,
+            now=sample.at,
+            interval_s=self.options.interval_s,
+        )
+        paused = self.options.paused or gid in self.options.paused_groups
+        decision, memory = guard_group(
+            plan,
+            state=state,
+            sample=sample,
+            policy=policy,
+            memory=self._memory,
+            now=sample.at,
+            paused=paused,
+            budget_spent_elsewhere_per_hour=spent_per_policy.get(policy.name, 0.0),
+        )
+        self._memory = memory
+        price = policy.price_for(state.stream_class)
+        spent_per_policy[policy.name] = spent_per_policy.get(policy.name, 0.0) + price * sum(
+            max(d.decided.always_on, d.in_use + d.decided.idle_target) for d in decision.locations
+        )
+        dry_run = self.options.dry_run or policy.dry_run or policy.mode is Mode.FORECAST_ONLY
+        actuation = await self._actuate(decision, dry_run=dry_run)
+        if actuation.applied:
+            self._memory = self._memory.record_applied(decision, sample.at)
+        return GroupReport(gid, sample.at, sample, decision, actuation)
+
+    async def _actuate(self, decision: GroupDecision, *, dry_run: bool) -> Actuation:
+        wants_change = bool(decision.changed_locations or decision.location_changes)
+        if dry_run or not wants_change or decision.frozen:
+            return await self._actuator.apply(decision, dry_run=dry_run, fencing=self._fencing)
+        decision_id = uuid.uuid4().hex
+        payload = json.dumps(
+            {
+                "locations": {
+                    d.location: setting_dict(d.decided) for d in decision.changed_locations
+                },
+                "location_changes": [
+                    {"location": c.location, "action": c.action} for c in decision.location_changes
+                ],
+            },
+            sort_keys=True,
+        )
+        await self._store_call(
+            self._store.record_intent, decision.group_id, decision.at, decision_id, payload
+        )
+        try:
+            actuation = await self._actuator.apply(decision, dry_run=False, fencing=self._fencing)
+        except asyncio.CancelledError:
+            await self._store_call(
+                self._store.record_outcome, decision_id, Outcome.ABANDONED, "tick cancelled"
+            )
+            raise
+        status = Outcome.APPLIED if actuation.applied else Outcome.FAILED
+        await self._store_call(
+            self._store.record_outcome, decision_id, status, actuation.error or ""
+        )
+        return actuation
+
+    # ------------------------------------------------------------------ store helpers
+    async def _store_call(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self.options.store_in_thread:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    def _previous_times(self, group_ids: Sequence[str]) -> dict[str, float]:
+        previous: dict[str, float] = {}
+        for gid in group_ids:
+            at = self._store.latest_sample_time(gid)
+            if at is not None:
+                previous[gid] = at
+        return previous
+
+    def _store_samples(self, samples: Sequence[GroupSample]) -> None:
+        rows: list[LocationSample] = [ls for s in samples for ls in s.locations]
+        if rows:
+            self._store.append_samples(rows)
+
+    def _histories(self, sample: GroupSample, policy: Policy) -> dict[str, LocationHistory]:
+        since = sample.at - policy.history_window_s
+        return {
+            ls.location: self._store.history(sample.group_id, ls.location, since=since)
+            for ls in sample.locations
+        }
