@@ -334,3 +334,15 @@ def test_reader_constructed_directly_exposes_only_reads() -> None:
     reader = AwsGameLiftStreamsReader(Client())
     assert not hasattr(reader, "update_stream_group")
     assert reader._ops.get_paginator("list_stream_sessions") == "list_stream_sessions"
+
+
+async def test_a_failed_second_page_fails_the_whole_listing(emulator: Emulator) -> None:
+    gid, app = make_group(emulator)
+    for _ in range(120):
+        emulator.model.start_stream_session(gid, application_identifier=app)
+    # one request per (frozen) simulated second: page 1 passes, page 2 is throttled
+    emulator.set_faults({"rate_limits": {"ListStreamSessions": 1.0}})
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url, max_attempts=1) as gls:
+        with pytest.raises(ThrottledError):
+            await gls.reader.list_stream_sessions(gid)
+        assert gls.calls == {"ListStreamSessions": 2}
