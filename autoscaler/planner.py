@@ -215,15 +215,11 @@ def plan_group(
         if loc.status != "ACTIVE":
             plans.append(_hold(loc, ls, in_use, f"location is {loc.status}: not planned, holding"))
             continue
+        checked: Recommendation | str
         try:
-            answer: object = plugin.decide(params, ctx)
+            checked = check_recommendation(plugin.decide(params, ctx), model, bounds, tenancy)
         except Exception as exc:  # a plugin bug must cost one plan, not the tick
-            answer = f"raised {type(exc).__name__}: {exc}"
-        checked = (
-            answer
-            if isinstance(answer, str)
-            else check_recommendation(answer, model, bounds, tenancy)
-        )
+            checked = f"raised {type(exc).__name__}: {exc}"
         if isinstance(checked, str):
             error = f"policy {plugin.name!r} at {loc.name}: {checked}"
             problems.append(error)
