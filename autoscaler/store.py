@@ -316,30 +316,45 @@ class HistoryStore:
 
         Rows never overwrite a stored sample at the same time (the controller's own samples
         know more). Imported data carries no session flows, so arrivals and departures are
-        set to the net change of ``in_use`` since the previous row, a lower bound on the true
-        flows; waiting and placement failures are 0.
+        set to the net change of ``in_use`` since the previous row (stored or imported), a
+        lower bound on the true flows; waiting and placement failures are 0. Rows already
+        stored keep their flows.
         """
-        parsed = sorted(
-            (r if isinstance(r, BackfillRow) else BackfillRow(*r) for r in rows),
-            key=lambda r: r.at,
-        )
-        if not parsed:
+        # Last row wins within the batch; stored rows win over the batch.
+        batch = {
+            float(r.at): r
+            for r in (r if isinstance(r, BackfillRow) else BackfillRow(*r) for r in rows)
+        }
+        if not batch:
             return 0
+        first, last = min(batch), max(batch)
         with self._write() as cur:
             loc_id = self._loc_id(cur, group_id, location)
             before = cur.execute(
                 "SELECT in_use FROM samples WHERE loc_id = ? AND at < ? ORDER BY at DESC LIMIT 1",
-                (loc_id, parsed[0].at),
+                (loc_id, first),
             ).fetchone()
-            prev = float(before[0]) if before is not None else parsed[0].in_use
+            stored = {
+                float(at): float(in_use)
+                for at, in_use in cur.execute(
+                    "SELECT at, in_use FROM samples WHERE loc_id = ? AND at BETWEEN ? AND ?",
+                    (loc_id, first, last),
+                ).fetchall()
+            }
+            # Flows come from the merged sequence: stored rows count as the neighbours.
+            prev = float(before[0]) if before is not None else float(batch[first].in_use)
             values = []
-            for r in parsed:
-                delta = r.in_use - prev
-                prev = r.in_use
+            for at in sorted(batch.keys() | stored.keys()):
+                if at in stored:
+                    prev = stored[at]
+                    continue
+                r = batch[at]
+                delta = float(r.in_use) - prev
+                prev = float(r.in_use)
                 values.append(
                     (
                         loc_id,
-                        float(r.at),
+                        at,
                         float(r.allocated),
                         float(r.idle),
                         float(r.in_use),
@@ -347,11 +362,9 @@ class HistoryStore:
                         max(0.0, -delta),
                     )
                 )
-            before_changes = self._db.total_changes
             cur.executemany(_INSERT_BACKFILL, values)
-            inserted = self._db.total_changes - before_changes
             self._invalidate_segments(cur, ((loc_id, v[1]) for v in values))
-            return inserted
+            return len(values)
 
     def history(
         self, group_id: str, location: str, since: float, until: float | None = None
@@ -774,17 +787,18 @@ class HistoryStore:
                 (loc_id, lo, hi),
             ).fetchall()
         )
-        edges = np.searchsorted(
-            table[0], np.array([b * _SEGMENT_S for b in (*missing, missing[-1] + 1)])
-        )
+        # Missing buckets need not be adjacent: cut each one by its own edges.
+        bounds = np.array(missing, dtype=np.float64) * _SEGMENT_S
+        starts = np.searchsorted(table[0], bounds, "left")
+        ends = np.searchsorted(table[0], bounds + _SEGMENT_S, "left")
         cur.executemany(
             "INSERT OR REPLACE INTO segments (loc_id, bucket, n, data) VALUES (?, ?, ?, ?)",
             [
                 (
                     loc_id,
                     b,
-                    int(edges[k + 1] - edges[k]),
-                    np.ascontiguousarray(table[:, edges[k] : edges[k + 1]]).tobytes(),
+                    int(ends[k] - starts[k]),
+                    np.ascontiguousarray(table[:, starts[k] : ends[k]]).tobytes(),
                 )
                 for k, b in enumerate(missing)
             ],
