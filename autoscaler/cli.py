@@ -18,6 +18,9 @@ from autoscaler.domain.errors import ConfigError
 
 # Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = (
+    "autoscaler.commands.run",
+    "autoscaler.commands.plan",
+    "autoscaler.commands.validate",
     "autoscaler.commands.emulator",
 )
 

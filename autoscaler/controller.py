@@ -133,6 +133,10 @@ class Controller:
     def policies(self) -> list[Policy]:
         return list(self._policies)
 
+    def policy_for(self, group_id: str) -> Policy | None:
+        """The policy that managed ``group_id`` in the last tick."""
+        return self._assigned.get(group_id)
+
     # ------------------------------------------------------------------ discovery
     async def _assignments(self, now: float) -> tuple[dict[str, Policy], list[str]]:
         """Which group each policy manages. Id/ARN selectors need no call; tag selectors list
