@@ -8,7 +8,8 @@ reader leads to a write; ``open_gameliftstreams(read_only=True)`` builds no writ
 
 Every HTTP request (each page, each retry attempt of botocore's retry handler) first takes a
 token from the per-operation ``RateLimiter`` and is counted in ``calls``, through one async
-``before-send`` hook on the client: that is the only place that sees retries.
+``before-sign`` hook on the client: it runs once per attempt (retries included) and before
+the SigV4 signature is made, so a long wait in the limiter cannot expire a signature.
 
 Capacity model (decided here): a location is LEGACY
 iff its LocationState carries ``OnDemandCapacity`` and no ``MaximumCapacity``; a group is
@@ -389,14 +390,13 @@ class AwsGameLiftStreamsWriter:
 def instrument(client: Any, limiter: RateLimiter | None, calls: Counter[str]) -> None:
     """Make every HTTP request of ``client`` take a limiter token and count in ``calls``."""
 
-    async def before_send(event_name: str, **_: Any) -> None:
+    async def before_sign(event_name: str, **_: Any) -> None:
         op = event_name.rsplit(".", 1)[-1]
         calls[op] += 1
         if limiter is not None:
             await limiter.wait(op)
-        # returning None: botocore goes on to send the request
 
-    client.meta.events.register(f"before-send.{SERVICE}", before_send)
+    client.meta.events.register(f"before-sign.{SERVICE}", before_sign)
 
 
 @dataclass(frozen=True, slots=True)

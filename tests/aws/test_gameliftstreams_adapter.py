@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from autoscaler.aws.gameliftstreams import (
     AwsConverter,
@@ -18,11 +20,15 @@ from autoscaler.aws.gameliftstreams import (
     GameLiftStreams,
     location_configuration,
     open_gameliftstreams,
+    to_service_error,
 )
 from autoscaler.domain.clock import ManualClock
 from autoscaler.domain.errors import (
+    AccessDeniedError,
     ConflictError,
     NotFoundError,
+    QuotaExceededError,
+    ServiceError,
     ServiceUnavailableError,
     ThrottledError,
     ValidationError,
@@ -346,3 +352,28 @@ async def test_a_failed_second_page_fails_the_whole_listing(emulator: Emulator) 
         with pytest.raises(ThrottledError):
             await gls.reader.list_stream_sessions(gid)
         assert gls.calls == {"ListStreamSessions": 2}
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    response: Any = {
+        "Error": {"Code": code, "Message": "msg"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "GetStreamGroup")
+
+
+def test_error_mapping_by_code_then_status() -> None:
+    cases: list[tuple[BaseException, type[ServiceError]]] = [
+        (_client_error("ConflictException", 409), ConflictError),
+        (_client_error("ServiceQuotaExceededException", 402), QuotaExceededError),
+        (_client_error("UnrecognizedClientException", 403), AccessDeniedError),
+        (_client_error("SomethingNew", 429), ThrottledError),
+        (_client_error("SomethingNew", 502), ServiceUnavailableError),
+        (NoCredentialsError(), AccessDeniedError),
+        (TimeoutError(), ServiceUnavailableError),
+        (EndpointConnectionError(endpoint_url="http://x"), ServiceUnavailableError),
+    ]
+    for exc, expected in cases:
+        mapped = to_service_error("GetStreamGroup", exc)
+        assert type(mapped) is expected, exc
+        assert mapped.message.startswith("GetStreamGroup")
