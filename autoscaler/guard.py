@@ -9,7 +9,8 @@ Per location, capacity is handled as three *levels* so one set of rules serves b
 ``always_on + on_demand``). Every rule below applies to each level independently; a legacy
 ``on_demand`` is derived at the end as ``ceiling − always_on``.
 
-Order (deliberate):
+Order (deliberate): gates first, then *pacing* rules that may only slow a change down, then
+*hard limits* that win over pacing, then the *holds* that nothing may get around.
 
 1. **Group gates** (whole group, short-circuit): group status not ACTIVE → frozen; global
    pause or ``Policy.paused`` → frozen. Nothing is recorded while frozen.
@@ -27,24 +28,26 @@ Order (deliberate):
    Max/Min/Disabled), against the value at the start of each period, from the memory of
    applied changes. A rule that allows any change allows at least one host (tenancy), or a
    12-slot host could never move under an 8-slot rule; Percent of 0 is taken of one host.
-7. **Bounds** (``policy.bounds_for``): ``min ≤ always_on``, every level ``≤ max`` (min rounded
-   up, max rounded down to the tenancy; min wins if they cross). Bounds beat step limits.
-8. **Consistency**: ceiling ≥ always_on, target_idle ≤ ceiling.
-9. **Budget** (``budget.max_cost_per_hour``, worst case = price × Σ ceiling, less what the
-   policy's other groups already plan): cut in ``budget.cut_order``: ``target_idle`` (the
-   idle buffer and the ceiling room it needs), ``maximum`` (burst room above always-on or
-   in-use + idle), ``always_on`` (down to in-use); non-primary locations first; never below
-   in-use or the minimum bound. Beats step limits (a cap is a cap).
-10. **Never below in use**: ceiling ≥ in-use (rounded up to the tenancy). Beats everything
+7. **Cooldown**: within ``behavior.cooldown_s`` of the group's last applied change, hold,
+   except increases needed to cover in-use + waiting.
+8. **Bounds** (``policy.bounds_for``): ``min ≤ always_on``, every level ``≤ max`` (min rounded
+   up, max rounded down to the tenancy; min wins if they cross). Bounds beat pacing.
+9. **Consistency**: ceiling ≥ always_on, target_idle ≤ ceiling.
+10. **Budget** (``budget.max_cost_per_hour``, worst case = price × Σ ceiling, less what the
+    policy's other groups already plan): cut in ``budget.cut_order``: ``target_idle`` (the
+    idle buffer and the ceiling room it needs), ``maximum`` (burst room above always-on or
+    in-use + idle), ``always_on`` (down to in-use); non-primary locations first; never below
+    in-use or the minimum bound. A cap beats pacing.
+11. **Never below in use**: ceiling ≥ in-use (rounded up to the tenancy). Beats everything
     above, bounds included: lowering capacity under live sessions helps nobody.
-11. **Tenancy** again (a no-op unless a rule above has a bug; cheap insurance).
-12. **Cooldown**: within ``behavior.cooldown_s`` of the last applied change, hold, except
-    increases needed to cover in-use + waiting.
+12. **Tenancy** and consistency again (no-ops unless a rule above has a bug).
 13. **Fallback** (KEDA): after ``fallback.failure_threshold`` failed ticks in a row (plugin
-    errors, incomplete samples), ``static`` raises levels to the fallback values (only up).
+    errors, incomplete or stale samples), ``static`` raises levels to the fallback values
+    (only up, within the maximum bound); ``hold`` adds nothing to the stale rule below.
 14. **Stale/incomplete data**: the group's sample is older than ``stale_after_s`` or
     incomplete, or the location's is missing/incomplete → no field may decrease (increases
-    pass). Runs last among the capacity rules so nothing above can sneak a decrease through.
+    pass). Runs last among the capacity rules so nothing above can sneak a decrease through
+    (a bound or budget cut waits for fresh data).
 15. **Forecast-only** (``Mode.FORECAST_ONLY``): decided = current; the veto says what would
     have been set.
 
@@ -265,6 +268,7 @@ class LocationInput:
     behavior: Behavior
     recommendations: tuple[RecommendationRecord, ...] = ()  # earlier ones, oldest first
     applied: tuple[AppliedRecord, ...] = ()
+    last_applied_at: float | None = None  # the group's last applied change
 
     def urgent(self, name: str, value: int) -> bool:
         """An increase of always-on or the ceiling while it does not cover in-use + waiting."""
@@ -416,6 +420,23 @@ def step_limits(ctx: LocationInput, p: Levels) -> Outcome:
     return out, (ctx.veto("step-limit", "; ".join(notes)),)
 
 
+def cooldown(ctx: LocationInput, p: Levels) -> Outcome:
+    cd = ctx.behavior.cooldown_s
+    last_applied_at = ctx.last_applied_at
+    if last_applied_at is None or cd <= 0 or ctx.now - last_applied_at >= cd:
+        return p, ()
+    out = p
+    for n in LEVELS:
+        if p.get(n) != ctx.current.get(n) and not ctx.urgent(n, p.get(n)):
+            out = out.with_(n, ctx.current.get(n))
+    if out == p:
+        return p, ()
+    left = cd - (ctx.now - last_applied_at)
+    return out, (
+        ctx.veto("cooldown", f"held {_changes(ctx, out, p)} for {left:.0f} s more of cooldown"),
+    )
+
+
 def effective_bounds(bounds: LocationBounds, tenancy: int) -> tuple[int, int]:
     """(min, max) in whole hosts: min rounded up, max rounded down; min wins if they cross."""
     lo = round_up_to_tenancy(bounds.min_capacity, tenancy)
@@ -456,9 +477,9 @@ def never_below_in_use(ctx: LocationInput, p: Levels) -> Outcome:
     )
 
 
-# The per-location chain, in order (steps 3–8 and 10–11 of the module docstring).
+# The per-location chain, in order (steps 3–9 and 11–12 of the module docstring).
 PRE_BUDGET: tuple[Rule, ...] = (round_to_tenancy, tolerance)
-POST_TOLERANCE: tuple[Rule, ...] = (stabilise, step_limits, clamp_to_bounds, consistency)
+POST_TOLERANCE: tuple[Rule, ...] = (stabilise, step_limits, cooldown, clamp_to_bounds, consistency)
 POST_BUDGET: tuple[Rule, ...] = (never_below_in_use, round_to_tenancy, consistency)
 
 
@@ -551,22 +572,6 @@ def _no_decrease(current: CapacitySetting, decided: CapacitySetting) -> Capacity
         always_on=max(current.always_on, decided.always_on),
         target_idle=max(current.target_idle, decided.target_idle),
         maximum=max(current.maximum, decided.maximum),
-    )
-
-
-def cooldown(ctx: LocationInput, p: Levels, last_applied_at: float | None) -> Outcome:
-    cd = ctx.behavior.cooldown_s
-    if last_applied_at is None or cd <= 0 or ctx.now - last_applied_at >= cd:
-        return p, ()
-    out = p
-    for n in LEVELS:
-        if p.get(n) != ctx.current.get(n) and not ctx.urgent(n, p.get(n)):
-            out = out.with_(n, ctx.current.get(n))
-    if out == p:
-        return p, ()
-    left = cd - (ctx.now - last_applied_at)
-    return out, (
-        ctx.veto("cooldown", f"held {_changes(ctx, out, p)} for {left:.0f} s more of cooldown"),
     )
 
 
@@ -785,7 +790,7 @@ def guard_group(
             )
         )
 
-    # 2–8. per-location gates and the chain up to the budget
+    # 2–9. per-location gates and the chain up to the budget
     chained: list[tuple[LocationInput, Levels, LocationPlan]] = []
     for lp in plan.locations:
         key = (g, lp.location)
@@ -804,6 +809,7 @@ def guard_group(
             behavior=behavior,
             recommendations=_prune_recs(recs.get(key, ()), now, keep_recs),
             applied=applied.get(key, ()),
+            last_applied_at=memory.last_applied_at.get(g),
         )
         if lp.status != "ACTIVE":
             vetoes.append(ctx.veto("status", f"location is {lp.status}: held"))
@@ -834,7 +840,7 @@ def guard_group(
         vetoes.extend(v)
         chained.append((ctx, p, lp))
 
-    # 9. budget
+    # 10. budget
     levels, v = budget_cut(
         [(ctx, p) for ctx, p, _ in chained],
         price_per_slot_hour=policy.price_for(plan.stream_class),
@@ -845,12 +851,10 @@ def guard_group(
     )
     vetoes.extend(v)
 
-    # 10–15. in use, tenancy, cooldown, fallback, stale, forecast-only
+    # 11–15. in use, tenancy, fallback, stale, forecast-only
     decided: dict[str, CapacitySetting] = {}
     for (ctx, _, lp), budgeted in zip(chained, levels, strict=True):
         p, v = run_chain(POST_BUDGET, ctx, budgeted)
-        vetoes.extend(v)
-        p, v = cooldown(ctx, p, memory.last_applied_at.get(g))
         vetoes.extend(v)
         if fallback_active and policy.fallback.behavior is FallbackBehavior.STATIC:
             p, v = fallback_levels(ctx, p, policy)
