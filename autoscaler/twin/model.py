@@ -1164,8 +1164,14 @@ class ServiceModel:
                 f"Stream group {group.gid} has expired; {operation} is not allowed"
             )
         if group.status not in allowed:
+            busy = [
+                f"location {loc.name} is {loc.status}"
+                for loc in group.locations.values()
+                if loc.status in (_ACTIVATING, _REMOVING, _ERROR)
+            ]
+            detail = f" ({', '.join(busy)})" if busy else ""
             raise ConflictError(
-                f"Stream group {group.gid} is {group.status}; {operation} requires "
+                f"Stream group {group.gid} is {group.status}{detail}; {operation} requires "
                 + " or ".join(allowed)
             )
 
