@@ -23,6 +23,8 @@ PathKey = tuple[str | int, ...]
 # Aliases can make a tiny file expand exponentially ("billion laughs"); configs are small.
 _MAX_NODES = 100_000
 
+_PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -157,6 +159,15 @@ class _Builder:
                 ],
             )
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if node.tag not in _PLAIN_COLLECTION_TAGS:  # !!set, !!omap, !!python/...: refused
+                mark = node.start_mark
+                raise YamlError(
+                    self.source,
+                    [
+                        f"{self.source}:{mark.line + 1}:{mark.column + 1}: invalid YAML: could "
+                        f"not determine a constructor for the tag {node.tag!r}"
+                    ],
+                )
             if id(node) in self.active:
                 line = node.start_mark.line + 1
                 raise YamlError(
