@@ -54,13 +54,13 @@ def _client(session: AioSession, url: str, region: str = "us-west-2", **config: 
         endpoint_url=url,
         aws_access_key_id="test",
         aws_secret_access_key="test",
-        config=AioConfig(retries={"max_attempts": 1}, **config),
+        config=AioConfig(retries={"total_max_attempts": 1}, **config),
     )
 
 
 @pytest.fixture
 async def client(emulator: Emulator, aio_session: AioSession) -> AsyncIterator[Any]:
-    """The real aiobotocore client, without retries so errors reach the test."""
+    """The real aiobotocore client, without retries (one attempt) so errors reach the test."""
     assert emulator.url is not None
     async with _client(aio_session, emulator.url) as gls:
         yield gls
