@@ -25,7 +25,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -149,7 +149,6 @@ _HISTORY_SELECT: Final = ", ".join(_HISTORY_COLUMNS)
 _NCOL: Final = len(_HISTORY_COLUMNS)
 # Segment width: 6 h keeps the unsealed tail (read row by row) short at any tick interval.
 _SEGMENT_S: Final = 21_600.0
-_BUSY_TIMEOUT_MS: Final = 5_000
 
 
 def _bucket(at: float) -> int:
@@ -201,10 +200,13 @@ class HistoryStore:
     """SQLite-backed history, decision journal and key-value state (see the module docstring).
 
     ``path`` is a file (created with its directory if missing) or ``":memory:"``.
-    ``retention_s`` is how much sample history ``prune`` keeps.
+    ``retention_s`` is how much sample history ``prune`` keeps. ``busy_timeout_s`` is how
+    long a write waits for another process's write transaction before failing.
     """
 
-    def __init__(self, path: Path | str, *, retention_s: float) -> None:
+    def __init__(
+        self, path: Path | str, *, retention_s: float, busy_timeout_s: float = 5.0
+    ) -> None:
         if retention_s <= 0:
             raise ValueError("retention_s must be positive")
         self.retention_s = float(retention_s)
@@ -218,7 +220,7 @@ class HistoryStore:
             str(self.path),
             isolation_level=None,
             check_same_thread=False,
-            timeout=_BUSY_TIMEOUT_MS / 1000,
+            timeout=busy_timeout_s,
         )
         self._loc_ids: dict[tuple[str, str], int] = {}
         self._pending_loc_ids: dict[tuple[str, str], int] = {}
@@ -510,13 +512,8 @@ class HistoryStore:
                     "DELETE FROM segments WHERE loc_id = ? AND bucket <= ?",
                     (loc_id, _bucket(cutoff)),
                 )
-            cur.execute(
-                "DELETE FROM locations"
-                " WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.loc_id = locations.id)"
-            )
-            if cur.rowcount:
-                self._loc_ids.clear()
-                self._sealed_before.clear()
+            # Location rows stay (a few bytes each): ids are never reused, so an id cached by
+            # any connection stays right. ``locations()`` lists only those with samples.
             cur.execute(
                 "DELETE FROM intents WHERE at < ?"
                 " AND decision_id IN (SELECT decision_id FROM outcomes)"
@@ -629,7 +626,6 @@ class HistoryStore:
 
     def _configure(self) -> None:
         db = self._db
-        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         mode = str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
         if mode not in ("wal", "memory"):  # ":memory:" databases cannot use WAL
             raise StoreError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")
@@ -734,7 +730,9 @@ class HistoryStore:
                 (loc_id, first, last),
             ).fetchone()[0]
             if have < last - first + 1:
-                self._seal(loc_id, first, last)
+                # Packing is an optimisation: if another writer holds the file, read rows.
+                with suppress(sqlite3.OperationalError):
+                    self._seal(loc_id, first, last)
         parts: list[FloatMatrix] = []
         db.execute("BEGIN")  # one snapshot for the segments and the tail
         try:

@@ -589,3 +589,27 @@ def test_a_second_connection_sees_writes_and_invalidations(tmp_path: Path) -> No
         assert reader.history("sg-1", "us-east-1", since=0).in_use.sum() == 820.0
         writer.put_state("k", "v")
         assert reader.get_state("k") == "v"
+
+
+def test_reads_fall_back_to_rows_while_another_process_writes(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with HistoryStore(path, retention_s=30 * DAY) as writer:
+        for i in range(2 * 360):
+            writer.append_samples([sample(T0 + 60 * i, in_use=1)])
+        writer.append_samples([sample(T0 + 60, in_use=101)])  # unpacks the first bucket
+    with HistoryStore(path, retention_s=30 * DAY, busy_timeout_s=0.05) as reader:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock: the reader cannot pack
+        try:
+            h = reader.history("sg-1", "us-east-1", since=0)
+            first_bucket = int(T0 // 21_600)
+            packed = other.execute(
+                "SELECT COUNT(*) FROM segments WHERE bucket = ?", (first_bucket,)
+            ).fetchone()[0]
+            assert packed == 0  # the read really took the row path
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert len(h) == 720
+        assert h.in_use.sum() == 820.0
+        assert reader.history("sg-1", "us-east-1", since=0).in_use.sum() == 820.0
