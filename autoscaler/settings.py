@@ -489,7 +489,7 @@ def _origin(
             return f"environment variable {name}"
     for name in (*nested, *names):
         if name.upper() in dotenv:
-            return f"{env_file}: {name}"
+            return f"{env_file} ({name})"
     if doc is not None and isinstance(doc.data, dict) and field in doc.data:
         return doc.where([field, *loc[1:]])
     return "default"
