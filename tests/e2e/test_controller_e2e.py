@@ -1,0 +1,136 @@
+"""The controller end to end against the HTTP emulator on a manual clock.
+
+Each test drives real sessions into the emulator, advances simulated time, runs real ticks
+(aiobotocore over HTTP → sampling → SQLite → plugin → guards → UpdateStreamGroup) and checks
+what the emulator ends up with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.e2e.conftest import BuildFn, World
+
+TARGET_TRACKING = """
+apiVersion: autoscaler.gameliftstreams/v1
+kind: CapacityPolicy
+metadata: {name: e2e}
+spec:
+  streamGroups: {ids: [GROUP_ID]}
+  defaults: {minCapacity: 0, maxCapacity: 40}
+  policy:
+    plugin: target-tracking
+    params: {targetUtilization: 0.5}
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 600
+      policies: [{type: Percent, value: 100, periodSeconds: 60}]
+"""
+
+
+async def _tick(built: object, world: World, seconds: float = 60.0) -> object:
+    world.clock.advance(seconds)
+    world.emulator.model.advance()
+    return await built.controller.tick()  # type: ignore[attr-defined]
+
+
+async def test_demand_rise_raises_capacity_within_lead_time(
+    world: World, controller_for: BuildFn
+) -> None:
+    policy = world.policy_file(TARGET_TRACKING)
+    async with controller_for(policy) as built:
+        world.start_sessions(10)
+        # lead time for a Linux class: ~60 s × 1.8 + one 60 s interval ≈ 170 s → 3 ticks
+        for _ in range(3):
+            report = await _tick(built, world)
+        location = world.location()
+        assert location.always_on >= 20, report  # 10 sessions at 50 % target
+        assert location.always_on % 2 == 0  # gen4n_high tenancy 2
+        assert location.allocated >= 20 or location.requested >= 20
+
+
+async def test_demand_fall_waits_for_stabilisation_window(
+    world: World, controller_for: BuildFn
+) -> None:
+    policy = world.policy_file(TARGET_TRACKING)
+    async with controller_for(policy) as built:
+        sessions = world.start_sessions(10)
+        for _ in range(3):
+            await _tick(built, world)
+        high = world.location().always_on
+        assert high >= 20
+        world.terminate(sessions)
+        # within the 600 s window: no scale-down
+        for _ in range(5):
+            await _tick(built, world)
+            assert world.location().always_on == high
+        # after the window: capacity falls
+        for _ in range(8):
+            await _tick(built, world)
+        assert world.location().always_on < high
+
+
+async def test_dry_run_and_plan_make_no_mutating_call(
+    world: World, controller_for: BuildFn
+) -> None:
+    policy = world.policy_file(TARGET_TRACKING)
+    world.start_sessions(10)
+    async with controller_for(policy, dry_run=True) as built:
+        assert not hasattr(built.controller._actuator._writer, "update_stream_group")
+        for _ in range(4):
+            report = await _tick(built, world)
+    decision = report.groups[0].decision  # type: ignore[attr-defined]
+    assert decision is not None
+    assert decision.locations[0].decided.always_on >= 10  # it would scale up...
+    assert world.mutating_calls() == 0  # ...but sent nothing
+    assert world.location().always_on == 2
+
+
+async def test_group_not_active_is_skipped_with_reason(
+    world: World, controller_for: BuildFn
+) -> None:
+    policy = world.policy_file(TARGET_TRACKING)
+    world.emulator.model.force_group_status(world.group_id, "ERROR", "internalError")
+    async with controller_for(policy) as built:
+        report = await _tick(built, world)
+    group = report.groups[0]  # type: ignore[attr-defined]
+    assert group.decision is not None
+    assert group.decision.frozen
+    assert any("ERROR" in v.reason for v in group.decision.vetoes)
+    assert world.mutating_calls() == 0
+
+
+async def test_throttled_sample_never_scales_down(world: World, controller_for: BuildFn) -> None:
+    policy = world.policy_file(TARGET_TRACKING)
+    async with controller_for(policy) as built:
+        sessions = world.start_sessions(10)
+        for _ in range(3):
+            await _tick(built, world)
+        high = world.location().always_on
+        world.terminate(sessions)
+        world.emulator.set_faults({"throttle_probability": {"ListStreamSessions": 1.0}})
+        for _ in range(20):  # far past the stabilisation window
+            report = await _tick(built, world)
+            assert world.location().always_on == high
+        group = report.groups[0]  # type: ignore[attr-defined]
+        assert not group.sample.complete
+        assert any("ThrottlingException" in p for p in group.sample.problems)
+
+
+async def test_restart_keeps_history_and_does_not_repeat_a_change(
+    world: World, controller_for: BuildFn, tmp_path: Path
+) -> None:
+    policy = world.policy_file(TARGET_TRACKING)
+    world.start_sessions(10)
+    async with controller_for(policy) as built:
+        for _ in range(3):
+            await _tick(built, world)
+        rows_before = len(built.store.history(world.group_id, "us-west-2", since=0))
+    updates_before = world.mutating_calls()
+    assert updates_before >= 1
+    async with controller_for(policy) as built:
+        history = built.store.history(world.group_id, "us-west-2", since=0)
+        assert len(history) == rows_before  # history survived the restart
+        await _tick(built, world)
+        assert len(built.store.history(world.group_id, "us-west-2", since=0)) == rows_before + 1
+    assert world.mutating_calls() == updates_before  # nothing re-applied
