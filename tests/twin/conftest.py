@@ -87,7 +87,7 @@ async def admin(emulator: Emulator) -> AsyncIterator[aiohttp.ClientSession]:
 # --- the output-shape checker ---------------------------------------------------------------
 def shape_problems(shape: Any, value: Any, path: str = "", *, cli: bool = False) -> list[str]:
     """Every way ``value`` (a parsed response) breaks ``shape``: required members, types,
-    enums, lengths and ranges. ``cli``: timestamps are the AWS CLI's ISO strings."""
+    enums, lengths and ranges. ``cli``: timestamps as the AWS CLI prints them."""
     problems: list[str] = []
     kind = shape.type_name
     where = path or "<output>"
@@ -132,11 +132,13 @@ def shape_problems(shape: Any, value: Any, path: str = "", *, cli: bool = False)
     if kind == "boolean":
         return [] if isinstance(value, bool) else [f"{where}: expected a boolean"]
     if kind == "timestamp":
-        if cli:
+        if cli:  # AWS CLI v1 prints the wire value (epoch seconds), v2 an ISO string
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return []
             try:
                 datetime.fromisoformat(value)
             except (TypeError, ValueError):
-                return [f"{where}: expected an ISO timestamp, got {value!r}"]
+                return [f"{where}: expected a CLI timestamp, got {value!r}"]
             return []
         return [] if isinstance(value, datetime) else [f"{where}: expected a datetime"]
     return []
