@@ -735,18 +735,17 @@ def guard_group(
         which = "globally" if paused else f"by policy {policy.name!r}"
         gate = Veto("pause", None, f"paused {which}: capacity frozen")
     if gate is not None:
+        # The documented way out of ACTIVE_WITH_ERRORS is removing the failed location, so
+        # removals still pass their own guard then (adds are refused: the group is not ACTIVE).
+        way_out = state.status == "ACTIVE_WITH_ERRORS" and gate.guard == "status"
         changes, cv = guard_location_changes(
             plan.location_changes,
             state=state,
             plan=plan,
             policy=policy,
-            blocked=None
-            if state.status == "ACTIVE_WITH_ERRORS" and not (paused or policy.paused)
-            else gate.reason,
+            blocked=None if way_out else gate.reason,
             stale=is_stale(sample, policy, now),
         )
-        if state.status == "ACTIVE_WITH_ERRORS":
-            changes = tuple(c for c in changes if c.action == "remove")
         return decide_all({}, [gate, *cv], frozen=True, changes=changes), memory
 
     stale_group = is_stale(sample, policy, now)
@@ -898,12 +897,18 @@ def guard_group(
     )
     vetoes.extend(cv)
 
+    # Forget locations the group no longer has (other groups' entries are kept as they are).
+    here = {(g, lp.location) for lp in plan.locations}
+
+    def live(key: Key) -> bool:
+        return key[0] != g or key in here
+
     new_memory = replace(
         memory,
-        recommendations={k: r for k, r in recs.items() if r},
-        applied={k: r for k, r in applied.items() if r},
-        last_applied=last_applied,
-        drift_seen_at=drift_seen,
+        recommendations={k: r for k, r in recs.items() if r and live(k)},
+        applied={k: r for k, r in applied.items() if r and live(k)},
+        last_applied={k: s for k, s in last_applied.items() if live(k)},
+        drift_seen_at={k: t for k, t in drift_seen.items() if live(k)},
         failures=failures,
     )
     return decide_all(decided, vetoes, frozen=False, changes=changes), new_memory

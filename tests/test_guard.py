@@ -803,3 +803,33 @@ def test_guard_is_deterministic_and_leaves_memory_alone(case: dict[str, Any]) ->
     second = _go(case)
     assert first == second
     assert case["memory"].to_json() == before
+
+
+def test_active_with_errors_may_only_remove_a_location() -> None:
+    changes = (
+        LocationChange("eu-west-1", "remove", None, "failed location"),
+        LocationChange("sa-1", "add", C(2, 0, 2), "demand"),
+    )
+    decision, _ = _run(
+        [
+            _loc(PRIMARY, C(2, 0, 2), C(8, 0, 8)),
+            _loc("eu-west-1", C(2, 0, 2), C(2, 0, 2), status="ERROR"),
+        ],
+        changes=changes,
+        status="ACTIVE_WITH_ERRORS",
+    )
+    assert decision.frozen
+    assert decision.locations[0].decided == C(2, 0, 2)
+    assert [(c.location, c.action) for c in decision.location_changes] == [("eu-west-1", "remove")]
+    assert any(v.location == "sa-1" and "ACTIVE_WITH_ERRORS" in v.reason for v in decision.vetoes)
+
+
+def test_memory_forgets_removed_locations_but_not_other_groups() -> None:
+    rec = (RecommendationRecord(NOW - 10, Levels(2, 0, 2)),)
+    memory = GuardMemory(
+        recommendations={(G, "gone-1"): rec, ("sg-other", "gone-1"): rec},
+        last_applied={(G, "gone-1"): C(2, 0, 2)},
+    )
+    _, _, new = _one(C(2, 0, 2), C(2, 0, 2), memory=memory, policy=_policy(behavior=Behavior()))
+    assert set(new.recommendations) == {("sg-other", "gone-1"), (G, PRIMARY)}
+    assert new.last_applied == {}
