@@ -561,6 +561,13 @@ def budget_cut(
     return levels, tuple(vetoes)
 
 
+def worst_case_cost_per_hour(decision: GroupDecision, price_per_slot_hour: float) -> float:
+    """What a decision may cost per hour at most, as the budget rule counts it (price × Σ
+    ceiling): the controller sums this over a policy's groups for
+    ``budget_spent_elsewhere_per_hour``."""
+    return price_per_slot_hour * sum(d.decided.ceiling for d in decision.locations)
+
+
 def _no_decrease(current: CapacitySetting, decided: CapacitySetting) -> CapacitySetting:
     """Each field of ``decided`` raised to at least the current one (stale-data rule)."""
     if decided.on_demand is not None:

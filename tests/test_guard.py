@@ -41,6 +41,7 @@ from autoscaler.guard import (
     Levels,
     RecommendationRecord,
     guard_group,
+    worst_case_cost_per_hour,
 )
 from autoscaler.planner import GroupPlan, LocationPlan
 
@@ -833,3 +834,12 @@ def test_memory_forgets_removed_locations_but_not_other_groups() -> None:
     _, _, new = _one(C(2, 0, 2), C(2, 0, 2), memory=memory, policy=_policy(behavior=Behavior()))
     assert set(new.recommendations) == {("sg-other", "gone-1"), (G, PRIMARY)}
     assert new.last_applied == {}
+
+
+def test_worst_case_cost_matches_what_the_budget_counts() -> None:
+    decision, _ = _run(
+        [_loc(PRIMARY, C(10, 0, 10), C(10, 2, 20)), _loc("eu-west-1", C(4, 0, 4), C(4, 0, 10))],
+        policy=_policy(budget=Budget(max_cost_per_hour=30.0)),
+    )
+    assert worst_case_cost_per_hour(decision, 1.0) == 30.0
+    assert worst_case_cost_per_hour(decision, 0.5) == 15.0
