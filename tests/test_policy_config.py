@@ -582,6 +582,9 @@ def test_directories_are_read_sorted_and_only_yaml(tmp_path: Path) -> None:
     write(tmp_path, minimal(name="hidden", group="sg-9"), ".hidden.yaml")
     policies = load_policies([tmp_path], resolve_params=resolve)
     assert [p.name for p in policies] == ["a", "b"]
+    # a file named twice (directly and through its directory) is one policy, not a clash
+    again = load_policies([tmp_path / "a.yaml", tmp_path], resolve_params=resolve)
+    assert [p.name for p in again] == ["a", "b"]
 
 
 def test_duplicate_names_and_groups_across_files(tmp_path: Path) -> None:

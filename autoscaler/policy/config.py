@@ -289,8 +289,10 @@ def check_policies(
 
 def expand_policy_paths(paths: Sequence[Path | str], report: PolicySetReport) -> list[Path]:
     """Files as given; directories become their ``*.yaml``/``*.yml`` files, sorted (not
-    recursive, hidden files skipped). Missing paths and empty directories are problems."""
+    recursive, hidden files skipped); a file reached twice is read once. Missing paths and
+    empty directories are problems."""
     files: list[Path] = []
+    seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -301,11 +303,17 @@ def expand_policy_paths(paths: Sequence[Path | str], report: PolicySetReport) ->
             )
             if not found:
                 report.add(str(path), [f"{path}: no *.yaml or *.yml policy files in directory"])
-            files.extend(found)
+            candidates = found
         elif path.exists():
-            files.append(path)
+            candidates = [path]
         else:
             report.add(str(path), [f"{path}: no such file or directory"])
+            continue
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(candidate)
     return files
 
 
