@@ -1,0 +1,546 @@
+"""Seasonal demand forecast of one location, from its stored history, in one vectorised pass.
+
+Why this shape of model: player demand is a daily (and weekly) wave whose *level* moves
+(launches, events, a slow decline, a maintenance dip), observed every tick with Poisson noise,
+gaps and outages. So the forecast is a recency-weighted seasonal profile (5-minute buckets of
+the day, blended with the same bucket of the week once two weeks exist) scaled by how the last
+hour compares with that profile (the level ratio), which relaxes back towards the profile at
+long horizons. With less than ~2 days of history the profile is blended with (and, with less
+than half a day, replaced by) the recent level plus a damped trend, so it works from the first
+hour and improves as history grows.
+
+What it learns from is *uncensored* demand: observed sessions are demand clipped by capacity,
+so concurrency is ``in_use + waiting`` plus the sessions that failed placement during the last
+mean session duration (each one would have held a slot that long), and arrivals count every
+session created (the sampling stage counts failed ones as arrivals already, so they are not
+added twice). Incomplete rows, NaN and non-finite times are ignored; a bucket that reads zero
+where the profile expects several sessions is an outage and is left out of the profile (but not
+out of the level: zero *now* is what it is).
+
+Quantiles come from the empirical distribution of this model's own in-sample errors at each
+lead (seasonally adjusted persistence residuals over the last three days, scaled by √mean), with
+a noise floor from the physics of a queue (concurrency moves by arrivals and departures), so a
+short or smooth history never yields a falsely certain forecast. For arrivals the forecast is a
+rate plus an over-dispersion φ (the relative variance of the rate itself, estimated by the method
+of moments), which ``autoscaler.forecast.counts`` turns into count quantiles.
+
+Speed: one call touches each history row a handful of times (searchsorted, masks, bincount)
+and everything else runs on the bucket grid (≈ 4k buckets for 14 days), so it costs on the order
+of a hundred microseconds at 20k rows (see ``bench/forecast_bench.py``). It is pure: same
+inputs, same forecast, no state between calls.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+import numpy.typing as npt
+
+from autoscaler.domain.models import FloatArray, LocationHistory
+
+DAY_S = 86400.0
+WEEK_S = 7 * DAY_S
+_STD_NORMAL = NormalDist()
+_N_LAGS = 8  # error tables at leads of 1, 2, 4, … 128 buckets
+
+_Profiles = tuple[FloatArray, FloatArray | None, FloatArray, FloatArray | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastConfig:
+    """Tuning of the seasonal forecaster; the defaults suit 1-minute ticks and player demand."""
+
+    bucket_s: float = 300.0  # grid step; must divide a day
+    window_s: float = 14 * DAY_S  # history used (older rows are ignored)
+    day_half_life_days: float = 4.0  # weight of a day in the profile halves every this many days
+    recent_s: float = 3600.0  # the level ratio compares this much recent data with the profile
+    ratio_prior_slots: float = 2.0  # shrinks the ratio towards 1 when the profile is tiny
+    ratio_relax_s: float = 12 * 3600.0  # the ratio relaxes towards 1 with this time constant
+    trend_damping_s: float = 3600.0  # the fallback trend's effect saturates after this long
+    profile_full_days: float = 2.0  # history span from which the profile gets full weight
+    weekly_min_days: float = 14.0  # span from which the weekly profile is blended in
+    weekly_weight: float = 0.5
+    outage_expected_min: float = 3.0  # a zero bucket where the profile expects ≥ this is an outage
+    residual_days: float = 3.0  # in-sample residuals are taken from this many recent days
+    max_row_gap_s: float = (
+        900.0  # a row covering more than this is a gap (its arrivals are dropped)
+    )
+    default_mean_duration_s: float = 2400.0  # session mean duration before departures say more
+    min_residuals: int = 24  # fewer in-sample residuals than this: use the noise floor only
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """Demand forecast at ``now + horizons_s``.
+
+    ``*_quantiles`` have shape ``(len(quantiles), len(horizons_s))``. ``in_use_peak_*`` is the
+    maximum over ``[now, now + h]`` (what pre-warming must cover). ``arrivals_expected`` is the
+    expected number of arrivals in ``[now, now + h]``; ``arrival_dispersion`` the relative
+    variance φ of the arrival rate at that lead (0 = pure Poisson).
+    """
+
+    now: float
+    horizons_s: FloatArray
+    quantiles: tuple[float, ...]
+    in_use_mean: FloatArray
+    in_use_quantiles: npt.NDArray[np.float64]
+    in_use_peak_mean: FloatArray
+    in_use_peak_quantiles: npt.NDArray[np.float64]
+    arrival_rate_mean: FloatArray  # per second, at now + h
+    arrival_rate_peak: FloatArray  # per second, max of the mean rate over [now, now + h]
+    arrivals_expected: FloatArray
+    arrival_dispersion: FloatArray
+    level: float  # uncensored concurrency now (recent buckets)
+    level_ratio: float  # recent demand / seasonal profile (1 = as usual)
+    profile_weight: float  # 0 = level + trend only, 1 = seasonal profile only
+    mean_duration_s: float  # sessions' mean duration (Little's law on the history)
+    history_s: float  # span of usable history
+    method: str  # short description for reason strings
+
+    def quantile_index(self, q: float) -> int:
+        """Index of quantile ``q`` in ``quantiles`` (ValueError if it was not asked for)."""
+        for i, x in enumerate(self.quantiles):
+            if abs(x - q) < 1e-12:
+                return i
+        raise ValueError(f"quantile {q} was not forecast (have {self.quantiles})")
+
+
+def _rolling_sum(x: FloatArray, w: int) -> FloatArray:
+    """Sum of ``x[b-w+1 .. b]`` for every b (shorter windows at the start)."""
+    c = np.cumsum(x)
+    out = c.copy()
+    out[w:] -= c[:-w]
+    return out
+
+
+def _interp_circular(profile: npt.NDArray[np.float64], pos: FloatArray) -> npt.NDArray[np.float64]:
+    """Linear interpolation of circular profiles (rows of ``profile``) at fractional bucket
+    positions; where one neighbour is missing the other is used, NaN only where both are."""
+    n = profile.shape[-1]
+    i = np.floor(pos)
+    frac = pos - i
+    j = i.astype(np.int64) % n
+    a = profile[..., j]
+    b = profile[..., (j + 1) % n]
+    out = np.where(np.isnan(a), b, np.where(np.isnan(b), a, a + (b - a) * frac))
+    return np.asarray(out, dtype=np.float64)
+
+
+def _profile(key: npt.NDArray[np.int64], num: FloatArray, den: FloatArray, size: int) -> FloatArray:
+    """Weighted profile ``Σnum / Σden`` per key, smoothed over 3 neighbouring buckets
+    (circular; smoothing the sums keeps gaps from leaving NaN holes); NaN where no data."""
+    n = np.bincount(key, weights=num, minlength=size)
+    d = np.bincount(key, weights=den, minlength=size)
+    n = n + np.roll(n, 1) + np.roll(n, -1)
+    d = d + np.roll(d, 1) + np.roll(d, -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prof = np.where(d > 0, n / np.where(d > 0, d, 1.0), np.nan)
+    return np.asarray(prof, dtype=np.float64)
+
+
+def _week_profile(
+    daily: FloatArray, weekly: FloatArray | None, week_off: int, ww: float
+) -> FloatArray:
+    """One profile per bucket of the week (index = bucket + ``week_off``): the daily profile,
+    blended with the weekly one where that is known."""
+    per_day = daily.shape[0]
+    p = np.arange(7 * per_day, dtype=np.int64)
+    out = daily[(p - week_off) % per_day]
+    if weekly is not None:
+        out = np.where(np.isfinite(weekly), (1 - ww) * out + ww * weekly, out)
+    return np.asarray(out, dtype=np.float64)
+
+
+def _profile_weight(days: float, cfg: ForecastConfig) -> float:
+    """0 under half a day of history, 1 from ``profile_full_days``, linear between."""
+    return float(min(max((days - 0.5) / (cfg.profile_full_days - 0.5), 0.0), 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Buckets:
+    """Sums of one run of buckets (``cnt`` usable rows, ``csum`` their concurrency, ``a_sum``
+    arrivals over ``t_sum`` seconds of rate-usable rows)."""
+
+    cnt: FloatArray
+    csum: FloatArray
+    a_sum: FloatArray
+    t_sum: FloatArray
+
+    @property
+    def conc(self) -> FloatArray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(self.cnt > 0, self.csum / np.where(self.cnt > 0, self.cnt, 1.0), np.nan)
+        return np.asarray(out, dtype=np.float64)
+
+
+def _rows_dt(h: LocationHistory, i0: int, i1: int) -> FloatArray:
+    """Seconds each row covers (since the previous row; NaN for the very first)."""
+    at = h.at[i0:i1]
+    dt = np.empty_like(at)
+    if at.shape[0]:
+        dt[0] = at[0] - h.at[i0 - 1] if i0 > 0 else np.nan
+        dt[1:] = at[1:] - at[:-1]
+    return dt
+
+
+def _mean_duration(h: LocationHistory, i0: int, i1: int, cfg: ForecastConfig) -> float:
+    """Sessions' mean duration by Little's law (in-use slot-seconds / departures)."""
+    dt = _rows_dt(h, i0, i1)
+    dep = h.departures[i0:i1]
+    use = h.in_use[i0:i1]
+    ok = h.complete[i0:i1] & np.isfinite(dep) & np.isfinite(use) & (dt > 0)
+    ok &= dt <= cfg.max_row_gap_s
+    n_dep = float(np.where(ok, dep, 0.0).sum())
+    busy = float(np.where(ok, use * dt, 0.0).sum())
+    if n_dep >= 10 and busy > 0:
+        return min(max(busy / n_dep, 300.0), 4 * 3600.0)
+    return cfg.default_mean_duration_s
+
+
+def _bucketize(
+    h: LocationHistory,
+    *,
+    i0: int,
+    i1: int,
+    t0: float,
+    b_lo: int,
+    n: int,
+    mean_dur: float,
+    cfg: ForecastConfig,
+) -> _Buckets:
+    """Uncensored sums of rows ``i0:i1`` into buckets ``b_lo .. b_lo + n - 1`` (rows outside
+    are read only for the failures' look-back). Sorted rows → cumulative sums, no bincount."""
+    at = h.at[i0:i1]
+    in_use = h.in_use[i0:i1]
+    ok = h.complete[i0:i1] & np.isfinite(at) & np.isfinite(in_use)
+    waiting = h.waiting[i0:i1]
+    conc = np.maximum(in_use, 0.0) + np.where(waiting > 0, waiting, 0.0)  # NaN > 0 is False
+    fail = h.placement_failures[i0:i1]
+    fail0 = np.where(ok & (fail > 0), fail, 0.0)
+    cs_f = np.cumsum(fail0)
+    if cs_f.shape[0] and cs_f[-1] > 0:
+        # Lost concurrency: failures of the last mean duration each held a slot that long.
+        j = np.searchsorted(at, at - mean_dur, side="right")
+        conc = conc + cs_f - np.where(j > 0, cs_f[np.maximum(j - 1, 0)], 0.0)
+    dt = _rows_dt(h, i0, i1)
+    arr = h.arrivals[i0:i1]
+    rate_ok = ok & np.isfinite(arr) & (dt > 0) & (dt <= cfg.max_row_gap_s)
+    edges = np.searchsorted(at, t0 + (b_lo + np.arange(n + 1, dtype=np.float64)) * cfg.bucket_s)
+
+    def sums(x: FloatArray) -> FloatArray:
+        c = np.concatenate(([0.0], np.cumsum(x)))
+        return np.asarray(c[edges[1:]] - c[edges[:-1]], dtype=np.float64)
+
+    return _Buckets(
+        cnt=sums(ok.astype(np.float64)),
+        csum=sums(np.where(ok, conc, 0.0)),
+        a_sum=sums(np.where(rate_ok, arr, 0.0)),
+        t_sum=sums(np.where(rate_ok, dt, 0.0)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Past:
+    """What the forecaster derives from rows before an hour boundary ``cut``: the seasonal
+    profiles and the error tables. It changes once an hour, so it is memoised (see
+    ``SeasonalForecaster``); everything about the last hour is recomputed on every call."""
+
+    t0: float  # day-aligned origin of the bucket grid
+    week_off: int  # bucket-of-week of bucket 0
+    # Row 0 concurrency, row 1 arrival rate (per s), by bucket of the week (see
+    # ``_week_profile``); None: no usable rows yet.
+    profile: npt.NDArray[np.float64] | None
+    weekly: bool  # the weekly profile is blended in
+    first_valid_at: float | None
+    mean_dur: float
+    lag_s: FloatArray  # leads of the error tables, starting at 0
+    z_at_lag: npt.NDArray[np.float64]  # (quantiles, leads) standardised error quantiles
+    phi_at_lag: FloatArray  # arrival-rate over-dispersion by lead
+    outage_buckets: int
+
+
+class SeasonalForecaster:
+    """Forecasts one location's demand; one instance serves every location.
+
+    Results depend only on the arguments. The part derived from rows older than the last whole
+    hour (profiles, error tables) is memoised in a small LRU keyed by that hour, the quantiles
+    and a fingerprint of those rows (count, first and last time, strided sums of three
+    columns); stored history is append-only, so a hit returns exactly what recomputing would.
+    ``cache_size=0`` disables it (the tests compare both).
+    """
+
+    def __init__(self, config: ForecastConfig | None = None, *, cache_size: int = 512) -> None:
+        self.config = config or ForecastConfig()
+        per_day = DAY_S / self.config.bucket_s
+        if abs(per_day - round(per_day)) > 1e-9 or 3600.0 % self.config.bucket_s:
+            raise ValueError("bucket_s must divide an hour")
+        self._cache: OrderedDict[tuple[object, ...], _Past] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # --- the hourly part ---------------------------------------------------------------------
+    def _past(self, h: LocationHistory, cut: float, qs: tuple[float, ...]) -> _Past:
+        cfg = self.config
+        lo = cut - cfg.window_s
+        i_lo, i_cut = (int(i) for i in np.searchsorted(h.at, (lo, cut), side="left"))
+        key: tuple[object, ...] = (cut, qs, i_cut - i_lo)
+        if i_cut > i_lo:
+            stride = slice(i_lo, i_cut, 53)
+            key += (
+                float(h.at[i_lo]),
+                float(h.at[i_cut - 1]),
+                float(np.nansum(h.in_use[stride])),
+                float(np.nansum(h.arrivals[stride])),
+                int(np.count_nonzero(h.complete[stride])),
+            )
+        if self._cache_size:
+            with self._lock:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    self._cache.move_to_end(key)
+                    return hit
+        past = self._compute_past(h, cut, qs, i_lo, i_cut)
+        if self._cache_size:
+            with self._lock:
+                self._cache[key] = past
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return past
+
+    def _compute_past(
+        self, h: LocationHistory, cut: float, qs: tuple[float, ...], i_lo: int, i_cut: int
+    ) -> _Past:
+        cfg = self.config
+        bs = cfg.bucket_s
+        per_day = round(DAY_S / bs)
+        per_week = 7 * per_day
+        lo = cut - cfg.window_s
+        t0 = math.floor(lo / DAY_S) * DAY_S
+        week_off = int(((t0 // DAY_S) % 7) * per_day)
+        nb = round((cut - t0) / bs)
+        lag_s = np.concatenate(([0.0], bs * 2.0 ** np.arange(_N_LAGS)))
+        z_norm = np.array([_STD_NORMAL.inv_cdf(q) for q in qs])
+        mean_dur = _mean_duration(h, i_lo, i_cut, cfg)
+        # Little history: the full Poisson width, no credit for persistence; rate ±50 % (1 sd).
+        z_default = np.outer(z_norm, np.maximum(1.0, np.sqrt(lag_s / mean_dur)))
+        z_default[:, 0] = 0.0
+        phi_default = np.full(lag_s.shape, 0.25)
+        empty = _Past(t0, week_off, None, False, None, mean_dur, lag_s, z_default, phi_default, 0)
+        if i_cut <= i_lo:
+            return empty
+        i_start = int(np.searchsorted(h.at, t0 - mean_dur, side="left"))
+        bk = _bucketize(h, i0=i_start, i1=i_cut, t0=t0, b_lo=0, n=nb, mean_dur=mean_dur, cfg=cfg)
+        c_b = bk.conc
+        valid = np.isfinite(c_b)
+        if not valid.any():
+            return empty
+        first_valid_at = t0 + float(np.argmax(valid)) * bs
+        b_all = np.arange(nb, dtype=np.int64)
+        tod = b_all % per_day
+        tow = (b_all + week_off) % per_week
+        w_b = np.power(0.5, (nb - 1 - b_all) * (bs / DAY_S) / cfg.day_half_life_days)
+        use_week = (cut - first_valid_at) / DAY_S >= cfg.weekly_min_days
+        c0 = np.where(valid, c_b, 0.0)
+
+        def build(mask: npt.NDArray[np.bool_]) -> _Profiles:
+            wc = np.where(mask, w_b, 0.0)
+            wt = wc * bk.t_sum
+            pd_c = _profile(tod, wc * c0, wc, per_day)
+            pd_a = _profile(tod, wc * bk.a_sum, wt, per_day)
+            if not use_week:
+                return pd_c, None, pd_a, None
+            cov = np.bincount(tow, weights=mask.astype(np.float64), minlength=per_week)
+            cov = cov + np.roll(cov, 1) + np.roll(cov, -1)
+            pw_c = np.where(cov >= 2, _profile(tow, wc * c0, wc, per_week), np.nan)
+            pw_a = np.where(cov >= 2, _profile(tow, wc * bk.a_sum, wt, per_week), np.nan)
+            return pd_c, pw_c, pd_a, pw_a
+
+        centre = b_all.astype(np.float64)
+        prof = build(valid)
+        ww = cfg.weekly_weight
+        p_c = _interp_circular(_week_profile(prof[0], prof[1], week_off, ww), centre + week_off)
+        outage = valid & (c_b == 0) & (p_c >= cfg.outage_expected_min)
+        n_out = int(outage.sum())
+        if n_out:
+            prof = build(valid & ~outage)
+            p_c = _interp_circular(_week_profile(prof[0], prof[1], week_off, ww), centre + week_off)
+        week_a = _week_profile(prof[2], prof[3], week_off, ww)
+        p_a = _interp_circular(week_a, centre + week_off)
+
+        # Rolling ratio and level series: what the model would have said at each bucket.
+        wr = max(1, round(cfg.recent_s / bs))
+        prior = cfg.ratio_prior_slots
+        both = valid & np.isfinite(p_c)
+        ratio_c = (_rolling_sum(np.where(both, c_b, 0.0), wr) + prior) / (
+            _rolling_sum(np.where(both, p_c, 0.0), wr) + prior
+        )
+        roll_n = _rolling_sum(valid.astype(np.float64), wr)
+        level_roll = _rolling_sum(c0, wr) / np.maximum(roll_n, 1.0)
+        a_both = (bk.t_sum > 0) & np.isfinite(p_a)
+        ratio_a = (_rolling_sum(np.where(a_both, bk.a_sum, 0.0), wr) + 1.0) / (
+            _rolling_sum(np.where(a_both, p_a * bk.t_sum, 0.0), wr) + 1.0
+        )
+        rate_roll = _rolling_sum(bk.a_sum, wr) / np.maximum(_rolling_sum(bk.t_sum, wr), 1.0)
+        pw = _profile_weight((cut - first_valid_at) / DAY_S, cfg)
+
+        z_at = z_default.copy()
+        phi_at = phi_default.copy()
+        bb = np.arange(max(wr, nb - round(cfg.residual_days * per_day)), nb, dtype=np.int64)
+        for li in range(1, lag_s.shape[0]):
+            k = round(lag_s[li] / bs)
+            sel = bb - k >= 0
+            b1 = bb[sel]
+            s1 = b1 - k
+            f = pw * ratio_c[s1] * p_c[b1] + (1 - pw) * level_roll[s1]
+            fa = pw * ratio_a[s1] * p_a[b1] + (1 - pw) * rate_roll[s1]
+            if pw == 0.0:
+                f, fa = level_roll[s1], rate_roll[s1]
+            good = valid[b1] & np.isfinite(f) & (roll_n[s1] > 0)
+            if int(good.sum()) >= cfg.min_residuals:
+                fg = f[good]
+                z = (c_b[b1][good] - fg) / np.sqrt(fg + 1.0)
+                emp = np.quantile(z, qs)
+                # Floor: over a lead h a share 1 − exp(−h/D) of the sessions turns over.
+                floor = z_norm * math.sqrt(1.0 - math.exp(-lag_s[li] / mean_dur))
+                z_at[:, li] = np.where(z_norm >= 0, np.maximum(emp, floor), np.minimum(emp, floor))
+            ga = (bk.t_sum[b1] > 0) & np.isfinite(fa)
+            if int(ga.sum()) >= cfg.min_residuals:
+                expct = fa[ga] * bk.t_sum[b1][ga]
+                n = bk.a_sum[b1][ga]
+                den = float((expct * expct).sum())
+                if den > 0:
+                    phi = float(((n - expct) ** 2 - expct).sum()) / den
+                    phi_at[li] = min(max(phi, 0.0), 4.0)
+        return _Past(
+            t0=t0,
+            week_off=week_off,
+            profile=np.vstack((_week_profile(prof[0], prof[1], week_off, ww), week_a)),
+            weekly=prof[1] is not None,
+            first_valid_at=first_valid_at,
+            mean_dur=mean_dur,
+            lag_s=lag_s,
+            z_at_lag=z_at,
+            phi_at_lag=phi_at,
+            outage_buckets=n_out,
+        )
+
+    # --- every call -------------------------------------------------------------------------
+    def forecast(
+        self,
+        history: LocationHistory,
+        now: float,
+        horizons_s: Sequence[float] | FloatArray,
+        quantiles: Sequence[float] = (0.5, 0.9, 0.99),
+    ) -> Forecast:
+        cfg = self.config
+        bs = cfg.bucket_s
+        hz = np.maximum(np.asarray(horizons_s, dtype=np.float64), 0.0)
+        qs = tuple(float(q) for q in quantiles)
+        if any(not 0.0 < q < 1.0 for q in qs):
+            raise ValueError("quantiles must be in (0, 1)")
+        cut = math.floor(now / 3600.0) * 3600.0
+        past = self._past(history, cut, qs)
+        t0 = past.t0
+        wr = max(1, round(cfg.recent_s / bs))
+
+        # The last hour, bucketed from its rows (the current bucket is partial).
+        cur = math.floor((now - t0) / bs)
+        b_lo = max(cur - wr + 1, 0)
+        n_r = cur - b_lo + 1
+        i_s = int(np.searchsorted(history.at, t0 + b_lo * bs - past.mean_dur, side="left"))
+        i_e = int(np.searchsorted(history.at, now, side="right"))
+        bk = _bucketize(
+            history, i0=i_s, i1=i_e, t0=t0, b_lo=b_lo, n=n_r, mean_dur=past.mean_dur, cfg=cfg
+        )
+        c_r = bk.conc
+        valid = np.isfinite(c_r)
+        first_valid_at = past.first_valid_at
+        if first_valid_at is None and valid.any():
+            first_valid_at = t0 + (b_lo + float(np.argmax(valid))) * bs
+        history_s = max(now - first_valid_at, 0.0) if first_valid_at is not None else 0.0
+        pw = _profile_weight(history_s / DAY_S, cfg) if past.profile is not None else 0.0
+
+        idx = np.flatnonzero(valid)
+        level = float(c_r[idx[-3:]].mean()) if idx.size else 0.0
+        slope = 0.0
+        if idx.size >= 4:
+            x = idx.astype(np.float64) * bs
+            xm = x - x.mean()
+            y = c_r[idx]
+            slope = float((xm * (y - y.mean())).sum() / (xm * xm).sum())
+        t_tot = float(bk.t_sum.sum())
+        rate_level = float(bk.a_sum.sum()) / t_tot if t_tot > 0 else 0.0
+
+        h_max = float(hz.max()) if hz.size else 0.0
+        grid = np.sort(np.concatenate((np.arange(0.0, h_max + bs, bs), hz)))
+        lvl_path = np.maximum(
+            level + slope * cfg.trend_damping_s * (1 - np.exp(-grid / cfg.trend_damping_s)), 0.0
+        )
+        m_c: FloatArray = lvl_path
+        m_a: FloatArray = np.full(grid.shape, rate_level)
+        r_c = r_a = 1.0
+        if pw > 0.0 and past.profile is not None:
+            pos_r = b_lo + past.week_off + np.arange(n_r, dtype=np.float64)
+            p_c, p_a = _interp_circular(past.profile, pos_r)
+            both = valid & np.isfinite(p_c)
+            prior = cfg.ratio_prior_slots
+            r_c = (float(c_r[both].sum()) + prior) / (float(p_c[both].sum()) + prior)
+            a_ok = (bk.t_sum > 0) & np.isfinite(p_a)
+            r_a = (float(bk.a_sum[a_ok].sum()) + 1.0) / (
+                float((p_a[a_ok] * bk.t_sum[a_ok]).sum()) + 1.0
+            )
+            pos_f = (now + grid - t0) / bs - 0.5 + past.week_off
+            relax = np.exp(-grid / cfg.ratio_relax_s)
+            seas_c, seas_a = _interp_circular(past.profile, pos_f)
+            seas_c = seas_c * (1 + (r_c - 1) * relax)
+            seas_a = seas_a * (1 + (r_a - 1) * relax)
+            m_c = np.where(np.isfinite(seas_c), pw * seas_c + (1 - pw) * lvl_path, lvl_path)
+            m_a = np.where(np.isfinite(seas_a), pw * seas_a + (1 - pw) * rate_level, rate_level)
+        m_c = np.maximum(m_c, 0.0)
+        m_a = np.maximum(m_a, 0.0)
+
+        zq = np.vstack([np.interp(grid, past.lag_s, past.z_at_lag[i]) for i in range(len(qs))])
+        q_c = np.maximum(m_c + zq * np.sqrt(m_c + 1.0), 0.0)
+        gi = np.searchsorted(grid, hz)
+        cum_a = np.concatenate(([0.0], np.cumsum(0.5 * (m_a[1:] + m_a[:-1]) * np.diff(grid))))
+        if pw > 0.0:
+            week = ", weekly" if past.weekly else ""
+            method = f"seasonal×level (profile weight {pw:.2f}, level ratio {r_c:.2f}{week})"
+        else:
+            method = "recent level + trend (under half a day of history)"
+        return Forecast(
+            now=now,
+            horizons_s=hz,
+            quantiles=qs,
+            in_use_mean=m_c[gi],
+            in_use_quantiles=q_c[:, gi],
+            in_use_peak_mean=np.maximum.accumulate(m_c)[gi],
+            in_use_peak_quantiles=np.maximum.accumulate(q_c, axis=1)[:, gi],
+            arrival_rate_mean=m_a[gi],
+            arrival_rate_peak=np.maximum.accumulate(m_a)[gi],
+            arrivals_expected=cum_a[gi],
+            arrival_dispersion=np.interp(hz, past.lag_s, past.phi_at_lag),
+            level=level,
+            level_ratio=r_c,
+            profile_weight=pw,
+            mean_duration_s=past.mean_dur,
+            history_s=history_s,
+            method=method,
+        )
+
+
+def forecast_location(
+    history: LocationHistory,
+    now: float,
+    horizons_s: Sequence[float] | FloatArray,
+    quantiles: Sequence[float] = (0.5, 0.9, 0.99),
+    config: ForecastConfig | None = None,
+) -> Forecast:
+    """Forecast a location's demand at ``now + horizons_s`` (see ``SeasonalForecaster``)."""
+    return SeasonalForecaster(config).forecast(history, now, horizons_s, quantiles)
