@@ -64,7 +64,7 @@ class Result:
     params: Mapping[str, Any]
     cost: float  # allocated slot-hours × price
     bound: float  # in-use bound slot-hours × price
-    cost_ratio: float  # cost / bound (inf when the bound is 0 and something was paid)
+    cost_ratio: float  # cost / bound, on slot-hours (inf if the bound is 0 and slots were paid)
     instant: float
     cold: float
     failed: float
@@ -126,10 +126,10 @@ def score(
     chosen = slo or Slo()
     cost = allocated_slot_s / 3600.0 * price_per_slot_hour
     bound = bound_slot_h * price_per_slot_hour
-    if bound > 0:
-        ratio = cost / bound
-    else:
-        ratio = math.inf if cost > 0 else 1.0
+    # On slot-hours, so a zero price still gives a meaningful ratio.
+    paid_h = allocated_slot_s / 3600.0
+    nothing = math.inf if paid_h > 0 else 1.0
+    ratio = paid_h / bound_slot_h if bound_slot_h > 0 else nothing
     share_instant, share_failed = instant / total, failed / total
     return Result(
         policy=policy,

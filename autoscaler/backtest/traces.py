@@ -92,9 +92,14 @@ def _frozen(a: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _rows(lines: list[int]) -> str:
+    """'line 7' or 'lines 7, 9 (and 3 more)'."""
     shown = ", ".join(str(n) for n in lines[:_MAX_EXAMPLES])
     more = len(lines) - _MAX_EXAMPLES
-    return shown + (f" (and {more} more)" if more > 0 else "")
+    return (
+        ("line " if len(lines) == 1 else "lines ")
+        + shown
+        + (f" (and {more} more)" if more > 0 else "")
+    )
 
 
 def _quote_some(items: list[str]) -> str:
@@ -179,13 +184,13 @@ def _parse_times(
     bad = np.isnan(out) & ~empty
     if empty.any():
         problems.append(
-            f"{src}, line {_rows(lines[empty].tolist())}, column {column!r}: empty time "
+            f"{src}, {_rows(lines[empty].tolist())}, column {column!r}: empty time "
             f"(expected {_ISO_HINT})"
         )
     if bad.any():
         first = text[bad].iloc[0]
         problems.append(
-            f"{src}, line {_rows(lines[bad].tolist())}, column {column!r}: value {first!r} is "
+            f"{src}, {_rows(lines[bad].tolist())}, column {column!r}: value {first!r} is "
             f"not a time (expected {_ISO_HINT}; every timestamp of a file must be ISO or every "
             "one epoch seconds)"
         )
@@ -211,18 +216,18 @@ def _parse_counts(
     if non_numeric.any():
         first = text[non_numeric].iloc[0]
         problems.append(
-            f"{src}, line {_rows(lines[non_numeric].tolist())}, column {column!r}: value "
+            f"{src}, {_rows(lines[non_numeric].tolist())}, column {column!r}: value "
             f"{first!r} is not a number (expected {what})"
         )
     if negative.any():
         first = text[negative].iloc[0]
         problems.append(
-            f"{src}, line {_rows(lines[negative].tolist())}, column {column!r}: value {first!r} "
+            f"{src}, {_rows(lines[negative].tolist())}, column {column!r}: value {first!r} "
             f"is negative (expected {what})"
         )
     if not blank_ok and empty.any():
         problems.append(
-            f"{src}, line {_rows(lines[empty].tolist())}, column {column!r}: empty value "
+            f"{src}, {_rows(lines[empty].tolist())}, column {column!r}: empty value "
             f"(expected {what})"
         )
     num[non_numeric | negative] = np.nan
@@ -368,7 +373,7 @@ def _load_long(
         zero = res == 0
         if zero.any():
             problems.append(
-                f"{src}, line {_rows(lines[zero].tolist())}, column {rs_c!r}: value '0' "
+                f"{src}, {_rows(lines[zero].tolist())}, column {rs_c!r}: value '0' "
                 "(expected a positive number of minutes)"
             )
     where = f", series {series!r}"
@@ -465,7 +470,7 @@ def _load_session_log(src: str, df: pd.DataFrame) -> SessionPlan:
         empty = loc_names == ""
         if empty.any():
             problems.append(
-                f"{src}, line {_rows(lines[empty].tolist())}, column {lo_c!r}: empty location "
+                f"{src}, {_rows(lines[empty].tolist())}, column {lo_c!r}: empty location "
                 "(expected a location name such as us-east-1, or drop the column)"
             )
     if len(df) == 0:

@@ -198,7 +198,7 @@ def test_negative_and_non_numeric_values_name_line_column_value(tmp_path: Path) 
     )
     msg = problems_of(p)
     assert f"{p}, line 3, column 'players': value '-3' is negative" in msg
-    assert f"{p}, line 4, 5, column 'players': value 'lots' is not a number" in msg
+    assert f"{p}, lines 4, 5, column 'players': value 'lots' is not a number" in msg
     assert "expected a non-negative count of concurrent players" in msg
 
 
