@@ -23,6 +23,7 @@ import signal
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, Literal
 
@@ -376,16 +377,10 @@ def _location_inputs(items: list[dict[str, Any]] | None) -> list[LocationConfigI
     ]
 
 
-def _group_key(view: StreamGroupView) -> tuple[float, str]:
-    return (view.created_at, view.group_id)
-
-
-def _session_key(view: SessionView) -> tuple[float, str]:
-    return (view.created_at, view.session_id)
-
-
-def _application_key(app: Application) -> tuple[float, str]:
-    return (app.created_at, app.app_id)
+# (created at, id): the page key of each listing; attrgetter keeps the per-page scan in C
+_group_key: Callable[[StreamGroupView], tuple[float, str]] = attrgetter("created_at", "group_id")
+_session_key: Callable[[SessionView], tuple[float, str]] = attrgetter("created_at", "session_id")
+_application_key: Callable[[Application], tuple[float, str]] = attrgetter("created_at", "app_id")
 
 
 Handler = Callable[[str, dict[str, Any]], dict[str, Any] | None]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import bisect
 import json
 import re
 import warnings
@@ -344,6 +343,11 @@ class _Compiler:
             # rest-json: epoch seconds in a body, RFC 822 in a header, unless the shape says
             default = "rfc822" if where == "header" else "unixTimestamp"
             chosen = fmt or default
+            if chosen == "unixTimestamp":
+                # the hot path (every CreatedAt of a listing): floats straight through
+                return lambda value: (
+                    round(value, 3) if type(value) is float else _format_timestamp(value, chosen)
+                )
             return lambda value: _format_timestamp(value, chosen)
         if kind == "blob":
             return _encode_blob
@@ -743,12 +747,25 @@ def paginate(
     max_results: int | None,
     default_max: int = 25,
 ) -> tuple[list[_T], str | None]:
-    """One page of ``items`` in a stable order (by ``key``) and the token of the next one."""
-    ordered = sorted(items, key=key)
+    """One page of ``items`` and the token of the next one.
+
+    ``items`` must come in a stable order (the model lists in creation or end order, only
+    appending and dropping). A page resumes right after the last item served; if that item
+    is gone, at the first item whose ``key`` (created at, id) is past it. No sorting: a
+    listing of thousands is scanned once, not sorted, per page.
+    """
     start = 0
     if token is not None:
-        start = bisect.bisect_right(ordered, decode_token(token, scope), key=key)
+        last = decode_token(token, scope)
+        start = len(items)
+        for index, item in enumerate(items):
+            item_key = key(item)
+            if item_key == last:
+                start = index + 1
+                break
+            if item_key > last and start == len(items):
+                start = index  # fallback if ``last`` is not found further on
     size = default_max if max_results is None else max_results
-    page = ordered[start : start + size]
-    more = start + size < len(ordered)
+    page = list(items[start : start + size])
+    more = start + size < len(items)
     return page, encode_token(scope, key(page[-1])) if more and page else None

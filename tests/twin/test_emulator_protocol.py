@@ -238,20 +238,35 @@ def test_region_comes_from_the_sigv4_credential_scope() -> None:
     assert region_from_authorization("Bearer token") == "us-west-2"
 
 
-def test_pages_cover_every_item_once_in_a_stable_order() -> None:
-    items = [(float(i // 3), f"id-{i:02d}") for i in range(23)]
-    shuffled = items[::-1]
+def _walk(items: list[tuple[float, str]], size: int) -> tuple[list[tuple[float, str]], int]:
     seen: list[tuple[float, str]] = []
     token: str | None = None
     pages = 0
     while True:
-        page, token = paginate(shuffled, lambda item: item, scope="s", token=token, max_results=5)
+        page, token = paginate(items, lambda item: item, scope="s", token=token, max_results=size)
         seen += page
         pages += 1
         if token is None:
-            break
-    assert seen == items
-    assert pages == 5
+            return seen, pages
+
+
+def test_pages_cover_every_item_once_in_the_listing_order() -> None:
+    items = [(float(i // 3), f"id-{(i * 7) % 23:02d}") for i in range(23)]
+    assert _walk(items, 5) == (items, 5)
+    assert _walk(items, 23) == (items, 1)
+    assert paginate([], lambda item: item, scope="s", token=None, max_results=5) == ([], None)
+
+
+def test_a_page_resumes_after_its_last_item_even_when_that_item_is_gone() -> None:
+    items = [(float(i), f"id-{i}") for i in range(10)]
+    first, token = paginate(items, lambda item: item, scope="s", token=None, max_results=4)
+    assert first == items[:4]
+    remaining = [item for item in items if item != items[3]]  # the last one served ended
+    second, _ = paginate(remaining, lambda item: item, scope="s", token=token, max_results=4)
+    assert second == items[4:8]
+    newer = [*items, (20.0, "id-new")]  # items appended meanwhile come at the end
+    second, _ = paginate(newer, lambda item: item, scope="s", token=token, max_results=100)
+    assert second == [*items[4:], (20.0, "id-new")]
 
 
 def test_tokens_are_bound_to_their_listing() -> None:
