@@ -37,7 +37,7 @@ from autoscaler.domain.models import (
 )
 from autoscaler.domain.policy import Mode, Policy
 from autoscaler.domain.ports import StreamGroupReader, StreamGroupWriter
-from autoscaler.guard import GuardMemory, guard_group
+from autoscaler.guard import GuardMemory, guard_group, worst_case_cost_per_hour
 from autoscaler.planner import plan_group
 from autoscaler.policy.plugin import PluginRegistry, UnknownPluginError
 from autoscaler.report import AuditLog, setting_dict
@@ -243,15 +243,15 @@ class Controller:
             sample=sample,
             policy=policy,
             memory=self._memory,
-            now=sample.at,
+            now=self._clock.now(),
             paused=paused,
             budget_spent_elsewhere_per_hour=spent_per_policy.get(policy.name, 0.0),
         )
         self._memory = memory
         price = policy.price_for(state.stream_class)
-        spent_per_policy[policy.name] = spent_per_policy.get(policy.name, 0.0) + price * sum(
-            max(d.decided.always_on, d.in_use + d.decided.idle_target) for d in decision.locations
-        )
+        spent_per_policy[policy.name] = spent_per_policy.get(
+            policy.name, 0.0
+        ) + worst_case_cost_per_hour(decision, price)
         dry_run = self.options.dry_run or policy.dry_run or policy.mode is Mode.FORECAST_ONLY
         actuation = await self._actuate(decision, dry_run=dry_run)
         if actuation.applied:

@@ -320,6 +320,15 @@ def _window(ctx: LocationInput, name: str, proposed: int, window_s: float) -> li
     return [r.levels.get(name) for r in ctx.recommendations if r.at > cutoff] + [proposed]
 
 
+def _window_covered(ctx: LocationInput, window_s: float) -> bool:
+    """Whether the remembered recommendations reach back at least half the window."""
+    if window_s <= 0:
+        return True
+    if not ctx.recommendations:
+        return False
+    return ctx.recommendations[0].at <= ctx.now - 0.5 * window_s
+
+
 def stabilise(ctx: LocationInput, p: Levels) -> Outcome:
     up, down = ctx.behavior.scale_up, ctx.behavior.scale_down
     out = p
@@ -329,6 +338,10 @@ def stabilise(ctx: LocationInput, p: Levels) -> Outcome:
         value = cur
         lowest = min(_window(ctx, n, new, up.stabilization_window_s))
         highest = max(_window(ctx, n, new, down.stabilization_window_s))
+        if not _window_covered(ctx, down.stabilization_window_s):
+            # A fresh controller has not watched long enough to know demand stayed low:
+            # hold the current value until half the window has been observed.
+            highest = max(highest, cur)
         value = max(value, lowest)
         value = min(value, highest)
         if value != new:

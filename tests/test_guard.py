@@ -317,10 +317,20 @@ def _rules(
 
 
 def test_default_behavior_scales_down_twenty_percent_per_minute() -> None:
-    decided, decision, _ = _one(C(20, 0, 40), C(0, 0, 0), policy=_policy(behavior=Behavior()))
-    # The default scale-down window holds the highest recommendation of 300 s: this one.
+    # Low recommendations observed for more than half the 300 s window: scale down, paced.
+    recs = (RecommendationRecord(NOW - 200, Levels(0, 0, 0)),)
+    memory = GuardMemory(recommendations={(G, PRIMARY): recs})
+    decided, decision, _ = _one(
+        C(20, 0, 40), C(0, 0, 0), policy=_policy(behavior=Behavior()), memory=memory
+    )
     assert decided == C(16, 0, 32)
     assert "step-limit" in _guards(decision)
+
+
+def test_fresh_controller_does_not_scale_down_before_half_the_window() -> None:
+    decided, decision, _ = _one(C(20, 0, 40), C(0, 0, 0), policy=_policy(behavior=Behavior()))
+    assert decided == C(20, 0, 40)
+    assert "stabilisation" in _guards(decision)
 
 
 def test_scale_up_select_max_and_min() -> None:
@@ -372,7 +382,7 @@ def test_scale_down_stabilisation_keeps_the_highest_recent_recommendation() -> N
     down = _rules(window=300.0)
     recs = (
         RecommendationRecord(NOW - 400, Levels(30, 0, 30)),  # outside the window
-        RecommendationRecord(NOW - 120, Levels(16, 0, 20)),
+        RecommendationRecord(NOW - 160, Levels(16, 0, 20)),
         RecommendationRecord(NOW - 60, Levels(12, 0, 14)),
     )
     memory = GuardMemory(recommendations={(G, PRIMARY): recs})
@@ -382,7 +392,7 @@ def test_scale_down_stabilisation_keeps_the_highest_recent_recommendation() -> N
     assert decided == C(16, 0, 20)
     assert "stabilisation" in _guards(decision)
     kept = new_memory.recommendations[(G, PRIMARY)]
-    assert [r.at for r in kept] == [NOW - 120, NOW - 60, NOW]
+    assert [r.at for r in kept] == [NOW - 160, NOW - 60, NOW]
 
 
 def test_scale_up_stabilisation_keeps_the_lowest_recent_recommendation() -> None:
