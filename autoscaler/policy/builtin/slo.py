@@ -1,0 +1,197 @@
+"""The recommended policy: buy the idle buffer the SLO needs, hour by hour, and nothing more.
+
+Why this shape: GameLift Streams (current model) keeps ``TargetIdle`` slots free by itself and
+refills the buffer whenever a session takes a slot; a refill takes the provisioning delay W. So
+the buffer only has to absorb what arrives *while it refills*, net of the slots that sessions
+ending meanwhile hand back. That count is random (Poisson arrivals at a forecast rate that is
+itself uncertain, Poisson departures), and its distribution gives the smallest buffer that meets
+the SLO, at the hour's arrival rate rather than the day's peak. Capacity that sits idle costs
+the same as capacity in use, so the always-on floor stays low, except ahead of a forecast ramp:
+there it is raised to the forecast concurrency at ``now + L + prewarm`` so the ramp's hosts are
+provisioned before players arrive (the guards' scale-down stabilisation lets it fall slowly).
+Maximum is a guard above the forecast, never a target, and never below what the buffer needs.
+
+From the per-session SLO to the buffer: of the N sessions arriving in a refill window, the
+``(N − B)⁺`` beyond the buffer find no idle slot, so the instant share is
+``1 − E[(N − B)⁺] / E[arrivals]``. The buffer is the smallest B for which that miss share is
+at most ``missBudgetShare × (1 − slo.instant)`` (half the SLO's budget by default, leaving the
+other half to forecast error, delay tails and decision latency). With ``quantile`` set, B is
+instead that plain quantile of the window's net arrivals (0.995 is a conservative choice: a
+window quantile bounds misses per window, not per session). The reason string reports both.
+
+Legacy groups have no autonomous refill: always-on must carry the forecast plus a buffer for a
+whole lead time L (decision interval + provisioning), and on-demand is the burst headroom.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoscaler.domain.classes import round_down_to_tenancy, round_up_to_tenancy
+from autoscaler.domain.models import CapacityModel, CapacitySetting, Recommendation
+from autoscaler.forecast import NetArrivals, SeasonalForecaster
+from autoscaler.policy.plugin import PolicyContext
+
+_EPSILON = 1e-9
+_UPPER_Q = 0.99  # concurrency quantile that Maximum must stay above
+
+
+class SloParams(BaseModel):
+    """``params`` of an ``slo`` policy file (camelCase in YAML)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    quantile: float | None = Field(
+        default=None,
+        gt=0.5,
+        lt=1.0,
+        description="Size the buffer at this quantile of net arrivals per refill window; "
+        "None: derive it from the policy's SLO through the expected per-session miss share.",
+    )
+    miss_budget_share: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        alias="missBudgetShare",
+        description="Share of the SLO's miss budget (1 − instant) the buffer may spend.",
+    )
+    min_idle: int = Field(
+        default=1,
+        ge=0,
+        alias="minIdle",
+        description="Smallest target-idle buffer, slots (rounded up to the tenancy).",
+    )
+    always_on_floor: int = Field(
+        default=0,
+        ge=0,
+        alias="alwaysOnFloor",
+        description="Always-on capacity when no ramp is forecast, slots.",
+    )
+    prewarm_seconds: float = Field(
+        default=600.0,
+        ge=0.0,
+        alias="prewarmSeconds",
+        description="How far beyond the lead time a forecast rise raises the floor, seconds.",
+    )
+    maximum_margin: float = Field(
+        default=0.5,
+        ge=0.0,
+        alias="maximumMargin",
+        description="Maximum ≥ (1 + this) × the 99 % forecast concurrency (and the buffer "
+        "above today's demand plus this share of it).",
+    )
+    lead_time_seconds: float | None = Field(
+        default=None,
+        gt=0.0,
+        alias="leadTimeSeconds",
+        description="Decision → usable capacity, seconds; None: the stream class's "
+        "provisioning p95 plus one interval.",
+    )
+    refill_seconds: float | None = Field(
+        default=None,
+        gt=0.0,
+        alias="refillSeconds",
+        description="Time the service takes to refill one idle slot, seconds; None: lead "
+        "time minus one interval (the provisioning p95).",
+    )
+    departure_credit: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        alias="departureCredit",
+        description="Share of the expected departures during a refill counted as refilling "
+        "the buffer (0: ignore departures, 1: trust them fully).",
+    )
+
+
+def demand_now(ctx: PolicyContext) -> int:
+    """Uncensored demand this tick: sessions holding or waiting for a slot, plus failures."""
+    s = ctx.sample
+    return max(0, s.in_use) + max(0, s.waiting) + max(0, s.placement_failures)
+
+
+class SloPolicy:
+    """Plugin ``slo``: target-idle sized from the SLO and the forecast arrival rate."""
+
+    name: str = "slo"
+    Params: ClassVar[type[BaseModel]] = SloParams
+
+    def __init__(self) -> None:
+        self._forecaster = SeasonalForecaster()
+
+    def decide(self, params: BaseModel, ctx: PolicyContext) -> Recommendation:
+        if not isinstance(params, SloParams):
+            raise TypeError(f"expected SloParams, got {type(params).__name__}")
+        t = ctx.tenancy
+        lead = params.lead_time_seconds or ctx.lead_time_s
+        legacy = ctx.capacity_model is CapacityModel.LEGACY
+        refill = params.refill_seconds or max(lead - ctx.interval_s, 0.25 * lead)
+        # Legacy: nothing refills between decisions; the buffer must last a whole lead time.
+        window = lead if legacy else refill
+        ahead = lead + params.prewarm_seconds
+        fc = self._forecaster.forecast(
+            ctx.history, ctx.now, np.array([lead + window, ahead]), quantiles=(_UPPER_Q,)
+        )
+        demand = demand_now(ctx)
+        rate = float(fc.arrival_rate_peak[0])  # peak mean rate until the buffer's window ends
+        phi = float(fc.arrival_dispersion[0])
+        in_use_now = max(0, ctx.sample.in_use)
+        departures = params.departure_credit * in_use_now * window / fc.mean_duration_s
+        net = NetArrivals.of(rate * window, phi, departures)
+        miss = (1.0 - ctx.slo.instant) * params.miss_budget_share
+        if params.quantile is not None:
+            raw_buffer = max(net.quantile(params.quantile), 0)
+            rule = f"quantile {params.quantile:g} of net arrivals"
+        else:
+            raw_buffer = net.buffer_for_miss_share(miss)
+            rule = f"≤ {miss:.2%} of arrivals missing"
+        buffer = round_up_to_tenancy(max(raw_buffer, params.min_idle), t)
+        peak = float(fc.in_use_peak_mean[1])
+        upper = float(fc.in_use_peak_quantiles[0, 1])
+        cap = round_down_to_tenancy(ctx.bounds.max_capacity, t)
+        headroom = max(t, math.ceil(params.maximum_margin * demand - _EPSILON))
+
+        prewarm = peak > demand + buffer
+        floor = round_up_to_tenancy(params.always_on_floor, t)
+        if legacy:
+            always_on = round_up_to_tenancy(max(demand + buffer, math.ceil(peak - _EPSILON)), t)
+            always_on = max(always_on, floor)
+        elif prewarm:
+            always_on = max(round_up_to_tenancy(math.ceil(peak - _EPSILON), t), floor)
+        else:
+            always_on = floor
+        maximum = round_up_to_tenancy(
+            max(
+                math.ceil(upper * (1.0 + params.maximum_margin) - _EPSILON),
+                demand + buffer + headroom,
+                always_on + (0 if legacy else buffer),
+            ),
+            t,
+        )
+        maximum = min(maximum, cap)
+        always_on = min(always_on, maximum)
+        why = (
+            f"slo: λ {rate * 60:.2f}/min (peak forecast to +{lead + window:.0f}s, φ {phi:.2f}),"
+            f" refill window {window:.0f}s (lead time {lead:.0f}s), departures freeing"
+            f" {departures:.1f} → buffer {raw_buffer} for {rule}"
+            f" (window quantile {net.cdf_at(raw_buffer):.4f}); demand now {demand},"
+            f" forecast in-use {peak:.1f} (p99 {upper:.1f}) by +{ahead:.0f}s [{fc.method}]"
+        )
+        if legacy:
+            setting = CapacitySetting(always_on=always_on, on_demand=maximum - always_on)
+            why += "; legacy: always-on carries demand + buffer, on-demand the burst headroom"
+        else:
+            setting = CapacitySetting(
+                always_on=always_on, target_idle=min(buffer, maximum), maximum=maximum
+            )
+            why += "; pre-warm floor for the forecast rise" if prewarm else ""
+        return Recommendation(
+            setting=setting,
+            reason=f"{why}; {setting.describe()} (tenancy {t})",
+            forecast_in_use=float(fc.in_use_mean[0]),
+            forecast_arrivals_per_s=rate,
+        )
