@@ -15,7 +15,6 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from autoscaler.aws.gameliftstreams import open_gameliftstreams
 from autoscaler.controller import Controller, ControllerOptions
@@ -36,14 +35,6 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 10.0  # an in-flight tick gets this long to finish on SIGTERM
 PRUNE_EVERY_S = 3600.0
-
-
-def database_path(settings: Settings) -> Path:
-    return settings.database_path or settings.state_dir / "history.sqlite3"
-
-
-def audit_path(settings: Settings) -> Path:
-    return settings.audit_log or settings.state_dir / "audit.jsonl"
 
 
 def require_region(settings: Settings) -> str:
@@ -86,7 +77,7 @@ async def build_controller(
     dry = settings.dry_run if dry_run is None else dry_run
     limiter = RateLimiter(settings.api_budget.rates())
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = HistoryStore(database_path(settings), retention_s=settings.history_retention_s)
+    store = HistoryStore(settings.effective_database_path, retention_s=settings.history_retention_s)
     try:
         async with open_gameliftstreams(
             region,
@@ -109,7 +100,7 @@ async def build_controller(
                     dry_run=dry,
                     max_concurrency=settings.max_concurrency,
                 ),
-                audit=AuditLog(audit_path(settings)) if write_audit else None,
+                audit=AuditLog(settings.effective_audit_log) if write_audit else None,
                 call_counts=lambda: dict(gls.calls),
             )
             yield Built(controller=controller, store=store, policies=loaded)
@@ -139,7 +130,8 @@ async def run_daemon(
         metrics = MetricsSink()
         loop_time = asyncio.get_running_loop().time
         health = Health(started_at=loop_time(), interval_s=interval_wall)
-        timeout = settings.tick_timeout_s or max(interval_wall * 0.9, 1.0)
+        # A tick may take at most one wall interval (the daemon never overlaps ticks).
+        timeout = settings.tick_timeout_s if settings.tick_timeout_s is not None else interval_wall
         ticks = TickLoop(
             controller.tick,
             interval_s=interval_wall,
