@@ -223,7 +223,9 @@ def pchip(
         + (-2 * t3 + 3 * t2) * y[k + 1]
         + (t3 - t2) * hk * d[k + 1]
     )
-    return np.asarray(out, dtype=np.float64)
+    # Exact in theory; the clip removes floating-point excursions of an ulp or two.
+    lo, hi = np.minimum(y[k], y[k + 1]), np.maximum(y[k], y[k + 1])
+    return np.asarray(np.clip(out, lo, hi), dtype=np.float64)
 
 
 def _positive_integral(
