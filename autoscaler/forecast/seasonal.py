@@ -49,7 +49,7 @@ WEEK_S = 7 * DAY_S
 _STD_NORMAL = NormalDist()
 _N_LAGS = 8  # error tables at leads of 1, 2, 4, … 128 buckets
 
-_Profiles = tuple[FloatArray, FloatArray | None, FloatArray, FloatArray | None]
+_Profiles = tuple[FloatArray, FloatArray | None, FloatArray, FloatArray | None, FloatArray | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +145,19 @@ def _profile(key: npt.NDArray[np.int64], num: FloatArray, den: FloatArray, size:
 
 
 def _week_profile(
-    daily: FloatArray, weekly: FloatArray | None, week_off: int, ww: float
+    daily: FloatArray,
+    weekly: FloatArray | None,
+    day_factor: FloatArray | None,
+    week_off: int,
+    ww: float,
 ) -> FloatArray:
-    """One profile per bucket of the week (index = bucket + ``week_off``): the daily profile,
-    blended with the weekly one where that is known."""
+    """One profile per bucket of the week (index = bucket + ``week_off``): the daily profile
+    times its weekday's level factor, blended with the weekly one where that is known."""
     per_day = daily.shape[0]
     p = np.arange(7 * per_day, dtype=np.int64)
     out = daily[(p - week_off) % per_day]
+    if day_factor is not None:
+        out = out * day_factor[p // per_day]
     if weekly is not None:
         out = np.where(np.isfinite(weekly), (1 - ww) * out + ww * weekly, out)
     return np.asarray(out, dtype=np.float64)
@@ -169,6 +175,7 @@ class _Buckets:
 
     cnt: FloatArray
     csum: FloatArray
+    csq: FloatArray  # sum of squared concurrency (within-bucket spread)
     a_sum: FloatArray
     t_sum: FloatArray
 
@@ -240,6 +247,7 @@ def _bucketize(
     return _Buckets(
         cnt=sums(ok.astype(np.float64)),
         csum=sums(np.where(ok, conc, 0.0)),
+        csq=sums(np.where(ok, conc * conc, 0.0)),
         a_sum=sums(np.where(rate_ok, arr, 0.0)),
         t_sum=sums(np.where(rate_ok, dt, 0.0)),
     )
@@ -354,23 +362,37 @@ class SeasonalForecaster:
             pd_c = _profile(tod, wc * c0, wc, per_day)
             pd_a = _profile(tod, wc * bk.a_sum, wt, per_day)
             if not use_week:
-                return pd_c, None, pd_a, None
+                return pd_c, None, pd_a, None, None
             cov = np.bincount(tow, weights=mask.astype(np.float64), minlength=per_week)
             cov = cov + np.roll(cov, 1) + np.roll(cov, -1)
             pw_c = np.where(cov >= 2, _profile(tow, wc * c0, wc, per_week), np.nan)
             pw_a = np.where(cov >= 2, _profile(tow, wc * bk.a_sum, wt, per_week), np.nan)
-            return pd_c, pw_c, pd_a, pw_a
+            # Day-of-week level factors: each weekday's demand over the daily profile's.
+            dday = tow // per_day
+            p_day = pd_c[tod]
+            known = mask & np.isfinite(p_day)
+            num = np.bincount(dday, weights=np.where(known, wc * c0, 0.0), minlength=7)
+            den = np.bincount(dday, weights=np.where(known, wc * p_day, 0.0), minlength=7)
+            n_day = np.bincount(dday, weights=known.astype(np.float64), minlength=7)
+            factor = np.where(
+                (n_day >= 1.5 * per_day) & (den > 0), num / np.maximum(den, 1e-9), 1.0
+            )
+            return pd_c, pw_c, pd_a, pw_a, factor
 
         centre = b_all.astype(np.float64)
         prof = build(valid)
         ww = cfg.weekly_weight
-        p_c = _interp_circular(_week_profile(prof[0], prof[1], week_off, ww), centre + week_off)
+        p_c = _interp_circular(
+            _week_profile(prof[0], prof[1], prof[4], week_off, ww), centre + week_off
+        )
         outage = valid & (c_b == 0) & (p_c >= cfg.outage_expected_min)
         n_out = int(outage.sum())
         if n_out:
             prof = build(valid & ~outage)
-            p_c = _interp_circular(_week_profile(prof[0], prof[1], week_off, ww), centre + week_off)
-        week_a = _week_profile(prof[2], prof[3], week_off, ww)
+            p_c = _interp_circular(
+                _week_profile(prof[0], prof[1], prof[4], week_off, ww), centre + week_off
+            )
+        week_a = _week_profile(prof[2], prof[3], prof[4], week_off, ww)
         p_a = _interp_circular(week_a, centre + week_off)
 
         # Rolling ratio and level series: what the model would have said at each bucket.
@@ -392,6 +414,13 @@ class SeasonalForecaster:
         z_at = z_default.copy()
         phi_at = phi_default.copy()
         bb = np.arange(max(wr, nb - round(cfg.residual_days * per_day)), nb, dtype=np.int64)
+        # Rows scatter around their bucket's mean; a forecast is of one instant, so that spread
+        # (relative to a Poisson one) widens every quantile. ~0 for smooth, persistent demand.
+        n_in = bk.cnt[bb]
+        multi = n_in >= 2
+        within = (bk.csq[bb] - bk.csum[bb] ** 2 / np.maximum(n_in, 1.0)) / np.maximum(n_in - 1, 1.0)
+        scale = float((c0[bb] + 1.0)[multi].sum())
+        v_within = max(float(within[multi].sum()) / scale, 0.0) if scale > 0 else 0.0
         for li in range(1, lag_s.shape[0]):
             k = round(lag_s[li] / bs)
             sel = bb - k >= 0
@@ -406,6 +435,7 @@ class SeasonalForecaster:
                 fg = f[good]
                 z = (c_b[b1][good] - fg) / np.sqrt(fg + 1.0)
                 emp = np.quantile(z, qs)
+                emp = np.sign(emp) * np.sqrt(emp * emp + z_norm * z_norm * v_within)
                 # Floor: over a lead h a share 1 − exp(−h/D) of the sessions turns over.
                 floor = z_norm * math.sqrt(1.0 - math.exp(-lag_s[li] / mean_dur))
                 z_at[:, li] = np.where(z_norm >= 0, np.maximum(emp, floor), np.minimum(emp, floor))
@@ -420,7 +450,7 @@ class SeasonalForecaster:
         return _Past(
             t0=t0,
             week_off=week_off,
-            profile=np.vstack((_week_profile(prof[0], prof[1], week_off, ww), week_a)),
+            profile=np.vstack((_week_profile(prof[0], prof[1], prof[4], week_off, ww), week_a)),
             weekly=prof[1] is not None,
             first_valid_at=first_valid_at,
             mean_dur=mean_dur,
