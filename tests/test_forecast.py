@@ -50,7 +50,8 @@ def test_quantile_coverage_is_close_to_nominal_on_poisson_noise() -> None:
         actual = h.in_use[int(np.searchsorted(h.at, now + lead))]
         hits[0.5] += int(actual <= fc.in_use_quantiles[0, 0])
         hits[0.9] += int(actual <= fc.in_use_quantiles[1, 0])
-    assert 0.38 <= hits[0.5] / len(nows) <= 0.65
+    # Integer counts: P(X ≤ median) exceeds 0.5 by the mass at the median.
+    assert 0.38 <= hits[0.5] / len(nows) <= 0.72
     assert 0.83 <= hits[0.9] / len(nows) <= 0.97
 
 
@@ -117,7 +118,9 @@ def test_an_outage_of_zeros_is_left_out_of_the_profile() -> None:
     truth = Diurnal(peak=100.0)
     h = history(truth, START, START + 6 * DAY, seed=7)
     out = (h.at >= START + 4 * DAY + 10 * 3600.0) & (h.at < START + 4 * DAY + 16 * 3600.0)
-    zeroed = replace(h, in_use=np.where(out, 0.0, h.in_use), arrivals=np.where(out, 0.0, h.arrivals))
+    zeroed = replace(
+        h, in_use=np.where(out, 0.0, h.in_use), arrivals=np.where(out, 0.0, h.arrivals)
+    )
     now = START + 5 * DAY + 9 * 3600.0
     hz = np.array([3600.0, 3 * 3600.0, 5 * 3600.0])  # inside the hours of yesterday's outage
     with_outage = forecast_location(zeroed, now, hz)

@@ -134,11 +134,11 @@ class SloPolicy:
         window = lead if legacy else refill
         ahead = lead + params.prewarm_seconds
         fc = self._forecaster.forecast(
-            ctx.history, ctx.now, np.array([lead + window, ahead]), quantiles=(_UPPER_Q,)
+            ctx.history, ctx.now, np.array([0.0, lead + window, ahead]), quantiles=(_UPPER_Q,)
         )
         demand = demand_now(ctx)
-        rate = float(fc.arrival_rate_peak[0])  # peak mean rate until the buffer's window ends
-        phi = float(fc.arrival_dispersion[0])
+        rate = float(fc.arrival_rate_peak[1])  # peak mean rate until the buffer's window ends
+        phi = float(fc.arrival_dispersion[1])
         in_use_now = max(0, ctx.sample.in_use)
         departures = params.departure_credit * in_use_now * window / fc.mean_duration_s
         net = NetArrivals.of(rate * window, phi, departures)
@@ -150,12 +150,14 @@ class SloPolicy:
             raw_buffer = net.buffer_for_miss_share(miss)
             rule = f"≤ {miss:.2%} of arrivals missing"
         buffer = round_up_to_tenancy(max(raw_buffer, params.min_idle), t)
-        peak = float(fc.in_use_peak_mean[1])
-        upper = float(fc.in_use_peak_quantiles[0, 1])
+        peak = float(fc.in_use_peak_mean[2])
+        upper = float(fc.in_use_peak_quantiles[0, 2])
         cap = round_down_to_tenancy(ctx.bounds.max_capacity, t)
         headroom = max(t, math.ceil(params.maximum_margin * demand - _EPSILON))
 
-        prewarm = peak > demand + buffer
+        # A rise the buffer cannot absorb, measured from the forecast level (not from this
+        # tick's noisy count), is provisioned ahead through the floor.
+        prewarm = peak > max(demand, float(fc.in_use_mean[0])) + buffer
         floor = round_up_to_tenancy(params.always_on_floor, t)
         if legacy:
             always_on = round_up_to_tenancy(max(demand + buffer, math.ceil(peak - _EPSILON)), t)
@@ -192,6 +194,6 @@ class SloPolicy:
         return Recommendation(
             setting=setting,
             reason=f"{why}; {setting.describe()} (tenancy {t})",
-            forecast_in_use=float(fc.in_use_mean[0]),
+            forecast_in_use=float(fc.in_use_mean[1]),
             forecast_arrivals_per_s=rate,
         )
