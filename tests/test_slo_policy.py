@@ -11,6 +11,7 @@ import pytest
 from autoscaler.domain.models import (
     CapacityModel,
     CapacitySetting,
+    FloatArray,
     GroupState,
     LocationBounds,
     LocationHistory,
@@ -198,7 +199,7 @@ def test_stricter_slo_and_explicit_quantile_buy_more(week: LocationHistory) -> N
 def test_prewarm_raises_the_floor_before_a_known_ramp() -> None:
     # A sharp morning ramp: flat 20 until 08:00, 300 from 08:30 (a launch every day).
     class Ramp(Diurnal):
-        def concurrency(self, t: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        def concurrency(self, t: FloatArray) -> FloatArray:
             tod = (t % DAY) / 3600.0
             return np.clip(20.0 + (tod - 8.0) * 560.0, 20.0, 300.0)
 
@@ -231,4 +232,4 @@ def test_no_history_still_keeps_a_buffer() -> None:
 def test_rejects_foreign_params(week: LocationHistory) -> None:
     ctx = make_ctx(week, START + DAY, in_use=1)
     with pytest.raises(TypeError, match="SloParams"):
-        SloPolicy().decide(BufferParams(bufferSize=1), ctx)
+        SloPolicy().decide(BufferParams(buffer_size=1), ctx)

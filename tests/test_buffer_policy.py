@@ -1,0 +1,132 @@
+"""The ``buffer`` plugin (Agones style): demand + max(bufferSize, bufferPercent) kept ready."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+import pytest
+
+from autoscaler.domain.models import (
+    CapacityModel,
+    CapacitySetting,
+    GroupState,
+    LocationBounds,
+    LocationHistory,
+    LocationSample,
+)
+from autoscaler.domain.policy import Slo
+from autoscaler.policy.builtin.buffer import BufferParams, BufferPolicy
+from autoscaler.policy.plugin import PluginRegistry, PolicyContext, lead_time_s
+
+DAY = 86400.0
+START = 1_700_006_400.0  # a UTC midnight
+
+
+def make_ctx(
+    hist: LocationHistory,
+    now: float,
+    *,
+    in_use: int,
+    tenancy: int = 1,
+    model: CapacityModel = CapacityModel.CURRENT,
+    stream_class: str = "gen4n_ultra",
+    bounds: LocationBounds | None = None,
+    waiting: int = 0,
+) -> PolicyContext:
+    setting = (
+        CapacitySetting(always_on=0, on_demand=10)
+        if model is CapacityModel.LEGACY
+        else CapacitySetting(0, 2, 100)
+    )
+    group = GroupState(
+        group_id="sg-1",
+        arn="arn:aws:gameliftstreams:us-east-2:123456789012:streamgroup/sg-1",
+        status="ACTIVE",
+        stream_class=stream_class,
+        tenancy=tenancy,
+        capacity_model=model,
+        locations=(),
+        primary_location="us-east-2",
+    )
+    sample = LocationSample(
+        group_id="sg-1",
+        location="us-east-2",
+        at=now,
+        status="ACTIVE",
+        setting=setting,
+        allocated=in_use + 2,
+        idle=2,
+        in_use=in_use,
+        waiting=waiting,
+        oldest_waiting_s=0.0,
+        arrivals=0,
+        placement_failures=0,
+        departures=0,
+    )
+    return PolicyContext(
+        now=now,
+        group=group,
+        location="us-east-2",
+        sample=sample,
+        history=hist,
+        bounds=bounds or LocationBounds(0, 10_000),
+        tenancy=tenancy,
+        capacity_model=model,
+        slo=Slo(),
+        price_per_slot_hour=0.5,
+        interval_s=60.0,
+        lead_time_s=lead_time_s(stream_class, 60.0),
+    )
+
+
+def _decide(params: BufferParams, **kw: Any) -> CapacitySetting:
+    ctx = make_ctx(LocationHistory.empty(), START, **kw)
+    return BufferPolicy().decide(params, ctx).setting
+
+
+def test_registers_and_needs_a_buffer() -> None:
+    registry = PluginRegistry(discover=False)
+    registry.register("buffer", BufferPolicy)
+    assert registry.validate_params("buffer", {"bufferSize": 4}) == BufferParams(buffer_size=4)
+    with pytest.raises(pydantic.ValidationError, match="bufferSize"):
+        registry.validate_params("buffer", {})
+    with pytest.raises(pydantic.ValidationError, match="maxReplicas"):
+        registry.validate_params("buffer", {"bufferSize": 1, "minReplicas": 5, "maxReplicas": 2})
+
+
+def test_current_model_maps_buffer_to_target_idle() -> None:
+    s = _decide(BufferParams(buffer_size=3, min_replicas=2), in_use=10)
+    assert s == CapacitySetting(always_on=2, target_idle=3, maximum=10_000)
+
+
+def test_larger_of_absolute_and_percent_wins_and_rounds_to_tenancy() -> None:
+    s = _decide(BufferParams(buffer_size=2, buffer_percent=25), in_use=40, tenancy=4)
+    assert s.target_idle == 12  # 25 % of 40 = 10 → 12 (tenancy 4)
+    s = _decide(BufferParams(buffer_size=5, buffer_percent=25), in_use=4, tenancy=2)
+    assert s.target_idle == 6  # 5 > 1 → 6 (tenancy 2)
+
+
+def test_legacy_keeps_the_buffer_always_on() -> None:
+    s = _decide(
+        BufferParams(buffer_size=3, min_replicas=1),
+        in_use=10,
+        model=CapacityModel.LEGACY,
+        waiting=1,
+    )
+    assert s.always_on == 14  # 10 in use + 1 waiting + 3
+    assert s.on_demand == 3
+
+
+def test_max_replicas_and_bounds_cap_everything() -> None:
+    s = _decide(BufferParams(buffer_size=8, max_replicas=6), in_use=10)
+    assert s.maximum == 6
+    assert s.target_idle == 6
+    s = _decide(
+        BufferParams(buffer_percent=50),
+        in_use=100,
+        model=CapacityModel.LEGACY,
+        bounds=LocationBounds(0, 120),
+    )
+    assert s.always_on == 120
+    assert s.on_demand == 0
