@@ -181,9 +181,9 @@ class _Buckets:
 
     @property
     def conc(self) -> FloatArray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(self.cnt > 0, self.csum / np.where(self.cnt > 0, self.cnt, 1.0), np.nan)
-        return np.asarray(out, dtype=np.float64)
+        out = np.full(self.cnt.shape, np.nan)
+        np.divide(self.csum, self.cnt, out=out, where=self.cnt > 0)
+        return out
 
 
 def _rows_dt(h: LocationHistory, i0: int, i1: int) -> FloatArray:
@@ -239,18 +239,17 @@ def _bucketize(
     arr = h.arrivals[i0:i1]
     rate_ok = ok & np.isfinite(arr) & (dt > 0) & (dt <= cfg.max_row_gap_s)
     edges = np.searchsorted(at, t0 + (b_lo + np.arange(n + 1, dtype=np.float64)) * cfg.bucket_s)
-
-    def sums(x: FloatArray) -> FloatArray:
-        c = np.concatenate(([0.0], np.cumsum(x)))
-        return np.asarray(c[edges[1:]] - c[edges[:-1]], dtype=np.float64)
-
-    return _Buckets(
-        cnt=sums(ok.astype(np.float64)),
-        csum=sums(np.where(ok, conc, 0.0)),
-        csq=sums(np.where(ok, conc * conc, 0.0)),
-        a_sum=sums(np.where(rate_ok, arr, 0.0)),
-        t_sum=sums(np.where(rate_ok, dt, 0.0)),
-    )
+    conc_ok = np.where(ok, conc, 0.0)
+    cols = np.empty((5, at.shape[0] + 1))
+    cols[:, 0] = 0.0
+    cols[0, 1:] = ok
+    cols[1, 1:] = conc_ok
+    cols[2, 1:] = conc_ok * conc_ok
+    cols[3, 1:] = np.where(rate_ok, arr, 0.0)
+    cols[4, 1:] = np.where(rate_ok, dt, 0.0)
+    np.cumsum(cols, axis=1, out=cols)
+    sums = cols[:, edges[1:]] - cols[:, edges[:-1]]
+    return _Buckets(cnt=sums[0], csum=sums[1], csq=sums[2], a_sum=sums[3], t_sum=sums[4])
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,16 +295,18 @@ class SeasonalForecaster:
     def _past(self, h: LocationHistory, cut: float, qs: tuple[float, ...]) -> _Past:
         cfg = self.config
         lo = cut - cfg.window_s
-        i_lo, i_cut = (int(i) for i in np.searchsorted(h.at, (lo, cut), side="left"))
+        i_lo = int(h.at.searchsorted(lo))
+        i_cut = int(h.at.searchsorted(cut))
         key: tuple[object, ...] = (cut, qs, i_cut - i_lo)
         if i_cut > i_lo:
+            # Exact bytes of strided rows: NaN-safe and cheap (a few hundred values).
             stride = slice(i_lo, i_cut, 53)
             key += (
                 float(h.at[i_lo]),
                 float(h.at[i_cut - 1]),
-                float(np.nansum(h.in_use[stride])),
-                float(np.nansum(h.arrivals[stride])),
-                int(np.count_nonzero(h.complete[stride])),
+                h.in_use[stride].tobytes(),
+                h.arrivals[stride].tobytes(),
+                h.complete[stride].tobytes(),
             )
         if self._cache_size:
             with self._lock:
@@ -496,14 +497,15 @@ class SeasonalForecaster:
         history_s = max(now - first_valid_at, 0.0) if first_valid_at is not None else 0.0
         pw = _profile_weight(history_s / DAY_S, cfg) if past.profile is not None else 0.0
 
-        idx = np.flatnonzero(valid)
-        level = float(c_r[idx[-3:]].mean()) if idx.size else 0.0
+        # A dozen values: plain Python is faster than numpy calls here.
+        ys = [(i * bs, y) for i, y in enumerate(c_r.tolist()) if not math.isnan(y)]
+        level = sum(y for _, y in ys[-3:]) / len(ys[-3:]) if ys else 0.0
         slope = 0.0
-        if idx.size >= 4:
-            x = idx.astype(np.float64) * bs
-            xm = x - x.mean()
-            y = c_r[idx]
-            slope = float((xm * (y - y.mean())).sum() / (xm * xm).sum())
+        if len(ys) >= 4:
+            xm = sum(x for x, _ in ys) / len(ys)
+            ym = sum(y for _, y in ys) / len(ys)
+            sxx = sum((x - xm) ** 2 for x, _ in ys)
+            slope = sum((x - xm) * (y - ym) for x, y in ys) / sxx
         t_tot = float(bk.t_sum.sum())
         rate_level = float(bk.a_sum.sum()) / t_tot if t_tot > 0 else 0.0
 
