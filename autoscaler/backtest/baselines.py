@@ -1,0 +1,325 @@
+"""What a user would run instead of our policy: the baselines of ``shared/docs/benchmark.md``.
+
+Each baseline is tuned in hindsight on the very trace it is scored on (which flatters it), so
+"ours beats the cheapest baseline that meets the SLO" is a conservative claim. This module says
+*what* to run (static settings, or controller policies with their parameter grids) and holds
+the one baseline that is a policy of its own (``hourly-predictive``); the runner runs them.
+
+- ``static-peak``: no controller; AlwaysOn = the plan's own peak concurrency (hindsight),
+  Maximum = the same. Nothing to tune.
+- ``native-idle``: no controller; AlwaysOn 0, TargetIdle k, Maximum high (current model only).
+  k = the smallest multiple of the tenancy meeting the SLO: doubling, then bisection (the
+  service is monotone in k).
+- ``target-tracking``: the controller with the ``target-tracking`` plugin, scale out at once,
+  scale in after a 300 s window; targetUtilization over ``UTILIZATION_GRID``.
+- ``buffer``: the controller with the ``buffer`` plugin (Agones style) when installed; its
+  bufferSize over ``BUFFER_GRID`` and bufferPercent over ``BUFFER_PERCENT_GRID``.
+- ``hourly-predictive``: the controller with ``HourlyPredictivePolicy`` (below);
+  targetUtilization over ``UTILIZATION_GRID``.
+
+Sweeps keep the cheapest candidate meeting the SLO on every seed (or, when none does, the one
+with the best instant share, reported as a miss).
+
+Why the controller for the reactive ones: target tracking and buffers react to what the
+service shows every interval, with HPA-style pacing; running them through the same sample →
+guard → actuate path as our policy means they pay the same lead time and read the same data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoscaler.domain.classes import round_down_to_tenancy, round_up_to_tenancy
+from autoscaler.domain.models import CapacityModel, CapacitySetting, Recommendation
+from autoscaler.domain.policy import (
+    Behavior,
+    DirectionBehavior,
+    GroupSelector,
+    Policy,
+    RuleType,
+    ScalingRule,
+    SelectPolicy,
+    Slo,
+)
+from autoscaler.policy.plugin import PluginRegistry, PolicyContext, UnknownPluginError
+
+STATIC_PEAK = "static-peak"
+NATIVE_IDLE = "native-idle"
+TARGET_TRACKING = "target-tracking"
+BUFFER = "buffer"
+HOURLY_PREDICTIVE = "hourly-predictive"
+BASELINE_IDS = (STATIC_PEAK, NATIVE_IDLE, TARGET_TRACKING, BUFFER, HOURLY_PREDICTIVE)
+
+UTILIZATION_GRID = (0.5, 0.6, 0.7, 0.8, 0.9)
+BUFFER_GRID = (2, 4, 8, 16, 32)  # absolute slots (percent buffers are tried as 5–40 %)
+BUFFER_PERCENT_GRID = (5, 10, 20, 40)
+SCALE_IN_WINDOW_S = 300.0
+_EPSILON = 1e-9
+
+
+def parse_baselines(text: str) -> tuple[str, ...]:
+    """``all`` | ``none`` | a comma-separated list of ids; ValueError naming the unknown."""
+    value = text.strip().lower()
+    if value == "all":
+        return BASELINE_IDS
+    if value in ("none", ""):
+        return ()
+    chosen = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    unknown = [b for b in chosen if b not in BASELINE_IDS]
+    if unknown:
+        raise ValueError(
+            f"unknown baseline(s) {', '.join(unknown)} (known: {', '.join(BASELINE_IDS)}, "
+            "all, none)"
+        )
+    return chosen
+
+
+def reactive_behavior() -> Behavior:
+    """AWS target tracking / HPA defaults: scale out at once (no step limit), scale in after
+    a 300 s stabilisation window, then as fast as the recommendation falls."""
+    return Behavior(
+        scale_up=DirectionBehavior(
+            stabilization_window_s=0.0,
+            rules=(ScalingRule(RuleType.PERCENT, 1000.0, 60.0),),
+            select_policy=SelectPolicy.MAX,
+        ),
+        scale_down=DirectionBehavior(
+            stabilization_window_s=SCALE_IN_WINDOW_S,
+            rules=(ScalingRule(RuleType.PERCENT, 100.0, 60.0),),
+            select_policy=SelectPolicy.MAX,
+        ),
+        tolerance=0.0,
+        cooldown_s=0.0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One thing to run: a controller ``policy``, or ``static`` capacity per location."""
+
+    baseline: str
+    params: Mapping[str, Any]  # what is reported (JSON-able)
+    policy: Policy | None = None
+    static: Mapping[str, CapacitySetting] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A baseline that cannot run here, and why (reported, not raised)."""
+
+    baseline: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """What the baselines are sized from: the plan's peaks and the group's shape."""
+
+    locations: tuple[str, ...]
+    peak: Mapping[str, int]  # most sessions in progress at once, per location (hindsight)
+    maximum: Mapping[str, int]  # a "high" maximum per location
+    tenancy: int
+    capacity_model: CapacityModel
+    slo: Slo = field(default_factory=Slo)
+    prices: Mapping[str, float] = field(default_factory=dict)
+
+
+def _policy(
+    name: str, plugin: str, params: BaseModel, fleet: Fleet, behavior: Behavior | None = None
+) -> Policy:
+    return Policy(
+        name=name,
+        source=f"baseline {name}",
+        selector=GroupSelector(),  # the runner points it at the simulated group
+        plugin=plugin,
+        plugin_params=params,
+        behavior=behavior or reactive_behavior(),
+        slo=fleet.slo,
+        prices=dict(fleet.prices),
+    )
+
+
+def static_peak(fleet: Fleet) -> Candidate:
+    """AlwaysOn at the plan's own peak: with every session on always-on capacity, nothing
+    ever waits, so it never fails (and pays for the peak all day)."""
+    settings: dict[str, CapacitySetting] = {}
+    for name in fleet.locations:
+        slots = round_up_to_tenancy(fleet.peak[name], fleet.tenancy)
+        if fleet.capacity_model is CapacityModel.LEGACY:
+            settings[name] = CapacitySetting(always_on=slots, on_demand=0)
+        else:
+            settings[name] = CapacitySetting(always_on=slots, target_idle=0, maximum=slots)
+    return Candidate(STATIC_PEAK, {"always_on": dict(fleet.peak)}, static=settings)
+
+
+def native_idle(fleet: Fleet, k: int) -> Candidate | Unavailable:
+    """The service's own buffer: AlwaysOn 0, TargetIdle ``k``, Maximum high."""
+    if fleet.capacity_model is CapacityModel.LEGACY:
+        return Unavailable(NATIVE_IDLE, "the legacy capacity model has no TargetIdle")
+    k = round_up_to_tenancy(k, fleet.tenancy)
+    settings = {
+        name: CapacitySetting(
+            always_on=0, target_idle=k, maximum=max(fleet.maximum[name], k + fleet.tenancy)
+        )
+        for name in fleet.locations
+    }
+    return Candidate(NATIVE_IDLE, {"target_idle": k}, static=settings)
+
+
+def smallest_meeting(
+    meets: Callable[[int], bool], *, step: int, upper: int
+) -> tuple[int | None, list[int]]:
+    """The smallest multiple of ``step`` in [step, upper] for which ``meets`` holds, assuming
+    it is monotone (False … False True … True): double until it holds, then bisect between
+    the last miss and the first hit. Returns (value or None, every value tried in order)."""
+    if step < 1 or upper < step:
+        raise ValueError(f"need 1 <= step <= upper, got step={step}, upper={upper}")
+    tried: list[int] = []
+
+    def check(units: int) -> bool:
+        tried.append(units * step)
+        return meets(units * step)
+
+    top = upper // step
+    lo, hi = 0, 1  # in units of step: lo misses (0 = nothing tried), hi is the next try
+    while not check(hi):
+        if hi >= top:
+            return None, tried
+        lo, hi = hi, min(hi * 2, top)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if check(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi * step, tried
+
+
+def target_tracking(fleet: Fleet, registry: PluginRegistry) -> list[Candidate] | Unavailable:
+    try:
+        plugin = registry.get(TARGET_TRACKING)
+    except UnknownPluginError as error:
+        return Unavailable(TARGET_TRACKING, str(error))
+    out: list[Candidate] = []
+    for u in UTILIZATION_GRID:
+        params = plugin.Params.model_validate({"targetUtilization": u})
+        policy = _policy(f"{TARGET_TRACKING}-{u:g}", TARGET_TRACKING, params, fleet)
+        out.append(Candidate(TARGET_TRACKING, {"targetUtilization": u}, policy=policy))
+    return out
+
+
+def buffer(fleet: Fleet, registry: PluginRegistry) -> list[Candidate] | Unavailable:
+    """The ``buffer`` plugin over its buffer size: absolute slots, then percent, whichever
+    fields its ``Params`` has (camelCase aliases as in Agones: bufferSize, …)."""
+    try:
+        plugin = registry.get(BUFFER)
+    except UnknownPluginError as error:
+        return Unavailable(BUFFER, str(error))
+    fields = {(f.alias or name) for name, f in plugin.Params.model_fields.items()}
+    grids: list[dict[str, Any]] = []
+    absolute = next((n for n in ("bufferSize", "buffer", "absolute", "slots") if n in fields), None)
+    percent = next((n for n in ("bufferPercent", "percent") if n in fields), None)
+    if absolute is not None:
+        grids.extend({absolute: b} for b in BUFFER_GRID)
+    if percent is not None:
+        grids.extend({percent: p} for p in BUFFER_PERCENT_GRID)
+    if not grids:
+        return Unavailable(
+            BUFFER, f"the buffer plugin's parameters ({', '.join(sorted(fields))}) are not known"
+        )
+    out: list[Candidate] = []
+    for raw in grids:
+        params = plugin.Params.model_validate(raw)
+        label = "-".join(f"{v}" for v in raw.values())
+        out.append(
+            Candidate(BUFFER, raw, policy=_policy(f"{BUFFER}-{label}", BUFFER, params, fleet))
+        )
+    return out
+
+
+def hourly_predictive(fleet: Fleet) -> list[Candidate]:
+    out: list[Candidate] = []
+    for u in UTILIZATION_GRID:
+        params = HourlyPredictiveParams(target_utilization=u)
+        policy = _policy(f"{HOURLY_PREDICTIVE}-{u:g}", HOURLY_PREDICTIVE, params, fleet)
+        out.append(Candidate(HOURLY_PREDICTIVE, {"targetUtilization": u}, policy=policy))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The hourly-predictive baseline policy (registered into the runner's registry, not an entry
+# point: it is a yardstick, not a product).
+
+
+class HourlyPredictiveParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    target_utilization: float = Field(default=0.7, gt=0.0, le=1.0, alias="targetUtilization")
+    days: int = Field(default=14, ge=1, le=28, description="days of history the forecast uses")
+
+
+def hourly_forecast(
+    at: np.ndarray[Any, np.dtype[np.float64]],
+    demand: np.ndarray[Any, np.dtype[np.float64]],
+    hour_start: float,
+    days: int,
+) -> float | None:
+    """Forecast demand for the hour starting at ``hour_start``: the mean over the last
+    ``days`` days of the highest demand seen in the same hour of the day (days without data
+    in that hour are skipped; None if there are none)."""
+    if at.size == 0:
+        return None
+    starts = hour_start - 86400.0 * np.arange(1, days + 1, dtype=np.float64)
+    lo = np.searchsorted(at, starts, side="left")
+    hi = np.searchsorted(at, starts + 3600.0, side="left")
+    peaks = [float(np.nanmax(demand[a:b])) for a, b in zip(lo, hi, strict=True) if b > a]
+    peaks = [p for p in peaks if math.isfinite(p)]
+    return sum(peaks) / len(peaks) if peaks else None
+
+
+class HourlyPredictivePolicy:
+    """AWS predictive scaling style: at the start of each hour capacity is raised to the
+    hour's forecast (``hourly_forecast`` / target utilisation), and it never goes below what
+    target tracking wants now (the reactive part), so a forecast miss costs at most one
+    reaction time. Demand is uncensored like target tracking's (in use + waiting + placement
+    failures)."""
+
+    name: str = HOURLY_PREDICTIVE
+    Params: ClassVar[type[BaseModel]] = HourlyPredictiveParams
+
+    def decide(self, params: BaseModel, ctx: PolicyContext) -> Recommendation:
+        if not isinstance(params, HourlyPredictiveParams):
+            raise TypeError(f"expected HourlyPredictiveParams, got {type(params).__name__}")
+        s = ctx.sample
+        u = params.target_utilization
+        demand = max(0, s.in_use) + max(0, s.waiting) + max(0, s.placement_failures)
+        reactive = math.ceil(demand / u - _EPSILON) if demand else 0
+        h = ctx.history
+        hour_start = math.floor(ctx.now / 3600.0) * 3600.0
+        past = h.in_use + h.waiting + np.nan_to_num(h.placement_failures)
+        forecast = hourly_forecast(h.at, past, hour_start, params.days)
+        predicted = math.ceil(forecast / u - _EPSILON) if forecast else 0
+        desired = max(reactive, predicted)
+        t = ctx.tenancy
+        always_on = round_up_to_tenancy(desired, t)
+        cap = round_down_to_tenancy(ctx.bounds.max_capacity, t)
+        maximum = max(always_on, min(round_up_to_tenancy(max(desired * 2, always_on + t), t), cap))
+        if ctx.capacity_model is CapacityModel.LEGACY:
+            setting = CapacitySetting(always_on=always_on, on_demand=maximum - always_on)
+        else:
+            setting = CapacitySetting(always_on=always_on, target_idle=0, maximum=maximum)
+        shown = "none" if forecast is None else f"{forecast:.1f}"
+        return Recommendation(
+            setting=setting,
+            reason=(
+                f"hourly-predictive: forecast {shown} → {predicted}, reactive {demand} → "
+                f"{reactive} at utilization {u:g}; {setting.describe()}"
+            ),
+            forecast_in_use=float(max(demand, forecast or 0.0)),
+        )

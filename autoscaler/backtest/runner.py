@@ -1,0 +1,987 @@
+"""Replay a session plan through the controller's real pipeline, in virtual time.
+
+Why it is built this way: a backtest is only worth something if what it scores is what the
+daemon would do. So nothing here re-implements a decision: every tick is ``Controller.tick()``
+(sample → store → plan → guard → actuate → report) reading and writing through the same ports
+the daemon uses, with the policy's real plugin, against the in-process service model
+(``twin.inprocess``) on a ``ManualClock``. The runner only owns the *world*: it creates the
+stream group, injects each planned session at its arrival time with
+``start_stream_session(end_after_s=duration)`` (the player quits after that long), moves the
+clock, and reads the billing meter at the end. Baselines that are not controller policies
+(static settings) run the same world with no controller.
+
+Virtual time: the plan's t=0 is ``plan.t0_epoch_s`` (hour of day and weekday stay real for
+seasonal policies). Before it, the group is created and warmed up so the run starts in steady
+state: the plan's warm-start sessions (already in progress at t=0) are placed on capacity that
+exists at t=0, and they are not scored (they did not arrive during the run). Every session that
+arrives in ``[0, horizon)`` is scored: instant (placed on an idle slot at once), cold (waited,
+then placed) or failed (``placementTimeout``, or refused because no requested location could
+take it, e.g. ConflictException while the group is updating its locations). Cost is the
+allocated slot-seconds metered over ``[0, horizon]``, the same window as the in-use bound;
+after the horizon the world runs on (no new sessions, no ticks) until every session still
+waiting has been placed or has failed, so late arrivals are scored too.
+
+Start waits are read per session from the model (``get_stream_session``; not an API call the
+controller makes, so not counted) for the few sessions that did not start at once; a failed
+session's wait is the time it waited before failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import replace
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pydantic
+
+from autoscaler.backtest import baselines
+from autoscaler.backtest.scoring import Aggregate, Result, aggregate, in_use_bound, score
+from autoscaler.backtest.sessions import SessionPlan, plan_sessions
+from autoscaler.backtest.traces import longest_stretch, read_trace
+from autoscaler.controller import Controller, ControllerOptions
+from autoscaler.domain.classes import STREAM_CLASSES, round_up_to_tenancy, stream_class_info
+from autoscaler.domain.clock import ManualClock
+from autoscaler.domain.errors import ConfigError, ConflictError
+from autoscaler.domain.models import CapacityModel, CapacitySetting
+from autoscaler.domain.policy import GroupSelector, Policy, Slo
+from autoscaler.policy.config import load_policy_file
+from autoscaler.policy.plugin import ENTRY_POINT_GROUP, PluginRegistry, UnknownPluginError
+from autoscaler.store import HistoryStore
+from autoscaler.twin.inprocess import InProcessGameLiftStreams, config_of
+from autoscaler.twin.model import ModelParams, ServiceModel
+
+FloatArray = npt.NDArray[np.float64]
+
+UPDATE_OPERATION = "UpdateStreamGroup"
+_APP_RUNTIME = {"Type": "PROTON", "Version": "20241007"}
+# How long before t=0 the group is created: activation plus many provisioning medians, so the
+# warm-up capacity is ready at t=0 with certainty (sigma 0.35: 10 medians is z ≈ 6.6).
+_WARMUP_MEDIANS = 10.0
+
+
+class WarmupError(RuntimeError):
+    """The warm-up capacity was not ready at t=0 (model parameters far from the defaults)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocationTimeline:
+    """Per tick (``RunOutcome.timeline_t``) counts of one location, for plots."""
+
+    demand: FloatArray  # sessions in use + waiting
+    in_use: FloatArray
+    allocated: FloatArray
+    always_on: FloatArray
+    target_idle: FloatArray
+    ceiling: FloatArray  # maximum (legacy: always-on + on-demand)
+    failures: FloatArray  # sessions that failed in the interval ending at this tick
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """What one run did, before scoring. Times in seconds since the plan's t=0."""
+
+    label: str
+    params: Mapping[str, Any]
+    stream_class: str
+    tenancy: int
+    capacity_model: CapacityModel
+    allocated_slot_s: float  # billed over [0, horizon]
+    instant: int
+    cold: int
+    failed: int
+    refused: int  # of ``failed``: StartStreamSession refused (no ACTIVE requested location)
+    waits_s: FloatArray  # one per scored session (instant 0)
+    updates: int  # UpdateStreamGroup calls sent
+    decisions: int  # controller ticks (0 for a static run)
+    skipped_ticks: int  # ticks whose group report says it was not planned
+    sessions: int  # scored sessions (instant + cold + failed)
+    wall_s: float
+    timeline_t: FloatArray | None = None
+    timeline: Mapping[str, LocationTimeline] | None = None
+
+
+@dataclass(slots=True)
+class World:
+    """The simulated account of one run: a model on a manual clock with one stream group."""
+
+    clock: ManualClock
+    model: ServiceModel
+    group_id: str
+    app_id: str
+    region: str
+    locations: tuple[str, ...]
+    stream_class: str
+    tenancy: int
+    capacity_model: CapacityModel
+    t0: float
+
+
+def _setting_for(model: CapacityModel, always_on: int, idle: int, ceiling: int) -> CapacitySetting:
+    if model is CapacityModel.LEGACY:
+        return CapacitySetting(always_on=always_on, on_demand=max(0, ceiling - always_on))
+    return CapacitySetting(always_on=always_on, target_idle=idle, maximum=max(ceiling, always_on))
+
+
+def warm_counts(plan: SessionPlan) -> dict[str, int]:
+    """Warm-start sessions per location."""
+    idx = np.asarray(plan.location[: plan.warm_start])
+    counts = np.bincount(idx, minlength=len(plan.locations))
+    return {name: int(counts[i]) for i, name in enumerate(plan.locations)}
+
+
+def peak_concurrency(plan: SessionPlan) -> dict[str, int]:
+    """Most sessions in progress at once per location, if each started on arrival."""
+    out: dict[str, int] = {}
+    for i, name in enumerate(plan.locations):
+        mine = plan.location == i
+        starts = np.sort(plan.arrival_s[mine])
+        ends = np.sort(plan.arrival_s[mine] + plan.duration_s[mine])
+        if starts.size == 0:
+            out[name] = 0
+            continue
+        # in progress just after each arrival: arrivals so far − ends at or before it
+        live = np.arange(1, starts.size + 1) - np.searchsorted(ends, starts, side="right")
+        out[name] = int(live.max())
+    return out
+
+
+def build_world(
+    plan: SessionPlan,
+    *,
+    stream_class: str,
+    capacity_model: CapacityModel,
+    seed: int,
+    initial: Mapping[str, CapacitySetting],
+    params: ModelParams | None = None,
+) -> World:
+    """Create the group before t=0, warm it up, place the plan's warm-start sessions at t=0
+    and leave the group at ``initial``."""
+    info = stream_class_info(stream_class)
+    p = params or ModelParams()
+    median = p.provisioning_median_windows_s if info.windows else p.provisioning_median_linux_s
+    t0 = plan.t0_epoch_s
+    clock = ManualClock(t0 - p.group_activation_s - _WARMUP_MEDIANS * median)
+    model = ServiceModel(clock=clock, seed=seed, params=p)
+    region = plan.locations[0]
+    app = model.create_application(
+        region=region,
+        description="backtest",
+        runtime=dict(_APP_RUNTIME),
+        executable_path="game",
+        source_uri="s3://backtest/game",
+    )
+    warm = warm_counts(plan)
+    configs = []
+    for name in plan.locations:
+        want = initial[name]
+        # Warm-up: enough ready hosts for the warm sessions plus the initial idle buffer.
+        slots = max(
+            want.always_on, round_up_to_tenancy(warm[name] + want.idle_target, info.tenancy)
+        )
+        setting = _setting_for(capacity_model, slots, 0, max(slots, want.ceiling))
+        configs.append(config_of(name, setting))
+    group = model.create_stream_group(
+        region=region,
+        description="backtest",
+        stream_class=stream_class,
+        default_application_id=app.app_id,
+        locations=configs,
+    )
+    clock.set(t0)
+    model.advance(t0)
+    for snap in model.location_snapshots(group.group_id):
+        if snap.status != "ACTIVE" or snap.provisioning:
+            raise WarmupError(
+                f"location {snap.name} not ready at t=0 ({snap.status}, "
+                f"{snap.provisioning} slots still provisioning)"
+            )
+    # Warm-start sessions (in progress at t=0) take their slots before the initial setting
+    # applies, so a setting below them never releases hosts they are about to use.
+    requested = [[name] for name in plan.locations]
+    for k, duration in zip(
+        plan.location[: plan.warm_start].tolist(),
+        plan.duration_s[: plan.warm_start].tolist(),
+        strict=True,
+    ):
+        model.start_stream_session(
+            group.group_id,
+            application_identifier=app.app_id,
+            locations=requested[k],
+            end_after_s=duration,
+        )
+    model.update_stream_group(
+        group.group_id, locations=[config_of(n, initial[n]) for n in plan.locations]
+    )
+    return World(
+        clock=clock,
+        model=model,
+        group_id=group.group_id,
+        app_id=app.app_id,
+        region=region,
+        locations=plan.locations,
+        stream_class=stream_class,
+        tenancy=info.tenancy,
+        capacity_model=capacity_model,
+        t0=t0,
+    )
+
+
+def _settle_s(params: ModelParams) -> float:
+    return (
+        max(
+            params.placement_timeout_always_on_s,
+            params.placement_timeout_on_demand_linux_s,
+            params.placement_timeout_on_demand_windows_s,
+        )
+        + 1.0
+    )
+
+
+@dataclass(slots=True)
+class _Tally:
+    instant: int = 0
+    cold: int = 0
+    failed: int = 0
+    refused: int = 0
+    waits: list[float] = field(default_factory=list)
+    fail_times: list[tuple[float, int]] = field(default_factory=list)  # (t, location index)
+
+
+def _resolve(world: World, pending: list[tuple[str, float, int]], tally: _Tally) -> None:
+    """Score the sessions that were waiting and have since been placed or have failed; keep
+    the others. Called at least once per ``ended_session_retention_s`` of model time, so an
+    ended session is read before the model forgets it."""
+    model = world.model
+    still: list[tuple[str, float, int]] = []
+    for sid, created, loc_index in pending:
+        view = model.get_stream_session(world.group_id, sid)
+        if view.wait_s is not None:
+            tally.cold += 1
+            tally.waits.append(view.wait_s)
+        elif view.status in ("ERROR", "TERMINATED"):
+            tally.failed += 1
+            tally.waits.append(view.last_updated_at - created)
+            tally.fail_times.append((view.last_updated_at - world.t0, loc_index))
+        else:
+            still.append((sid, created, loc_index))
+    pending[:] = still
+
+
+async def replay(
+    world: World,
+    plan: SessionPlan,
+    *,
+    tick: Callable[[], Awaitable[Any]] | None,
+    interval_s: float = 60.0,
+    timeline: bool = False,
+    label: str = "run",
+    params: Mapping[str, Any] | None = None,
+    update_count: Callable[[], int] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> RunOutcome:
+    """Drive ``world`` through ``plan``: sessions at their arrival times, ``tick()`` every
+    ``interval_s`` from t=0 (none if ``tick`` is None), the meter read at the horizon.
+
+    ``tick`` is any awaitable callable, usually ``Controller.tick`` (in-process or over HTTP);
+    its result is inspected only for skipped groups. ``progress`` gets the fraction done.
+    """
+    started = time.perf_counter()
+    model, clock, gid, app_id = world.model, world.clock, world.group_id, world.app_id
+    t0 = world.t0
+    horizon = plan.horizon_s
+    arrivals: list[float] = plan.arrival_s.tolist()
+    durations: list[float] = plan.duration_s.tolist()
+    loc_index: list[int] = plan.location.tolist()
+    requested = [[name] for name in plan.locations]
+    n = len(arrivals)
+    start = model.start_stream_session
+    i = plan.warm_start  # the warm-start sessions were placed by build_world, not scored
+    base = model.usage()[gid]
+    billed_before = sum(u.allocated_slot_s for u in base.values())
+
+    tally = _Tally()
+    pending: list[tuple[str, float, int]] = []
+    settle = _settle_s(model.params)
+    decisions = 0
+    skipped = 0
+    tick_times: list[float] = []
+    rows: dict[str, list[list[float]]] = {name: [] for name in plan.locations}
+    name_index = {name: k for k, name in enumerate(plan.locations)}
+
+    def inject_until(t_rel: float) -> None:
+        nonlocal i
+        waits = tally.waits
+        while i < n and arrivals[i] < t_rel:
+            at = t0 + arrivals[i]
+            clock.set(at)
+            k = loc_index[i]
+            try:
+                view = start(
+                    gid,
+                    application_identifier=app_id,
+                    locations=requested[k],
+                    end_after_s=durations[i],
+                )
+            except ConflictError:
+                tally.failed += 1
+                tally.refused += 1
+                waits.append(0.0)
+                tally.fail_times.append((arrivals[i], k))
+            else:
+                if view.wait_s is None:
+                    pending.append((view.session_id, at, k))
+                else:
+                    tally.instant += 1
+                    waits.append(0.0)
+            i += 1
+
+    def record(t_rel: float) -> None:
+        tick_times.append(t_rel)
+        for snap in model.location_snapshots(gid):
+            if snap.name in rows:
+                rows[snap.name].append(
+                    [
+                        snap.in_use + snap.waiting,
+                        snap.in_use,
+                        snap.allocated,
+                        snap.always_on,
+                        snap.idle_target,
+                        snap.ceiling,
+                    ]
+                )
+
+    # Static runs step through the same instants: waiting sessions are resolved each step.
+    ticks = math.floor(horizon / interval_s + 1e-9) + 1
+    for k in range(ticks):
+        t_rel = k * interval_s
+        inject_until(t_rel)
+        clock.set(t0 + t_rel)
+        model.advance(t0 + t_rel)
+        if pending:
+            _resolve(world, pending, tally)
+        if tick is not None:
+            report = await tick()
+            decisions += 1
+            groups = getattr(report, "groups", ())
+            if any(getattr(g, "skipped", None) for g in groups):
+                skipped += 1
+        if timeline:
+            record(t_rel)
+        if progress is not None and k % 1440 == 0:
+            progress(t_rel / horizon if horizon > 0 else 1.0)
+    inject_until(horizon)
+    clock.set(t0 + horizon)
+    model.advance(t0 + horizon)
+    end = model.usage()[gid]
+    billed = sum(u.allocated_slot_s for u in end.values()) - billed_before
+    # Let every session still waiting be placed or fail (no ticks, no new sessions).
+    step = min(interval_s, model.params.ended_session_retention_s / 2)
+    after = 0.0
+    while pending:
+        _resolve(world, pending, tally)
+        if after > settle:  # pragma: no cover - the model guarantees an outcome by then
+            raise AssertionError(f"{len(pending)} sessions still waiting after the horizon")
+        after += step
+        clock.set(t0 + horizon + after)
+        model.advance(t0 + horizon + after)
+    if progress is not None:
+        progress(1.0)
+
+    updates = update_count() if update_count is not None else 0
+    timeline_out: dict[str, LocationTimeline] | None = None
+    timeline_t: FloatArray | None = None
+    if timeline:
+        timeline_t = np.asarray(tick_times, dtype=np.float64)
+        timeline_out = {}
+        for name, data in rows.items():
+            table = np.asarray(data, dtype=np.float64).reshape(-1, 6)
+            fails = np.zeros(len(tick_times))
+            times = [t for t, li in tally.fail_times if li == name_index[name]]
+            if times and tick_times:
+                slot = np.searchsorted(timeline_t, np.asarray(times), side="left")
+                np.add.at(fails, np.minimum(slot, len(tick_times) - 1), 1.0)
+            timeline_out[name] = LocationTimeline(
+                demand=table[:, 0],
+                in_use=table[:, 1],
+                allocated=table[:, 2],
+                always_on=table[:, 3],
+                target_idle=table[:, 4],
+                ceiling=table[:, 5],
+                failures=fails,
+            )
+    return RunOutcome(
+        label=label,
+        params=dict(params or {}),
+        stream_class=world.stream_class,
+        tenancy=world.tenancy,
+        capacity_model=world.capacity_model,
+        allocated_slot_s=billed,
+        instant=tally.instant,
+        cold=tally.cold,
+        failed=tally.failed,
+        refused=tally.refused,
+        waits_s=np.asarray(tally.waits, dtype=np.float64),
+        updates=updates,
+        decisions=decisions,
+        skipped_ticks=skipped,
+        sessions=tally.instant + tally.cold + tally.failed,
+        wall_s=time.perf_counter() - started,
+        timeline_t=timeline_t,
+        timeline=timeline_out,
+    )
+
+
+def fit_policy(policy: Policy, group_id: str, max_capacity: int) -> Policy:
+    """The policy pointed at the simulated group, with the fleet's bounds.
+
+    A policy file names real groups and carries bounds and budgets sized for them; a backtest
+    at another scale keeps everything that shapes decisions (plugin, params, behaviour, SLO,
+    fallback, staleness, drift) and replaces the selector, the per-location bounds (one
+    default: the file's minimum, a maximum of at least ``max_capacity``) and the budget caps
+    (none: a cap sized for another fleet would make any scale look bad)."""
+    default = policy.default_bounds
+    bounds = dataclasses.replace(default, max_capacity=max(default.max_capacity, max_capacity))
+    return dataclasses.replace(
+        policy,
+        selector=GroupSelector(ids=(group_id,)),
+        default_bounds=bounds,
+        location_bounds={},
+        budget=dataclasses.replace(policy.budget, max_cost_per_hour=None, max_cost_per_month=None),
+        mode=policy.mode,
+        dry_run=False,
+        paused=False,
+    )
+
+
+def high_maximum(plan: SessionPlan, tenancy: int) -> dict[str, int]:
+    """A maximum no sensible run reaches: twice the plan's peak concurrency (+ one host)."""
+    return {
+        name: round_up_to_tenancy(2 * peak + tenancy, tenancy)
+        for name, peak in peak_concurrency(plan).items()
+    }
+
+
+def controller_initial(
+    plan: SessionPlan, tenancy: int, capacity_model: CapacityModel
+) -> dict[str, CapacitySetting]:
+    """Where a controller-driven run starts: always-on covering the sessions in progress at
+    t=0, burst room up to ``high_maximum``; the first tick then sets what the policy wants."""
+    warm = warm_counts(plan)
+    top = high_maximum(plan, tenancy)
+    return {
+        name: _setting_for(capacity_model, round_up_to_tenancy(warm[name], tenancy), 0, top[name])
+        for name in plan.locations
+    }
+
+
+def run_policy(
+    plan: SessionPlan,
+    *,
+    policy: Policy | None,
+    stream_class: str,
+    capacity_model: CapacityModel,
+    seed: int,
+    interval_s: float = 60.0,
+    params: ModelParams | None = None,
+    initial: Mapping[str, CapacitySetting] | None = None,
+    timeline: bool = False,
+    registry: PluginRegistry | None = None,
+    label: str | None = None,
+    label_params: Mapping[str, Any] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> RunOutcome:
+    """One run of ``plan``: with ``policy`` through a real ``Controller`` (in-process adapter,
+    in-memory history store, no store thread), or with ``policy`` None as static capacity
+    ``initial`` (required then). Deterministic for a given plan, seed and policy."""
+    tenancy = stream_class_info(stream_class).tenancy
+    if initial is None:
+        if policy is None:
+            raise ValueError("a static run (policy None) needs its capacity in 'initial'")
+        initial = controller_initial(plan, tenancy, capacity_model)
+    world = build_world(
+        plan,
+        stream_class=stream_class,
+        capacity_model=capacity_model,
+        seed=seed,
+        initial=initial,
+        params=params,
+    )
+    name = label or (policy.name if policy is not None else "static")
+    if policy is None:
+        return asyncio.run(
+            replay(
+                world,
+                plan,
+                tick=None,
+                interval_s=interval_s,
+                timeline=timeline,
+                label=name,
+                params=label_params,
+                progress=progress,
+            )
+        )
+    top = max(high_maximum(plan, tenancy).values(), default=tenancy)
+    fitted = fit_policy(policy, world.group_id, top)
+    plugins = registry or PluginRegistry()
+    adapter = InProcessGameLiftStreams(world.model, world.region)
+
+    async def go() -> RunOutcome:
+        store = HistoryStore(":memory:", retention_s=fitted.history_window_s + 86400.0)
+        try:
+            controller = Controller(
+                reader=adapter,
+                writer=adapter,
+                store=store,
+                policies=[fitted],
+                plugins=plugins,
+                clock=world.clock,
+                options=ControllerOptions(interval_s=interval_s, store_in_thread=False),
+            )
+            return await replay(
+                world,
+                plan,
+                tick=controller.tick,
+                interval_s=interval_s,
+                timeline=timeline,
+                label=name,
+                params=label_params,
+                update_count=lambda: adapter.counts.get(UPDATE_OPERATION, 0),
+                progress=progress,
+            )
+        finally:
+            store.close()
+
+    return asyncio.run(go())
+
+
+def score_outcome(
+    outcome: RunOutcome,
+    plan: SessionPlan,
+    *,
+    price_per_slot_hour: float,
+    slo: Slo | None = None,
+    bound_slot_h: float | None = None,
+) -> Result:
+    """The scored result of a run (``scoring.score`` against the plan's in-use bound)."""
+    bound = bound_slot_h if bound_slot_h is not None else in_use_bound(plan, outcome.tenancy)
+    return score(
+        policy=outcome.label,
+        params=outcome.params,
+        allocated_slot_s=outcome.allocated_slot_s,
+        bound_slot_h=bound,
+        price_per_slot_hour=price_per_slot_hour,
+        instant=outcome.instant,
+        cold=outcome.cold,
+        failed=outcome.failed,
+        waits_s=outcome.waits_s,
+        updates=outcome.updates,
+        wall_s=outcome.wall_s,
+        slo=slo,
+    )
+
+
+def static_run(
+    plan: SessionPlan,
+    settings: Mapping[str, CapacitySetting],
+    *,
+    stream_class: str,
+    capacity_model: CapacityModel,
+    seed: int,
+    label: str,
+    label_params: Mapping[str, Any],
+    params: ModelParams | None = None,
+    timeline: bool = False,
+) -> RunOutcome:
+    """Shorthand for a run with fixed capacity and no controller."""
+    return run_policy(
+        plan,
+        policy=None,
+        stream_class=stream_class,
+        capacity_model=capacity_model,
+        seed=seed,
+        params=params,
+        initial=settings,
+        timeline=timeline,
+        label=label,
+        label_params=label_params,
+    )
+
+
+def locations_of(plan: SessionPlan) -> Sequence[str]:
+    return plan.locations
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole backtest: our policy and the baselines on the same plans, scored and summarised.
+
+BUILTIN_PLUGINS = {
+    "target-tracking": "autoscaler.policy.builtin.target_tracking:TargetTrackingPolicy",
+    "buffer": "autoscaler.policy.builtin.buffer:BufferPolicy",
+    "slo": "autoscaler.policy.builtin.slo:SloPolicy",
+    "predictive": "autoscaler.policy.builtin.predictive:PredictivePolicy",
+}
+# The shipped recommended policy (a source checkout keeps policies/ next to the package).
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+MAX_INTERP_GAP_S = 3 * 3600.0
+
+
+def backtest_registry() -> PluginRegistry:
+    """Installed plugins, the built-ins even where the installed metadata predates them, and
+    the ``hourly-predictive`` baseline."""
+    installed = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    declared = [
+        EntryPoint(name=name, value=target, group=ENTRY_POINT_GROUP)
+        for name, target in BUILTIN_PLUGINS.items()
+        if name not in installed
+    ]
+    registry = PluginRegistry(declared=declared)
+    registry.register(baselines.HOURLY_PREDICTIVE, baselines.HourlyPredictivePolicy)
+    return registry
+
+
+def model_params(interval_s: float) -> ModelParams:
+    """The benchmark's model parameters, except that ended sessions stay listed for two
+    decision intervals instead of an hour. The sampler counts only sessions that ended in the
+    last interval, so every decision is unchanged (tests/backtest/test_runner.py checks it);
+    each tick's listing is ~2.5× shorter at steady state (C live + ~1.5 C ended in an hour
+    with 40-minute sessions)."""
+    return ModelParams(ended_session_retention_s=max(2.0 * interval_s, 120.0))
+
+
+def load_plans(
+    trace: str | Path,
+    series: str | None,
+    *,
+    peak: float,
+    days: float | None,
+    seeds: Sequence[int],
+) -> tuple[list[SessionPlan], str]:
+    """One plan per seed from a trace file: a concurrency series is cut to its longest stretch
+    without a hole longer than 3 h and scaled to ``peak``; a session log is replayed as is
+    (every seed gets the same sessions; the model's seed still differs). Returns the plans and
+    the series name."""
+    loaded = read_trace(trace, series)
+    if isinstance(loaded, SessionPlan):
+        return [loaded for _ in seeds], series or "sessions"
+    stretch = longest_stretch(loaded, MAX_INTERP_GAP_S)
+    if stretch.duration_s <= 0:
+        raise ConfigError(str(trace), [f"series {loaded.series!r} has no usable stretch"])
+    plans = [
+        plan_sessions(stretch, peak=peak, seed=seed, days=days, max_interp_gap_s=MAX_INTERP_GAP_S)
+        for seed in seeds
+    ]
+    return plans, loaded.series
+
+
+@dataclass(slots=True)
+class _Scored:
+    candidate: baselines.Candidate
+    aggregate: Aggregate
+    results: list[Result]
+
+
+@dataclass(slots=True)
+class Backtest:
+    """The runs of one backtest (plans per seed, scoring, sweeps). Build with ``prepare``."""
+
+    plans: list[SessionPlan]
+    seeds: list[int]
+    stream_class: str
+    capacity_model: CapacityModel
+    slo: Slo
+    price: float
+    registry: PluginRegistry
+    interval_s: float = 60.0
+    params: ModelParams | None = None
+    progress: Callable[[str], None] | None = None
+    tenancy: int = 1
+    bounds: list[float] = field(default_factory=list)
+    fleets: list[baselines.Fleet] = field(default_factory=list)
+    runs: int = 0
+
+    def __post_init__(self) -> None:
+        self.tenancy = stream_class_info(self.stream_class).tenancy
+        self.bounds = [in_use_bound(p, self.tenancy) for p in self.plans]
+        self.fleets = [
+            baselines.Fleet(
+                locations=p.locations,
+                peak=peak_concurrency(p),
+                maximum=high_maximum(p, self.tenancy),
+                tenancy=self.tenancy,
+                capacity_model=self.capacity_model,
+                slo=self.slo,
+            )
+            for p in self.plans
+        ]
+
+    def evaluate(
+        self, label: str, make: Callable[[baselines.Fleet], baselines.Candidate]
+    ) -> _Scored:
+        """Run one candidate on every seed's plan and score it."""
+        results: list[Result] = []
+        candidate: baselines.Candidate | None = None
+        for plan, seed, fleet, bound in zip(
+            self.plans, self.seeds, self.fleets, self.bounds, strict=True
+        ):
+            candidate = make(fleet)
+            if self.progress is not None:
+                self.progress(f"{label} {dict(candidate.params)} seed {seed}")
+            outcome = run_policy(
+                plan,
+                policy=candidate.policy,
+                stream_class=self.stream_class,
+                capacity_model=self.capacity_model,
+                seed=seed,
+                interval_s=self.interval_s,
+                params=self.params,
+                initial=candidate.static,
+                registry=self.registry,
+                label=label,
+                label_params=candidate.params,
+            )
+            self.runs += 1
+            results.append(
+                score_outcome(
+                    outcome, plan, price_per_slot_hour=self.price, slo=self.slo, bound_slot_h=bound
+                )
+            )
+        assert candidate is not None
+        return _Scored(candidate, aggregate(results), results)
+
+    def sweep(self, label: str, candidates: Sequence[baselines.Candidate]) -> _Scored:
+        """Every candidate; the cheapest meeting the SLO on every seed, else the one with the
+        best instant share (reported as missing the SLO)."""
+        scored = [self.evaluate(label, _constant(c)) for c in candidates]
+        return _pick(scored, grid=[dict(c.params) for c in candidates])
+
+    def native_idle(self) -> _Scored | baselines.Unavailable:
+        first = baselines.native_idle(self.fleets[0], self.tenancy)
+        if isinstance(first, baselines.Unavailable):
+            return first
+        seen: dict[int, _Scored] = {}
+
+        def meets(k: int) -> bool:
+            def make(fleet: baselines.Fleet) -> baselines.Candidate:
+                c = baselines.native_idle(fleet, k)
+                assert isinstance(c, baselines.Candidate)
+                return c
+
+            seen[k] = self.evaluate(baselines.NATIVE_IDLE, make)
+            return seen[k].aggregate.meets_slo
+
+        upper = max(max(f.peak.values(), default=0) for f in self.fleets) + self.tenancy
+        best, tried = baselines.smallest_meeting(
+            meets, step=self.tenancy, upper=round_up_to_tenancy(upper, self.tenancy)
+        )
+        return _pick(list(seen.values()), grid=[{"target_idle": k} for k in tried], prefer=best)
+
+
+def _constant(
+    candidate: baselines.Candidate,
+) -> Callable[[baselines.Fleet], baselines.Candidate]:
+    return lambda _fleet: candidate
+
+
+def _pick(
+    scored: Sequence[_Scored], *, grid: list[dict[str, Any]], prefer: int | None = None
+) -> _Scored:
+    meeting = [s for s in scored if s.aggregate.meets_slo]
+    if prefer is not None:
+        chosen = next(s for s in scored if s.candidate.params.get("target_idle") == prefer)
+    elif meeting:
+        chosen = min(meeting, key=lambda s: s.aggregate["cost"].mean)
+    else:
+        chosen = max(scored, key=lambda s: (s.aggregate["instant"].mean, -s.aggregate["cost"].mean))
+    params = {**chosen.candidate.params, "tuned_over": grid}
+    agg = dataclasses.replace(chosen.aggregate, params=params)
+    return _Scored(chosen.candidate, agg, chosen.results)
+
+
+def result_row(agg: Aggregate) -> dict[str, Any]:
+    """One entry of ``results``: the mean over seeds of every field (fractions 0–1)."""
+    row: dict[str, Any] = {"policy": agg.policy, "params": dict(agg.params)}
+    for name in ("cost", "bound", "cost_ratio", "instant", "cold", "failed"):
+        row[name] = agg[name].mean
+    row["p95_wait_s"] = agg["p95_wait_s"].mean
+    row["p99_wait_s"] = agg["p99_wait_s"].mean
+    row["updates"] = agg["updates"].mean
+    row["meets_slo"] = agg.meets_slo
+    row["wall_s"] = agg["wall_s"].mean
+    return row
+
+
+def spread_row(agg: Aggregate) -> dict[str, Any]:
+    return {
+        name: {"std": agg[name].std, "min": agg[name].min, "max": agg[name].max}
+        for name in ("cost", "cost_ratio", "instant", "failed")
+    } | {"meets_slo_share": agg.meets_slo_share}
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The cheapest baseline meeting the SLO and our cost relative to it (None when either
+    is missing)."""
+    ours = next((r for r in rows if r["policy"] == "ours"), None)
+    meeting = [r for r in rows if r["policy"] != "ours" and r["meets_slo"]]
+    best = min(meeting, key=lambda r: r["cost"]) if meeting else None
+    ratio = None
+    if ours is not None and best is not None and best["cost"] > 0:
+        ratio = ours["cost"] / best["cost"]
+    return {
+        "cheapest_baseline": None if best is None else best["policy"],
+        "cheapest_baseline_cost": None if best is None else best["cost"],
+        "ours_meets_slo": None if ours is None else ours["meets_slo"],
+        "ours_vs_cheapest": ratio,
+    }
+
+
+def backtest(
+    trace: str | Path,
+    series: str | None = None,
+    *,
+    policy_file: str | Path | None = None,
+    peak: float = 400.0,
+    stream_class: str = "gen4n_high",
+    capacity_model: CapacityModel | str = CapacityModel.CURRENT,
+    days: float | None = None,
+    seeds: int = 3,
+    baselines_to_run: Sequence[str] = baselines.BASELINE_IDS,
+    interval_s: float = 60.0,
+    progress: Callable[[str], None] | None = None,
+    on_row: Callable[[Mapping[str, Any]], None] | None = None,
+    plot: str | Path | None = None,
+) -> dict[str, Any]:
+    """Our policy (``policy_file``, default ``policies/default.yaml``, run with its shipped
+    parameters) and the chosen baselines on ``seeds`` session plans of ``trace``.
+
+    Returns the report (see ``docs``/the issue for the shape): ``results`` holds the mean over
+    seeds per policy; ``spread`` their spread; ``summary`` the cheapest baseline meeting the
+    SLO and our ratio to it. Bad input raises ``ConfigError``. Ctrl-C stops the runs and
+    returns what finished with ``"interrupted": true``.
+    """
+    if seeds < 1:
+        raise ConfigError("--seeds", [f"need at least 1 seed, got {seeds}"])
+    if peak <= 0:
+        raise ConfigError("--peak", [f"peak must be > 0, got {peak:g}"])
+    if stream_class not in STREAM_CLASSES:
+        raise ConfigError(
+            "--stream-class",
+            [f"unknown stream class {stream_class!r} (known: {', '.join(sorted(STREAM_CLASSES))})"],
+        )
+    try:
+        model = CapacityModel(capacity_model)
+    except ValueError:
+        raise ConfigError(
+            "--capacity-model", [f"{capacity_model!r} is not one of: current, legacy"]
+        ) from None
+    for b in baselines_to_run:
+        if b not in baselines.BASELINE_IDS:
+            raise ConfigError("--baselines", [f"unknown baseline {b!r}"])
+    registry = backtest_registry()
+    source = Path(policy_file) if policy_file is not None else DEFAULT_POLICY_FILE
+    try:
+        policy = load_policy_file(source, resolve_params=registry.validate_params)
+    except (UnknownPluginError, pydantic.ValidationError) as error:  # pragma: no cover
+        raise ConfigError(str(source), [str(error)]) from error
+    seed_list = list(range(1, seeds + 1))
+    plans, series_name = load_plans(trace, series, peak=peak, days=days, seeds=seed_list)
+    price = policy.price_for(stream_class)
+    bt = Backtest(
+        plans=plans,
+        seeds=seed_list,
+        stream_class=stream_class,
+        capacity_model=model,
+        slo=policy.slo,
+        price=price,
+        registry=registry,
+        interval_s=interval_s,
+        params=model_params(interval_s),
+        progress=progress,
+    )
+    report: dict[str, Any] = {
+        "trace": str(trace),
+        "series": series_name,
+        "peak": peak,
+        "stream_class": stream_class,
+        "capacity_model": model.value,
+        "slo": {"instant": policy.slo.instant, "failed": policy.slo.failed},
+        "results": [],
+    }
+    spreads: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
+    rows: list[dict[str, Any]] = report["results"]
+
+    def keep(scored: _Scored, name: str) -> None:
+        agg = dataclasses.replace(scored.aggregate, policy=name)
+        row = result_row(agg)
+        rows.append(row)
+        spreads[name] = spread_row(agg)
+        if on_row is not None:
+            on_row(row)
+
+    interrupted = False
+    try:
+        ours = baselines.Candidate(
+            "ours", {"file": str(source), "plugin": policy.plugin}, policy=policy
+        )
+        keep(bt.evaluate("ours", lambda _f: ours), "ours")
+        for b in baselines_to_run:
+            got = _run_baseline(bt, b)
+            if isinstance(got, baselines.Unavailable):
+                unavailable[b] = got.reason
+            else:
+                keep(got, b)
+        if plot is not None:
+            from autoscaler.backtest.plot import plot_timeline  # noqa: PLC0415
+
+            outcome = run_policy(
+                plans[0],
+                policy=policy,
+                stream_class=stream_class,
+                capacity_model=model,
+                seed=seed_list[0],
+                interval_s=interval_s,
+                params=bt.params,
+                registry=registry,
+                timeline=True,
+                label="ours",
+            )
+            plot_timeline(outcome, plot, title=f"{trace} {series_name}: ours ({policy.plugin})")
+    except KeyboardInterrupt:
+        interrupted = True
+    report["seeds"] = seeds
+    report["spread"] = spreads
+    report["unavailable"] = unavailable
+    report["summary"] = summarise(rows)
+    report["runs"] = bt.runs
+    if interrupted:
+        report["interrupted"] = True
+    return report
+
+
+def _run_baseline(bt: Backtest, which: str) -> _Scored | baselines.Unavailable:
+    fleet = bt.fleets[0]
+    if which == baselines.STATIC_PEAK:
+        # One level for every seed: the highest of the seeds' peaks (so params agree).
+        top = {name: max(f.peak[name] for f in bt.fleets) for name in bt.fleets[0].locations}
+        return bt.evaluate(which, _constant(baselines.static_peak(replace(fleet, peak=top))))
+    if which == baselines.NATIVE_IDLE:
+        return bt.native_idle()
+    grid: list[baselines.Candidate] | baselines.Unavailable
+    if which == baselines.TARGET_TRACKING:
+        grid = baselines.target_tracking(fleet, bt.registry)
+    elif which == baselines.BUFFER:
+        grid = baselines.buffer(fleet, bt.registry)
+    else:
+        grid = baselines.hourly_predictive(fleet)
+    if isinstance(grid, baselines.Unavailable):
+        return grid
+    return bt.sweep(which, grid)
