@@ -1,0 +1,178 @@
+"""``autoscaler backtest``: score a policy on real demand against the baselines, in one run.
+
+Replays a trace through the controller's real pipeline in virtual time (see
+``autoscaler.backtest.runner``) and prints a table (or JSON) with cost, the in-use bound,
+service shares, start waits and capacity updates per policy, plus the cheapest baseline that
+meets the SLO and our cost relative to it. Long runs show a progress line; Ctrl-C stops and
+prints what finished (exit 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from autoscaler.domain.errors import ConfigError
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "backtest",
+        help="replay a demand trace through the controller and the baselines (virtual time)",
+        description=(
+            "Replay demand from a trace (CSV: concurrency series or session log) through the "
+            "controller's real pipeline against the simulated service, next to the baselines "
+            "a user would otherwise pick, and score cost and service."
+        ),
+    )
+    parser.add_argument("--trace", required=True, help="trace CSV file")
+    parser.add_argument("--series", help="which series of a multi-series trace")
+    parser.add_argument(
+        "--policy", help="policy file for 'ours' (default: the shipped policies/default.yaml)"
+    )
+    parser.add_argument(
+        "--peak", type=float, default=400.0, help="peak concurrent sessions (default 400)"
+    )
+    parser.add_argument("--stream-class", default="gen4n_high", help="default gen4n_high")
+    parser.add_argument("--capacity-model", choices=("current", "legacy"), default="current")
+    parser.add_argument("--days", type=float, help="length of the window (default: all)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds to average (default 3)")
+    parser.add_argument(
+        "--baselines",
+        default="all",
+        help="comma-separated: static-peak, native-idle, target-tracking, buffer, "
+        "hourly-predictive; or all (default), none",
+    )
+    parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument("--plot", help="write a PNG of our run (first seed) here")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from autoscaler.backtest.baselines import parse_baselines  # noqa: PLC0415
+    from autoscaler.backtest.runner import backtest  # noqa: PLC0415
+
+    try:
+        chosen = parse_baselines(args.baselines)
+    except ValueError as error:
+        raise ConfigError("--baselines", [str(error)]) from error
+    if args.days is not None and not args.days > 0:
+        raise ConfigError("--days", [f"must be > 0, got {args.days:g}"])
+    err = Console(stderr=True)
+    quiet = args.output == "json" or not err.is_terminal
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.completed} runs"),
+        TextColumn("[dim]{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    )
+    task = bar.add_task("starting", total=None)
+
+    def progress(message: str) -> None:
+        bar.update(task, description=message, advance=1)
+
+    with bar:
+        report = backtest(
+            args.trace,
+            args.series,
+            policy_file=args.policy,
+            peak=args.peak,
+            stream_class=args.stream_class,
+            capacity_model=args.capacity_model,
+            days=args.days,
+            seeds=args.seeds,
+            baselines_to_run=chosen,
+            progress=progress,
+            plot=args.plot,
+        )
+    if args.output == "json":
+        print(json.dumps(_jsonable(report), indent=2))
+    else:
+        print_table(report, Console(width=170))
+    if report.get("interrupted"):
+        print("interrupted: results above are the runs that finished", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON has no infinity: an unbounded ratio becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    shown = {k: v for k, v in params.items() if k != "tuned_over"}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def print_table(report: Mapping[str, Any], console: Console) -> None:
+    slo = report["slo"]
+    title = (
+        f"backtest {report['trace']} [{report['series']}] peak {report['peak']:g}, "
+        f"{report['stream_class']}, {report['capacity_model']} model, {report['seeds']} seed(s); "
+        f"SLO instant ≥ {slo['instant']:.1%}, failed ≤ {slo['failed']:.2%}"
+    )
+    table = Table(title=title)
+    for column in (
+        "policy",
+        "params",
+        "cost $",
+        "bound $",
+        "ratio",
+        "instant",
+        "cold",
+        "failed",
+        "p95 s",
+        "p99 s",
+        "updates",
+        "SLO",
+        "wall s",
+    ):
+        table.add_column(column, overflow="fold")
+    for row in report["results"]:
+        table.add_row(
+            row["policy"],
+            _params(row["params"]),
+            f"{row['cost']:.2f}",
+            f"{row['bound']:.2f}",
+            f"{row['cost_ratio']:.3f}",
+            f"{row['instant']:.2%}",
+            f"{row['cold']:.2%}",
+            f"{row['failed']:.3%}",
+            f"{row['p95_wait_s']:.0f}",
+            f"{row['p99_wait_s']:.0f}",
+            f"{row['updates']:.0f}",
+            "meets" if row["meets_slo"] else "MISSES",
+            f"{row['wall_s']:.1f}",
+        )
+    console.print(table)
+    for name, reason in report.get("unavailable", {}).items():
+        console.print(f"{name}: not run ({reason})")
+    summary = report["summary"]
+    if summary["cheapest_baseline"] is None:
+        console.print("no baseline met the SLO")
+    else:
+        ratio = summary["ours_vs_cheapest"]
+        shown = "-" if ratio is None else f"{ratio:.3f}"
+        verdict = "" if summary["ours_meets_slo"] else " (ours MISSES the SLO)"
+        console.print(
+            f"cheapest baseline meeting the SLO: {summary['cheapest_baseline']} "
+            f"(${summary['cheapest_baseline_cost']:.2f}); ours costs {shown}× that{verdict}"
+        )

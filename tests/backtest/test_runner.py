@@ -1,0 +1,391 @@
+"""The backtest runner: real controller ticks over the in-process model in virtual time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import autoscaler.cli as cli
+from autoscaler.backtest import baselines
+from autoscaler.backtest.plot import plot_timeline
+from autoscaler.backtest.runner import (
+    RunOutcome,
+    backtest,
+    build_world,
+    model_params,
+    peak_concurrency,
+    run_policy,
+    score_outcome,
+    warm_counts,
+)
+from autoscaler.backtest.scoring import in_use_bound
+from autoscaler.backtest.sessions import SessionPlan, plan_sessions
+from autoscaler.backtest.synthetic import synthetic_trace
+from autoscaler.commands import backtest as backtest_command
+from autoscaler.domain.errors import ConfigError
+from autoscaler.domain.models import CapacityModel, CapacitySetting
+from autoscaler.policy.config import load_policy_file
+from autoscaler.twin.model import ModelParams
+
+T0 = 1_767_225_600.0
+CLASS = "gen4n_high"  # tenancy 2
+TT_POLICY = """
+apiVersion: autoscaler.gameliftstreams/v1
+kind: CapacityPolicy
+metadata: {name: tt}
+spec:
+  streamGroups: {ids: [sg-placeholder]}
+  defaults: {maxCapacity: 10}
+  policy:
+    plugin: target-tracking
+    params: {targetUtilization: 0.7, minIdle: 2}
+"""
+RESULT_KEYS = [
+    "policy",
+    "params",
+    "cost",
+    "bound",
+    "cost_ratio",
+    "instant",
+    "cold",
+    "failed",
+    "p95_wait_s",
+    "p99_wait_s",
+    "updates",
+    "meets_slo",
+    "wall_s",
+]
+
+
+@pytest.fixture(scope="module")
+def plan() -> SessionPlan:
+    trace = synthetic_trace(peak=100, days=0.25, step_s=600, seed=4, trough_ratio=3)
+    return plan_sessions(trace, peak=20, seed=7, days=2 / 24)
+
+
+@pytest.fixture(scope="module")
+def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pol") / "tt.yaml"
+    path.write_text(textwrap.dedent(TT_POLICY))
+    return path
+
+
+def _tt(plan: SessionPlan, policy_path: Path, seed: int = 1, **kw: object) -> RunOutcome:
+    return run_policy(
+        plan,
+        policy=load_policy_file(policy_path),
+        stream_class=CLASS,
+        capacity_model=CapacityModel.CURRENT,
+        seed=seed,
+        params=kw.pop("params", model_params(60.0)),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _same(a: RunOutcome, b: RunOutcome) -> None:
+    assert (a.instant, a.cold, a.failed, a.updates, a.decisions) == (
+        b.instant,
+        b.cold,
+        b.failed,
+        b.updates,
+        b.decisions,
+    )
+    assert a.allocated_slot_s == b.allocated_slot_s
+    assert np.array_equal(a.waits_s, b.waits_s)
+
+
+def test_runs_the_controller_every_interval_and_scores_every_arrival(
+    plan: SessionPlan, policy_path: Path
+) -> None:
+    out = _tt(plan, policy_path)
+    assert out.decisions == 121  # t = 0, 60, …, 7200 s
+    assert out.skipped_ticks == 0
+    assert out.updates > 0  # the controller really wrote capacity
+    assert out.sessions == plan.size - plan.warm_start
+    assert out.instant + out.cold + out.failed == out.sessions == out.waits_s.size
+    assert out.allocated_slot_s > 0
+
+
+def test_same_seed_same_run(plan: SessionPlan, policy_path: Path) -> None:
+    _same(_tt(plan, policy_path), _tt(plan, policy_path))
+
+
+def test_short_session_retention_changes_no_decision(plan: SessionPlan, policy_path: Path) -> None:
+    """The backtest lists ended sessions for 2 intervals instead of an hour (speed); the
+    sampler only counts the last interval's, so the run must be identical."""
+    _same(_tt(plan, policy_path, params=ModelParams()), _tt(plan, policy_path))
+
+
+def test_warm_start_sessions_are_placed_at_t0_and_not_scored(plan: SessionPlan) -> None:
+    assert plan.warm_start > 0
+    initial = {n: CapacitySetting(0, 2, 40) for n in plan.locations}
+    world = build_world(
+        plan,
+        stream_class=CLASS,
+        capacity_model=CapacityModel.CURRENT,
+        seed=1,
+        initial=initial,
+    )
+    (snap,) = world.model.location_snapshots(world.group_id)
+    assert snap.in_use == warm_counts(plan)[plan.locations[0]]
+    assert snap.waiting == 0
+    assert snap.idle_target == 2 and snap.always_on == 0
+    assert snap.allocated - snap.in_use >= 2  # the idle buffer exists at t=0 (steady state)
+
+
+def _one_session_plan(at: float, duration: float) -> SessionPlan:
+    return SessionPlan.build(
+        arrival_s=[at],
+        duration_s=[duration],
+        location=[0],
+        locations=("us-east-1",),
+        t0_epoch_s=T0,
+        horizon_s=600.0,
+        source="hand",
+    )
+
+
+def test_waits_are_exact_for_cold_and_failed_sessions() -> None:
+    plan = _one_session_plan(10.0, 100.0)
+    fixed = ModelParams(provisioning_sigma=1e-9)  # every host takes the median, 60 s
+    # Nothing idle, room to grow: the session waits for a host (provisioning), then starts.
+    cold = run_policy(
+        plan,
+        policy=None,
+        stream_class="gen4n_ultra",
+        capacity_model=CapacityModel.CURRENT,
+        seed=3,
+        params=fixed,
+        initial={"us-east-1": CapacitySetting(0, 0, 4)},
+        label="cold",
+    )
+    assert (cold.instant, cold.cold, cold.failed) == (0, 1, 0)
+    assert float(cold.waits_s[0]) == pytest.approx(60.0)
+    # No room at all: it fails after the on-demand Linux placement timeout, 90 s.
+    failed = run_policy(
+        plan,
+        policy=None,
+        stream_class="gen4n_ultra",
+        capacity_model=CapacityModel.CURRENT,
+        seed=3,
+        params=fixed,
+        initial={"us-east-1": CapacitySetting(0, 0, 0)},
+        label="none",
+    )
+    assert (failed.instant, failed.cold, failed.failed) == (0, 0, 1)
+    assert float(failed.waits_s[0]) == pytest.approx(90.0)
+    assert failed.allocated_slot_s == 0.0  # with zero capacity nothing is ever allocated
+    # One host from 70 s (ready) until the horizon (600 s): it is released only after 5 min
+    # empty, i.e. at 170 + 300 = 470 s after the session ended at 170 s.
+    assert cold.allocated_slot_s == pytest.approx(470.0 - 70.0)
+
+
+def test_bound_is_below_every_policy_that_serves_everyone(
+    plan: SessionPlan, policy_path: Path
+) -> None:
+    tenancy = 2
+    bound_h = in_use_bound(plan, tenancy)
+    peak = peak_concurrency(plan)
+    fleet = baselines.Fleet(
+        locations=plan.locations,
+        peak=peak,
+        maximum={n: 2 * p + 2 for n, p in peak.items()},
+        tenancy=tenancy,
+        capacity_model=CapacityModel.CURRENT,
+    )
+    static = baselines.static_peak(fleet)
+    idle = baselines.native_idle(fleet, 2)
+    assert isinstance(idle, baselines.Candidate)
+    runs = [_tt(plan, policy_path)]
+    for cand in (static, idle):
+        assert cand.static is not None
+        runs.append(
+            run_policy(
+                plan,
+                policy=None,
+                stream_class=CLASS,
+                capacity_model=CapacityModel.CURRENT,
+                seed=1,
+                initial=cand.static,
+                label=cand.baseline,
+            )
+        )
+    for out in runs:
+        assert out.allocated_slot_s / 3600.0 >= bound_h * (1 - 1e-9), out.label
+        result = score_outcome(out, plan, price_per_slot_hour=1.0)
+        assert result.cost_ratio >= 1.0
+
+
+def test_static_peak_never_fails_nor_waits(plan: SessionPlan) -> None:
+    for seed in (1, 2, 3):
+        p = plan_sessions(
+            synthetic_trace(peak=100, days=0.25, step_s=600, seed=seed, noise=0.3),
+            peak=30,
+            seed=seed,
+            days=2 / 24,
+        )
+        peak = peak_concurrency(p)
+        fleet = baselines.Fleet(
+            locations=p.locations,
+            peak=peak,
+            maximum=peak,
+            tenancy=2,
+            capacity_model=CapacityModel.LEGACY,
+        )
+        cand = baselines.static_peak(fleet)
+        assert cand.static is not None
+        out = run_policy(
+            p,
+            policy=None,
+            stream_class=CLASS,
+            capacity_model=CapacityModel.LEGACY,
+            seed=seed,
+            initial=cand.static,
+        )
+        assert out.failed == 0 and out.cold == 0
+        assert out.instant == p.size - p.warm_start
+
+
+def test_timeline_and_plot(plan: SessionPlan, policy_path: Path, tmp_path: Path) -> None:
+    out = _tt(plan, policy_path, timeline=True)
+    assert out.timeline is not None and out.timeline_t is not None
+    tl = out.timeline[plan.locations[0]]
+    assert tl.demand.shape == tl.allocated.shape == out.timeline_t.shape == (121,)
+    assert np.all(tl.in_use <= tl.allocated)
+    png = plot_timeline(out, tmp_path / "run.png", title="test")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _trace_csv(tmp_path: Path) -> Path:
+    trace = synthetic_trace(peak=500, days=0.125, step_s=600, seed=2)
+    ts = pd.to_datetime(trace.times, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = tmp_path / "trace.csv"
+    pd.DataFrame({"timestamp": ts, "game": trace.values}).to_csv(path, index=False)
+    return path
+
+
+def test_backtest_json_shape(tmp_path: Path, policy_path: Path) -> None:
+    report = backtest(
+        _trace_csv(tmp_path),
+        "game",
+        policy_file=policy_path,
+        peak=12,
+        seeds=2,
+        baselines_to_run=("static-peak", "native-idle"),
+    )
+    assert list(report)[:7] == [
+        "trace",
+        "series",
+        "peak",
+        "stream_class",
+        "capacity_model",
+        "slo",
+        "results",
+    ]
+    assert report["slo"] == {"instant": 0.99, "failed": 0.001}
+    assert report["series"] == "game" and report["capacity_model"] == "current"
+    assert [r["policy"] for r in report["results"]] == ["ours", "static-peak", "native-idle"]
+    for row in report["results"]:
+        assert list(row) == RESULT_KEYS
+        for key in ("instant", "cold", "failed"):
+            assert 0.0 <= row[key] <= 1.0
+        assert row["instant"] + row["cold"] + row["failed"] == pytest.approx(1.0)
+        assert row["bound"] == report["results"][0]["bound"]
+    summary = report["summary"]
+    meeting = [r for r in report["results"][1:] if r["meets_slo"]]
+    if meeting:
+        best = min(meeting, key=lambda r: r["cost"])
+        assert summary["cheapest_baseline"] == best["policy"]
+        assert summary["ours_vs_cheapest"] == pytest.approx(
+            report["results"][0]["cost"] / best["cost"]
+        )
+    json.dumps(report)  # serialisable as is
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
+    if "autoscaler.commands.backtest" not in cli.COMMAND_MODULES:
+        monkeypatch.setattr(
+            cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "autoscaler.commands.backtest")
+        )
+    return cli.main(argv)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--series", "nope"], "unknown series 'nope'"),
+        (["--baselines", "static-peak,magic"], "unknown baseline(s) magic"),
+        (["--stream-class", "gen9_huge"], "unknown stream class"),
+        (["--seeds", "0"], "at least 1 seed"),
+        (["--policy", "BAD"], "kind"),
+    ],
+)
+def test_cli_bad_input_exits_2_without_traceback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    needle: str,
+) -> None:
+    trace = _trace_csv(tmp_path)
+    bad_policy = tmp_path / "bad.yaml"
+    bad_policy.write_text("apiVersion: autoscaler.gameliftstreams/v1\nkind: Nope\n")
+    extra = [str(bad_policy) if a == "BAD" else a for a in extra]
+    code = _cli(monkeypatch, ["backtest", "--trace", str(trace), "--peak", "10", *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_cli_bad_trace_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    garbage = tmp_path / "g.csv"
+    garbage.write_text("when,players\nyesterday,12\n")
+    assert _cli(monkeypatch, ["backtest", "--trace", str(garbage)]) == 2
+    assert _cli(monkeypatch, ["backtest", "--trace", str(tmp_path / "missing.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "timestamp" in err and "missing.csv" in err
+    assert "Traceback" not in err
+
+
+def test_cli_json_output(
+    tmp_path: Path, policy_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    backtest_command.register(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "backtest",
+            "--trace",
+            str(_trace_csv(tmp_path)),
+            "--policy",
+            str(policy_path),
+            "--peak",
+            "8",
+            "--seeds",
+            "1",
+            "--days",
+            "0.05",
+            "--baselines",
+            "static-peak",
+            "--output",
+            "json",
+        ]
+    )
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["policy"] for r in out["results"]] == ["ours", "static-peak"]
+    assert out["results"][1]["failed"] == 0.0
+
+
+def test_unknown_capacity_model_is_a_config_error(tmp_path: Path, policy_path: Path) -> None:
+    with pytest.raises(ConfigError, match="current, legacy"):
+        backtest(_trace_csv(tmp_path), policy_file=policy_path, capacity_model="hybrid")
