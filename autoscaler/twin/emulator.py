@@ -47,6 +47,8 @@ from autoscaler.twin.protocol import (
     Operation,
     Response,
     ServiceSpec,
+    decode_cursor_token,
+    encode_cursor_token,
     paginate,
     region_from_authorization,
 )
@@ -379,11 +381,14 @@ def _location_inputs(items: list[dict[str, Any]] | None) -> list[LocationConfigI
 
 # (created at, id): the page key of each listing; attrgetter keeps the per-page scan in C
 _group_key: Callable[[StreamGroupView], tuple[float, str]] = attrgetter("created_at", "group_id")
-_session_key: Callable[[SessionView], tuple[float, str]] = attrgetter("created_at", "session_id")
 _application_key: Callable[[Application], tuple[float, str]] = attrgetter("created_at", "app_id")
 
 
 Handler = Callable[[str, dict[str, Any]], dict[str, Any] | None]
+_Page = tuple[list[SessionView], int | None]
+# (status, after, limit) -> one page of sessions and the cursor of the next
+_SessionListing = Callable[[str | None, int | None, int], _Page]
+SESSION_PAGE_DEFAULT = 25  # MaxResults when a ListStreamSessions call omits it
 
 
 class _Api:
@@ -545,26 +550,38 @@ class _Api:
         return _session_output(session)
 
     def _session_page(
-        self, sessions: list[SessionView], scope: str, p: dict[str, Any]
+        self, listing: _SessionListing, scope: str, p: dict[str, Any]
     ) -> dict[str, Any]:
+        """One page through the model's paged listing: only the page's views are built."""
+        status = p.get("Status")
+        scope = f"{scope}|{status}|{p.get('ExportFilesStatus')}"
+        token = p.get("NextToken")
+        after = None if token is None else decode_cursor_token(token, scope)
         if p.get("ExportFilesStatus") is not None:
-            sessions = []  # the emulator exports no files, so no session has that status
-        page, token = paginate(
-            sessions,
-            _session_key,
-            scope=f"{scope}|{p.get('Status')}|{p.get('ExportFilesStatus')}",
-            token=p.get("NextToken"),
-            max_results=p.get("MaxResults"),
-        )
-        return {"Items": [_session_summary(s) for s in page], "NextToken": token}
+            return {"Items": []}  # the emulator exports no files: no session has that status
+        max_results = p.get("MaxResults")
+        limit = SESSION_PAGE_DEFAULT if max_results is None else max_results
+        views, cursor = listing(status, after, limit)
+        return {
+            "Items": [_session_summary(s) for s in views],
+            "NextToken": None if cursor is None else encode_cursor_token(scope, cursor),
+        }
 
     def list_stream_sessions(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
-        sessions = self.model.list_stream_sessions(p["Identifier"], status=p.get("Status"))
-        return self._session_page(sessions, f"ListStreamSessions|{p['Identifier']}", p)
+        identifier: str = p["Identifier"]
+
+        def listing(status: str | None, after: int | None, limit: int) -> _Page:
+            return self.model.list_stream_sessions_page(
+                identifier, status, after=after, limit=limit
+            )
+
+        return self._session_page(listing, f"ListStreamSessions|{identifier}", p)
 
     def list_stream_sessions_by_account(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
-        sessions = self.model.list_stream_sessions_by_account(status=p.get("Status"))
-        return self._session_page(sessions, "ListStreamSessionsByAccount", p)
+        def listing(status: str | None, after: int | None, limit: int) -> _Page:
+            return self.model.list_stream_sessions_by_account_page(status, after=after, limit=limit)
+
+        return self._session_page(listing, "ListStreamSessionsByAccount", p)
 
     def terminate_stream_session(self, region: str, p: dict[str, Any]) -> None:
         self.model.terminate_stream_session(p["Identifier"], p["StreamSessionIdentifier"])

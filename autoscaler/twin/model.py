@@ -94,8 +94,11 @@ import heapq
 import itertools
 import math
 import string
+from bisect import bisect_right
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -103,6 +106,7 @@ import numpy as np
 from autoscaler.domain.classes import STREAM_CLASSES, StreamClassInfo
 from autoscaler.domain.clock import Clock
 from autoscaler.domain.errors import ConflictError, NotFoundError, ValidationError
+from autoscaler.domain.models import SessionSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +272,14 @@ _ID_ALPHABET = string.ascii_letters + string.digits  # 62 symbols
 _SESSION_ALPHABET = string.ascii_uppercase + string.digits  # 36 symbols
 _BATCH = 4096
 _PURGE_EVERY_S = 60.0  # model time between two purges of every group's ended sessions
+_COMPACT_MIN = 1024  # purged entries a group's listing index tolerates before compaction
+
+SessionCursor = int
+"""Where a paged session listing resumes: the creation ordinal of the last session served.
+Ordinals are model-wide and only grow, so a cursor stays exact when sessions are created at
+the same instant (a manual clock) and after the session it names has been purged."""
+
+_ordinal: Any = attrgetter("ordinal")
 
 _FIELD_NAMES = (
     ("AlwaysOnCapacity", "always_on"),
@@ -385,6 +397,8 @@ class _Group:
         "expires_at",
         "gen",
         "gid",
+        "index",
+        "index_dead",
         "info",
         "last_updated_at",
         "live",
@@ -429,6 +443,10 @@ class _Group:
         self.live: dict[str, _Session] = {}
         self.ended: deque[_Session] = deque()  # in end order
         self.recent: deque[_Session] = deque()  # placed, maybe still ACTIVATING (placement order)
+        # the group's sessions in creation (ordinal) order, append-only: the paged listing's
+        # index; purged sessions stay in it (``listed`` False) until a compaction drops them
+        self.index: list[_Session] = []
+        self.index_dead = 0
         self.session_arn_prefix = arn.replace(":streamgroup/", ":streamsession/") + "/"
 
 
@@ -449,7 +467,9 @@ class _Session:
         "group",
         "host",
         "length_s",
+        "listed",
         "loc",
+        "ordinal",
         "placed_at",
         "protocol",
         "sid",
@@ -473,6 +493,7 @@ class _Session:
         length_s: int,
         end_after_s: float | None,
         loc: _Location,
+        ordinal: int,
     ) -> None:
         self.sid = sid
         self.arn = arn
@@ -486,6 +507,7 @@ class _Session:
         self.length_s = length_s
         self.end_after_s = end_after_s
         self.loc = loc
+        self.ordinal = ordinal
         self.host: _Host | None = None
         self.placed_at: float | None = None
         self.active_at = 0.0
@@ -496,6 +518,7 @@ class _Session:
         self.end_reason: str | None = None
         self.gen = 0
         self.waiting = False
+        self.listed = True  # False once purged (ended longer than the retention ago)
 
 
 class ServiceModel:
@@ -507,6 +530,7 @@ class ServiceModel:
         self._heap: list[tuple[float, int, int, Any, int]] = []
         self._seq = itertools.count()
         self._host_ids = itertools.count(1)
+        self._ordinals = itertools.count()
         self._groups: dict[str, _Group] = {}
         self._group_arns: dict[str, _Group] = {}
         self._apps: dict[str, Application] = {}
@@ -599,6 +623,11 @@ class ServiceModel:
                 break
             ended.popleft()
             group.sessions.pop(s.sid, None)
+            s.listed = False
+            group.index_dead += 1
+        if group.index_dead > _COMPACT_MIN and group.index_dead * 2 > len(group.index):
+            group.index = [s for s in group.index if s.listed]
+            group.index_dead = 0
         recent = group.recent
         while recent and (recent[0].active_at <= now or recent[0].ended_at is not None):
             recent.popleft()
@@ -970,9 +999,11 @@ class ServiceModel:
             length_s=session_length_s,
             end_after_s=end_after_s,
             loc=candidates[0],
+            ordinal=next(self._ordinals),
         )
         group.sessions[sid] = s
         group.live[sid] = s
+        group.index.append(s)
         for loc in candidates:
             if loc.alloc > loc.in_use:
                 loc.usage.instant += 1
@@ -1037,6 +1068,109 @@ class ServiceModel:
             if group.status != _EXPIRED:
                 self._purge(group, self._now)
                 out.extend(self._list_sessions(group, status))
+        return out
+
+    def list_stream_sessions_page(
+        self,
+        group_identifier: str,
+        status: str | None = None,
+        *,
+        after: SessionCursor | None = None,
+        limit: int = 100,
+    ) -> tuple[list[SessionView], SessionCursor | None]:
+        """One page of the sessions ``list_stream_sessions`` would return, in creation order:
+        at most ``limit`` sessions created after the one ``after`` names, and the cursor to
+        pass as ``after`` for the next page (None when no further session matches).
+
+        Only the page's views are built. A walk from ``after=None`` returns every session
+        listed for the whole walk exactly once, whatever is created, ended or purged between
+        pages; sessions created during the walk come last, so it sees those too.
+        """
+        if limit < 1:
+            raise ValidationError(f"limit ({limit}) must be at least 1")
+        self.advance()
+        group = self._readable_group(group_identifier)
+        if status == _ACTIVATING:
+            source = self._activating_candidates(group)
+            source.sort(key=_ordinal)
+        else:
+            source = group.index
+        start = 0 if after is None else bisect_right(source, after, key=_ordinal)
+        return self._page(itertools.islice(source, start, None), status, limit)
+
+    def list_stream_sessions_by_account_page(
+        self, status: str | None = None, *, after: SessionCursor | None = None, limit: int = 100
+    ) -> tuple[list[SessionView], SessionCursor | None]:
+        """``list_stream_sessions_by_account`` paged like ``list_stream_sessions_page``, in
+        creation order across groups (the cursor is model-wide)."""
+        if limit < 1:
+            raise ValidationError(f"limit ({limit}) must be at least 1")
+        self.advance()
+        now = self._now
+        sources: list[Iterator[_Session]] = []
+        for group in self._groups.values():
+            if group.status == _EXPIRED:
+                continue
+            self._purge(group, now)
+            index = group.index
+            start = 0 if after is None else bisect_right(index, after, key=_ordinal)
+            if start < len(index):
+                sources.append(itertools.islice(index, start, None))
+        if len(sources) == 1:
+            return self._page(sources[0], status, limit)
+        return self._page(heapq.merge(*sources, key=_ordinal), status, limit)
+
+    def _page(
+        self, source: Iterator[_Session], status: str | None, limit: int
+    ) -> tuple[list[SessionView], SessionCursor | None]:
+        """Views of the first ``limit`` listed sessions of ``source`` with ``status``, and the
+        cursor after the last one if one more follows (one look ahead, so a walk never ends
+        on an empty page)."""
+        now = self._now
+        page: list[_Session] = []
+        wanted = limit + 1
+        if status is None:
+            for s in source:
+                if s.listed:
+                    page.append(s)
+                    if len(page) == wanted:
+                        break
+        else:
+            status_of = self._status_of
+            for s in source:
+                if s.listed and status_of(s, now)[0] == status:
+                    page.append(s)
+                    if len(page) == wanted:
+                        break
+        view = self._session_view
+        if len(page) <= limit:
+            return [view(s, now) for s in page], None
+        del page[limit:]
+        return [view(s, now) for s in page], page[-1].ordinal
+
+    def list_session_summaries(
+        self, group_identifier: str, status: str | None = None
+    ) -> list[SessionSummary]:
+        """``list_stream_sessions`` as the domain's ``SessionSummary`` (same sessions, same
+        order), built straight from the model: no ``SessionView`` in between."""
+        self.advance()
+        group = self._readable_group(group_identifier)
+        now = self._now
+        status_of = self._status_of
+        out: list[SessionSummary] = []
+        for s in self._listing_source(group, status):
+            current, reason, updated = status_of(s, now)
+            if status is None or current == status:
+                summary = SessionSummary(s.arn, current, s.loc.name, s.created_at, updated, reason)
+                out.append(summary)
+        return out
+
+    @staticmethod
+    def _activating_candidates(group: _Group) -> list[_Session]:
+        """Every session that may be ACTIVATING: waiting ones and those placed less than
+        ``session_start_s`` ago (a superset: callers still check the status)."""
+        out = [s for loc in group.locations.values() for s in loc.queue if s.waiting]
+        out.extend(group.recent)
         return out
 
     def terminate_stream_session(self, group_identifier: str, session_identifier: str) -> None:
@@ -1597,18 +1731,20 @@ class ServiceModel:
             None if placed_at is None else placed_at - s.created_at,
         )
 
-    def _list_sessions(self, group: _Group, status: str | None) -> list[SessionView]:
-        now = self._now
-        source: list[_Session]
+    def _listing_source(self, group: _Group, status: str | None) -> list[_Session]:
+        """The sessions ``list_stream_sessions`` considers for ``status``, in its order."""
         if status == _ACTIVATING:
             # only waiting sessions and those placed less than session_start_s ago qualify
-            source = [s for loc in group.locations.values() for s in loc.queue if s.waiting]
-            source.extend(group.recent)
+            source = self._activating_candidates(group)
             source.sort(key=lambda s: s.created_at)
-        elif status in (_TERMINATED, _ERROR):
-            source = list(group.ended)
-        else:
-            source = list(group.sessions.values())
+            return source
+        if status in (_TERMINATED, _ERROR):
+            return list(group.ended)
+        return list(group.sessions.values())
+
+    def _list_sessions(self, group: _Group, status: str | None) -> list[SessionView]:
+        now = self._now
+        source = self._listing_source(group, status)
         views = [self._session_view(s, now) for s in source]
         if status is not None:
             views = [v for v in views if v.status == status]

@@ -738,6 +738,23 @@ def decode_token(token: str, scope: str) -> PageKey:
         raise ValidationError("Value at 'NextToken' is not a valid pagination token") from None
 
 
+def encode_cursor_token(scope: str, cursor: int) -> str:
+    """A NextToken holding a listing's integer cursor (the model's paged session listings)."""
+    raw = json.dumps([scope, cursor], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def decode_cursor_token(token: str, scope: str) -> int:
+    """The cursor in ``token``; ``ValidationError`` if it is not one of ours for ``scope``."""
+    try:
+        token_scope, cursor = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+        if token_scope != scope or type(cursor) is not int or cursor < 0:
+            raise ValueError(token)
+        return cursor
+    except (ValueError, TypeError, UnicodeError, binascii.Error):
+        raise ValidationError("Value at 'NextToken' is not a valid pagination token") from None
+
+
 def paginate(
     items: Sequence[_T],
     key: Callable[[_T], PageKey],
