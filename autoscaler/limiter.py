@@ -33,6 +33,8 @@ DEFAULT_RATES: Mapping[str, float] = MappingProxyType(
         "AddStreamGroupLocations": 2.5,
         "RemoveStreamGroupLocations": 2.5,
         "CreateStreamGroup": 0.5,
+        # Tag reads serve tag selectors only (once per discovery); no published quota.
+        "ListTagsForResource": 5.0,
     }
 )
 DEFAULT_UNKNOWN_RATE = 1.0

@@ -67,4 +67,5 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     # botocore logs request details at DEBUG; keep it at WARNING unless asked.
     logging.getLogger("botocore").setLevel(logging.WARNING)
     logging.getLogger("aiobotocore").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # apscheduler warns on every skipped overlapping run; the tick loop reports that itself.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)

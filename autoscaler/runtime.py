@@ -75,7 +75,7 @@ async def build_controller(
     )
     region = require_region(settings)
     dry = settings.dry_run if dry_run is None else dry_run
-    limiter = RateLimiter(settings.api_budget.rates())
+    limiter = RateLimiter(settings.api_budget.rates()) if settings.api_rate_limits else None
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = HistoryStore(settings.effective_database_path, retention_s=settings.history_retention_s)
     try:

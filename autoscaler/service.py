@@ -113,7 +113,6 @@ class TickLoop:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, int(self.interval_s)),
-            next_run_time=None,
         )
         scheduler.start()
         self._scheduler = scheduler

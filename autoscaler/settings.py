@@ -209,6 +209,14 @@ class Settings(BaseSettings):
         ),
     )
     api_budget: ApiBudget = Field(default_factory=ApiBudget)
+    api_rate_limits: bool = Field(
+        default=True,
+        description=(
+            "Budget every GameLift Streams call with the client-side limiter (api_budget). "
+            "False only for an emulator on a scaled clock, where real-time quotas make no "
+            "sense (the demo); never against AWS."
+        ),
+    )
     aws_region: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AUTOSCALER_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),

@@ -1,0 +1,57 @@
+"""``autoscaler demo`` end to end at a high time scale: real emulator, real load generator,
+real daemon. Checks that players were served, that the daemon changed capacity, and that the
+summary agrees with the emulator's own usage endpoint."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from autoscaler.demo import DemoOptions, run_demo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_demo_serves_players_and_the_summary_matches_the_emulator(tmp_path: Path) -> None:
+    chart = tmp_path / "demo.png"
+    options = DemoOptions(
+        hours=1.5,
+        time_scale=720.0,
+        peak=20,
+        policy=ROOT / "policies" / "default.yaml",
+        chart=chart,
+        live=False,
+    )
+    with (tmp_path / "out.txt").open("w") as out:
+        summary = await run_demo(options, console=Console(file=out, width=150))
+    assert "chart:" in (tmp_path / "out.txt").read_text()
+
+    assert summary["daemon_exit"] == 0
+    assert summary["sessions_started"] > 20
+    assert summary["ticks"] >= 30  # 90 simulated minutes at one tick a minute (some coalesced)
+    assert summary["applied_changes"] >= 1
+    calls = summary["calls"]["operations"]
+    assert calls["UpdateStreamGroup"]["accepted"] >= 1
+    start = calls["StartStreamSession"]
+    assert start["accepted"] - start["errors"] == summary["sessions_started"]
+
+    usage = summary["usage"]["groups"]
+    by_label = summary["group_ids"]
+    for row in summary["rows"]:
+        group = usage[row["group_id"]]
+        locations = group["locations"].values()
+        cost = sum(loc["cost_usd"] for loc in locations)
+        instant = sum(loc["sessions"]["instant"] for loc in locations)
+        total = sum(sum(loc["sessions"].values()) for loc in locations)
+        assert math.isclose(row["cost"], cost, rel_tol=1e-9)
+        assert math.isclose(row["instant"], instant / total, rel_tol=1e-9)
+        assert row["sessions"] == total
+    managed = next(r for r in summary["rows"] if r["group_id"] == by_label["autoscaler"])
+    assert managed["failed"] <= 0.01
+    assert chart.exists()
+    assert chart.stat().st_size > 10_000
