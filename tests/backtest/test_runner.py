@@ -135,7 +135,8 @@ def test_warm_start_sessions_are_placed_at_t0_and_not_scored(plan: SessionPlan) 
     (snap,) = world.model.location_snapshots(world.group_id)
     assert snap.in_use == warm_counts(plan)[plan.locations[0]]
     assert snap.waiting == 0
-    assert snap.idle_target == 2 and snap.always_on == 0
+    assert snap.idle_target == 2
+    assert snap.always_on == 0
     assert snap.allocated - snap.in_use >= 2  # the idle buffer exists at t=0 (steady state)
 
 
@@ -248,13 +249,15 @@ def test_static_peak_never_fails_nor_waits(plan: SessionPlan) -> None:
             seed=seed,
             initial=cand.static,
         )
-        assert out.failed == 0 and out.cold == 0
+        assert out.failed == 0
+        assert out.cold == 0
         assert out.instant == p.size - p.warm_start
 
 
 def test_timeline_and_plot(plan: SessionPlan, policy_path: Path, tmp_path: Path) -> None:
     out = _tt(plan, policy_path, timeline=True)
-    assert out.timeline is not None and out.timeline_t is not None
+    assert out.timeline is not None
+    assert out.timeline_t is not None
     tl = out.timeline[plan.locations[0]]
     assert tl.demand.shape == tl.allocated.shape == out.timeline_t.shape == (121,)
     assert np.all(tl.in_use <= tl.allocated)
@@ -289,7 +292,8 @@ def test_backtest_json_shape(tmp_path: Path, policy_path: Path) -> None:
         "results",
     ]
     assert report["slo"] == {"instant": 0.99, "failed": 0.001}
-    assert report["series"] == "game" and report["capacity_model"] == "current"
+    assert report["series"] == "game"
+    assert report["capacity_model"] == "current"
     assert [r["policy"] for r in report["results"]] == ["ours", "static-peak", "native-idle"]
     for row in report["results"]:
         assert list(row) == RESULT_KEYS
@@ -352,7 +356,8 @@ def test_cli_bad_trace_file(
     assert _cli(monkeypatch, ["backtest", "--trace", str(garbage)]) == 2
     assert _cli(monkeypatch, ["backtest", "--trace", str(tmp_path / "missing.csv")]) == 2
     err = capsys.readouterr().err
-    assert "timestamp" in err and "missing.csv" in err
+    assert "timestamp" in err
+    assert "missing.csv" in err
     assert "Traceback" not in err
 
 
