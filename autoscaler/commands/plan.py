@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autoscaler.commands.run import add_common_flags, overrides_from
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         "in use",
         "forecast",
         "proposed",
+        "decided",
         "delta",
         "$/h",
         "reason",
@@ -104,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for row in rows:
         if "skipped" in row:
-            table.add_row(row["group"], "-", "", "", "", "", "", "", f"skipped: {row['skipped']}")
+            table.add_row(
+                row["group"], "-", "", "", "", "", "", "", "", escape(f"skipped: {row['skipped']}")
+            )
             continue
         forecast = row["forecast_in_use"]
         table.add_row(
@@ -113,14 +117,16 @@ def run(args: argparse.Namespace) -> int:
             " / ".join(str(v) for v in row["current"].values()),
             str(row["in_use"]),
             "-" if forecast is None else f"{forecast:.1f}",
+            " / ".join(str(v) for v in row["proposed"].values()),
             " / ".join(str(v) for v in row["decided"].values()),
             f"{row['delta_always_on']:+d}",
             f"{row['hourly_cost_change']:+.2f}",
-            row["reason"],
+            escape(row["reason"]),
         )
     console = Console(width=160)
     console.print(table)
     console.print(
-        "capacity columns: always-on / target-idle / maximum (legacy: always-on / on-demand)"
+        "capacity: always-on / target-idle / maximum (legacy: always-on / on-demand); "
+        "proposed = the policy's answer, decided = after the guards"
     )
     return 0
