@@ -47,6 +47,7 @@ from autoscaler.twin.protocol import (
     Operation,
     Response,
     ServiceSpec,
+    WireBody,
     decode_cursor_token,
     encode_cursor_token,
     paginate,
@@ -341,6 +342,20 @@ def _session_summary(session: SessionView) -> dict[str, Any]:
     }
 
 
+# StreamSessionSummary member -> SessionView attribute (what ``_session_summary`` fills in)
+_SUMMARY_ATTRIBUTES: Mapping[str, str] = {
+    "Arn": "arn",
+    "UserId": "user_id",
+    "Status": "status",
+    "StatusReason": "status_reason",
+    "Protocol": "protocol",
+    "LastUpdatedAt": "last_updated_at",
+    "CreatedAt": "created_at",
+    "ApplicationArn": "application_arn",
+    "Location": "location",
+}
+
+
 def _session_output(session: SessionView) -> dict[str, Any]:
     out = _session_summary(session)
     out["Description"] = session.description or None
@@ -394,8 +409,11 @@ SESSION_PAGE_DEFAULT = 25  # MaxResults when a ListStreamSessions call omits it
 class _Api:
     """One function per implemented operation: input members in, output members out."""
 
-    def __init__(self, model: ServiceModel) -> None:
+    def __init__(self, model: ServiceModel, spec: ServiceSpec) -> None:
         self.model = model
+        items = spec.service.operation_model("ListStreamSessions").output_shape.members["Items"]
+        # SessionView -> wire StreamSessionSummary in one pass (the listing's hot path)
+        self._summary = spec.object_serializer(items.member.name, _SUMMARY_ATTRIBUTES)
         self.stream_classes: dict[str, str] = {}  # group id -> class, kept for billing
         self.handlers: dict[str, Handler] = {
             "CreateApplication": self.create_application,
@@ -562,10 +580,11 @@ class _Api:
         max_results = p.get("MaxResults")
         limit = SESSION_PAGE_DEFAULT if max_results is None else max_results
         views, cursor = listing(status, after, limit)
-        return {
-            "Items": [_session_summary(s) for s in views],
-            "NextToken": None if cursor is None else encode_cursor_token(scope, cursor),
-        }
+        summary = self._summary
+        return WireBody(
+            Items=[summary(s) for s in views],
+            NextToken=None if cursor is None else encode_cursor_token(scope, cursor),
+        )
 
     def list_stream_sessions(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
         identifier: str = p["Identifier"]
@@ -659,7 +678,7 @@ class Emulator:
         self.faults = FaultInjector(faults or FaultSettings(), clock=self.clock, seed=seed)
         self.calls = CallCounter()
         self.prices: dict[str, float] = {**DEFAULT_PRICES_PER_SLOT_HOUR, **(prices or {})}
-        self._api = _Api(self.model)
+        self._api = _Api(self.model, self.spec)
         self._request_seq = 0
         self._seed = seed
         self._idempotent: dict[tuple[str, str], tuple[dict[str, Any], Response]] = {}
