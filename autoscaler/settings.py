@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -254,6 +255,79 @@ class Settings(BaseSettings):
         ),
     )
 
+    # -- high availability (autoscaler.ha) -------------------------------------------------
+    lease_backend: Literal["none", "dynamodb"] = Field(
+        default="none",
+        description=(
+            "none: this replica always leads (run one). dynamodb: active/standby by a lease "
+            "in lease_table; only the holder writes, standbys sample and serve /readyz 503."
+        ),
+    )
+    lease_table: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=255,
+        description="DynamoDB table of the lease (partition key 'name', string).",
+    )
+    lease_name: str = Field(
+        default="autoscaler",
+        min_length=1,
+        description="The lease's key: replicas with the same name elect one leader.",
+    )
+    lease_duration_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds a lease lasts unless renewed: the longest a dead leader blocks takeover."
+        ),
+    )
+    lease_renew_every_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between renewals: three tries before a 30 s lease runs out.",
+    )
+    lease_clock_skew_s: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "Allowance for wall-clock differences between replicas: the holder stops "
+            "writing this long before its lease ends."
+        ),
+    )
+    lease_holder: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        min_length=1,
+        description="This replica's name in the lease. Default: hostname-pid (unique).",
+    )
+    lease_endpoint_url: str | None = Field(
+        default=None,
+        description="DynamoDB endpoint (e.g. a local stand-in). None: the SDK's resolution.",
+    )
+    cloudwatch_backfill: bool = Field(
+        default=True,
+        description=(
+            "On start with an empty history store, import history from CloudWatch "
+            "(ActiveCapacity - IdleCapacity per minute) so forecasts work from the first tick."
+        ),
+    )
+    backfill_window_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds of history to import. None: the policies' longest history window.",
+    )
+    cloudwatch_endpoint_url: str | None = Field(
+        default=None,
+        description="CloudWatch endpoint (e.g. a local stand-in). None: the SDK's resolution.",
+    )
+    config_poll_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Seconds between checks of the settings and policy files for changes (reloaded "
+            "like on SIGHUP). 0: only SIGHUP reloads."
+        ),
+    )
+
     @field_validator("policy_paths", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
@@ -283,7 +357,7 @@ class Settings(BaseSettings):
             raise ValueError("expected an AWS region name such as us-east-2")
         return value
 
-    @field_validator("aws_endpoint_url")
+    @field_validator("aws_endpoint_url", "lease_endpoint_url", "cloudwatch_endpoint_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -301,6 +375,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"tick_timeout_s ({self.tick_timeout_s}) must not exceed interval_s "
                 f"({self.interval_s}): ticks never overlap"
+            )
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _lease_timing(self) -> Settings:
+        if self.lease_backend == "dynamodb" and not self.lease_table:
+            raise ValueError("lease_backend dynamodb needs lease_table (the DynamoDB table)")
+        usable = self.lease_duration_s - self.lease_clock_skew_s
+        if self.lease_renew_every_s >= usable:
+            raise ValueError(
+                f"lease_renew_every_s ({self.lease_renew_every_s}) must be below "
+                f"lease_duration_s - lease_clock_skew_s ({usable}): the lease must be "
+                "renewed before the holder has to stop writing"
             )
         return self
 

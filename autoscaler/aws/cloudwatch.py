@@ -1,0 +1,146 @@
+"""Capacity history from CloudWatch, for a replica that starts with an empty store.
+
+Why: the forecasters need days of per-minute demand; a new replica (or a standby on a fresh
+disk) would otherwise plan blind for that long. GameLift Streams publishes, per minute and per
+``StreamGroupId`` + ``Location`` in ``AWS/GameLiftStreams``, ``ActiveCapacity`` (provisioned:
+streaming + idle) and ``IdleCapacity``; their difference is the slots in use.
+
+One ``GetMetricData`` call carries up to 500 queries and returns at most 100,800 data points,
+so the (group, location) pairs are batched to stay under both, and each batch follows
+``NextToken`` until the service has returned everything. A failure raises ``ServiceError``
+(the caller decides to start cold rather than half-filled).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+
+from autoscaler.aws.gameliftstreams import to_service_error
+from autoscaler.store import BackfillRow
+
+NAMESPACE = "AWS/GameLiftStreams"
+ACTIVE = "ActiveCapacity"
+IDLE = "IdleCapacity"
+PERIOD_S = 60
+MAX_QUERIES = 500  # per GetMetricData call
+MAX_POINTS = 100_800  # per GetMetricData call
+
+Target = tuple[str, str]  # (stream group id, location)
+
+
+def batches(targets: Sequence[Target], points_per_query: int) -> list[list[Target]]:
+    """Split targets so each call has ≤ MAX_QUERIES queries and ≤ MAX_POINTS points
+    (two queries per target)."""
+    per_call = max(1, min(MAX_QUERIES // 2, MAX_POINTS // max(1, 2 * points_per_query)))
+    return [list(targets[i : i + per_call]) for i in range(0, len(targets), per_call)]
+
+
+def _query(qid: str, metric: str, target: Target) -> dict[str, Any]:
+    group_id, location = target
+    return {
+        "Id": qid,
+        "MetricStat": {
+            "Metric": {
+                "Namespace": NAMESPACE,
+                "MetricName": metric,
+                "Dimensions": [
+                    {"Name": "StreamGroupId", "Value": group_id},
+                    {"Name": "Location", "Value": location},
+                ],
+            },
+            "Period": PERIOD_S,
+            "Stat": "Average",
+        },
+        "ReturnData": True,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CloudWatchCapacity:
+    """Reads capacity history through an aiobotocore ``cloudwatch`` client."""
+
+    client: Any
+
+    async def history(
+        self, targets: Sequence[Target], start: float, end: float
+    ) -> dict[Target, list[BackfillRow]]:
+        """Per-minute rows in [start, end) for every target that has data, oldest first.
+        Minutes where only one of the two metrics has a value are dropped."""
+        start = float(int(start) // PERIOD_S * PERIOD_S)
+        points = max(1, int((end - start) // PERIOD_S) + 1)
+        out: dict[Target, list[BackfillRow]] = {}
+        for batch in batches(list(dict.fromkeys(targets)), points):
+            queries = []
+            for i, target in enumerate(batch):
+                queries.append(_query(f"a{i}", ACTIVE, target))
+                queries.append(_query(f"i{i}", IDLE, target))
+            values = await self._fetch(queries, start, end)
+            for i, target in enumerate(batch):
+                active, idle = values.get(f"a{i}", {}), values.get(f"i{i}", {})
+                rows = [
+                    BackfillRow(
+                        at=at,
+                        in_use=max(0.0, active[at] - idle[at]),
+                        allocated=active[at],
+                        idle=idle[at],
+                    )
+                    for at in sorted(active.keys() & idle.keys())
+                ]
+                if rows:
+                    out[target] = rows
+        return out
+
+    async def _fetch(
+        self, queries: list[dict[str, Any]], start: float, end: float
+    ) -> dict[str, dict[float, float]]:
+        """Every page of one GetMetricData request: query id → {epoch s: value}."""
+        values: dict[str, dict[float, float]] = defaultdict(dict)
+        params: dict[str, Any] = {
+            "MetricDataQueries": queries,
+            "StartTime": datetime.fromtimestamp(start, tz=UTC),
+            "EndTime": datetime.fromtimestamp(end, tz=UTC),
+            "ScanBy": "TimestampAscending",
+        }
+        while True:
+            try:
+                response = await self.client.get_metric_data(**params)
+            except Exception as exc:
+                raise to_service_error("GetMetricData", exc) from exc
+            for result in response.get("MetricDataResults") or ():
+                series = values[str(result["Id"])]
+                for ts, value in zip(
+                    result.get("Timestamps") or (), result.get("Values") or (), strict=True
+                ):
+                    series[float(ts.timestamp())] = float(value)
+            token = response.get("NextToken")
+            if not token:
+                return values
+            params["NextToken"] = token
+
+
+@asynccontextmanager
+async def open_cloudwatch(
+    region: str,
+    *,
+    endpoint_url: str | None = None,
+    profile: str | None = None,
+    max_attempts: int = 3,
+) -> AsyncIterator[CloudWatchCapacity]:
+    session = AioSession(profile=profile)
+    config = AioConfig(
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        connect_timeout=5.0,
+        read_timeout=30.0,
+    )
+    async with session.create_client(
+        "cloudwatch", region_name=region, endpoint_url=endpoint_url, config=config
+    ) as client:
+        yield CloudWatchCapacity(client)
