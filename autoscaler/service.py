@@ -69,7 +69,7 @@ class TickLoop:
         self._on_report = on_report
         self._lock = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
-        self._current: asyncio.Task[None] | None = None
+        self._current: asyncio.Task[TickReport | None] | None = None
 
     async def run_once(self) -> TickReport | None:
         if self._lock.locked():
@@ -98,9 +98,15 @@ class TickLoop:
             return report
 
     async def _scheduled(self) -> None:
-        self._current = asyncio.current_task()
+        # The tick runs in a task of our own: stopping cancels that task, never the
+        # scheduler's job future (apscheduler 3 reports a cancelled job future as an error).
+        task = asyncio.create_task(self.run_once())
+        self._current = task
         try:
-            await self.run_once()
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # the scheduler is shutting down; ``stop`` decides what happens to the tick
+            log.debug("scheduled tick job cancelled at shutdown")
         finally:
             self._current = None
 
@@ -120,14 +126,19 @@ class TickLoop:
     async def stop(self, grace_s: float) -> None:
         """Stop scheduling; let an in-flight tick finish for ``grace_s``, then cancel it."""
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+            self._scheduler.pause()
         current = self._current
         if current is not None and not current.done():
             done, _ = await asyncio.wait({current}, timeout=grace_s)
             if not done:
                 log.warning("abandoning the in-flight tick after %.1fs", grace_s)
                 current.cancel()
+                await asyncio.wait({current}, timeout=1.0)
+        for _ in range(3):  # let the job coroutine see its task end
+            await asyncio.sleep(0)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
 
 
 def build_http_app(metrics: MetricsSink, health: Health) -> web.Application:
