@@ -9,19 +9,29 @@ Safety rules kept here, not in a stage:
 - a group whose GetStreamGroup failed is skipped with the reason (never planned blind);
 - every mutating call is journaled (intent before, outcome after) in the store, so a restart
   after a crash knows what may have been in flight, and re-reads the truth instead of replaying;
-- one group's failure never affects the others.
+- one group's failure never affects the others;
+- policy plugins are third-party code: every group's plan runs in its own daemon thread, all
+  started together and awaited with one per-tick deadline (``plugin_timeout_s``). A plan that
+  is not back in time is a plugin error for that group (hold, fallback counts it); the others
+  go on. Python cannot kill a thread, so a truly stuck plugin leaks its thread: the group is
+  not planned again (held, with the reason) until that thread returns, which bounds the leak
+  to one thread per group. Daemon threads, not ``asyncio.to_thread``: the default executor
+  is shared with the store calls (a few stuck plugins would starve them) and is joined at
+  exit (a stuck plugin would block shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from autoscaler.actuate import Actuator
 from autoscaler.domain.clock import Clock
@@ -30,6 +40,7 @@ from autoscaler.domain.models import (
     GroupDecision,
     GroupReport,
     GroupSample,
+    GroupState,
     GroupSummary,
     LocationHistory,
     LocationSample,
@@ -38,8 +49,8 @@ from autoscaler.domain.models import (
 from autoscaler.domain.policy import Mode, Policy
 from autoscaler.domain.ports import StreamGroupReader, StreamGroupWriter
 from autoscaler.guard import GuardMemory, guard_group, worst_case_cost_per_hour
-from autoscaler.planner import plan_group
-from autoscaler.policy.plugin import PluginRegistry, UnknownPluginError
+from autoscaler.planner import GroupPlan, hold_plan, plan_group
+from autoscaler.policy.plugin import PluginRegistry, PolicyPlugin, UnknownPluginError
 from autoscaler.report import AuditLog, setting_dict
 from autoscaler.sampling import Sampler, discover
 from autoscaler.store import HistoryStore, Outcome
@@ -60,11 +71,45 @@ class ControllerOptions:
     paused_groups: frozenset[str] = field(default_factory=frozenset)
     max_concurrency: int = 8  # groups read at once
     discovery_interval_s: float = 300.0  # how often tag selectors re-list the groups
-    store_in_thread: bool = True  # SQLite work off the event loop (False in backtests)
+    # SQLite work and plugin calls off the event loop (False in backtests: all inline, so a
+    # run in virtual time never depends on wall-clock deadlines)
+    store_in_thread: bool = True
+    plugin_timeout_s: float = 10.0  # wall seconds all plugin decisions of a tick may take
 
 
 def _arn_group_id(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
+
+
+def _in_daemon_thread(fn: Callable[[], _R], name: str) -> asyncio.Future[_R]:
+    """Run ``fn`` in a new daemon thread; the future gets its result or exception. Anything
+    that is not an ``Exception`` (SystemExit from a plugin) arrives as a RuntimeError so it can
+    never stop the event loop. If the loop is gone when ``fn`` returns, the result is dropped."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_R] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        ok: bool = True
+        value: Any = None
+        try:
+            value = fn()
+        except Exception as exc:
+            ok, value = False, exc
+        except BaseException as exc:  # must not escape into the loop
+            ok, value = False, RuntimeError(f"{type(exc).__name__} raised: {exc}")
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
+            loop.call_soon_threadsafe(deliver, ok, value)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return future
 
 
 class Controller:
@@ -97,6 +142,8 @@ class Controller:
         self._assigned: dict[str, Policy] = {}
         self._discovered_at: float | None = None
         self._memory = self._load_memory()
+        # group id → the planning of an earlier tick that missed its deadline, still running
+        self._overdue: dict[str, asyncio.Future[GroupPlan]] = {}
         self._reconcile_pending()
 
     # ------------------------------------------------------------------ setup
@@ -186,11 +233,13 @@ class Controller:
         samples = await self._sampler.sample(group_ids, previous)
         await self._store_call(self._store_samples, samples)
 
+        plans = await self._plan_all(samples, assigned)
         reports: list[GroupReport] = []
         spent_per_policy: dict[str, float] = {}
         for sample in samples:
             policy = assigned[sample.group_id]
-            reports.append(await self._decide_and_apply(sample, policy, spent_per_policy))
+            plan = plans.get(sample.group_id)
+            reports.append(await self._decide_and_apply(sample, policy, plan, spent_per_policy))
 
         await self._store_call(self._store.put_state, MEMORY_KEY, self._memory.to_json())
         calls: dict[str, int] = {}
@@ -212,30 +261,99 @@ class Controller:
             await self._store_call(self._audit.write, tick_report)
         return tick_report
 
+    async def _plan_all(
+        self, samples: Sequence[GroupSample], assigned: Mapping[str, Policy]
+    ) -> dict[str, GroupPlan | str]:
+        """Every plannable group's plan (or why it was skipped), the plugins asked in parallel
+        under one deadline. Groups without a state are left out (the caller skips them)."""
+        out: dict[str, GroupPlan | str] = {}
+        running: dict[str, asyncio.Future[GroupPlan]] = {}
+        timeout = self.options.plugin_timeout_s
+        for sample in samples:
+            gid, state = sample.group_id, sample.state
+            if state is None:
+                continue
+            policy = assigned[gid]
+            try:
+                plugin = self._plugins.get(policy.plugin)
+            except UnknownPluginError as unknown:
+                out[gid] = str(unknown)
+                continue
+            overdue = self._overdue.get(gid)
+            if overdue is not None:
+                if not overdue.done():
+                    why = (
+                        f"policy {plugin.name!r}: a decision of an earlier tick is still running"
+                        f" (it missed the {timeout:g} s deadline); not asked again until it"
+                        " returns"
+                    )
+                    out[gid] = hold_plan(state, sample, why)
+                    continue
+                del self._overdue[gid]
+                if not overdue.cancelled():
+                    overdue.exception()  # retrieved: a late failure is not logged as lost
+            histories = await self._store_call(self._histories, sample, policy)
+
+            def plan(
+                state: GroupState = state,
+                sample: GroupSample = sample,
+                histories: Mapping[str, LocationHistory] = histories,
+                policy: Policy = policy,
+                plugin: PolicyPlugin = plugin,
+            ) -> GroupPlan:
+                return plan_group(
+                    state=state,
+                    sample=sample,
+                    histories=histories,
+                    policy=policy,
+                    plugin=plugin,
+                    params=policy.plugin_params,
+                    now=sample.at,
+                    interval_s=self.options.interval_s,
+                )
+
+            if not self.options.store_in_thread:
+                out[gid] = plan()
+                continue
+            running[gid] = _in_daemon_thread(plan, name=f"plan-{gid}")
+        if running:
+            try:
+                await asyncio.wait(running.values(), timeout=timeout)
+            except asyncio.CancelledError:  # the tick timed out: the threads run on
+                self._overdue.update({g: f for g, f in running.items() if not f.done()})
+                raise
+        samples_by_id = {s.group_id: s for s in samples}
+        for gid, future in running.items():
+            sample = samples_by_id[gid]
+            assert sample.state is not None
+            name = assigned[gid].plugin
+            if not future.done():
+                self._overdue[gid] = future
+                why = f"policy {name!r}: no decision within the {timeout:g} s deadline"
+                log.error("planning %s: %s", gid, why)
+                out[gid] = hold_plan(sample.state, sample, why)
+            elif (exc := future.exception()) is not None:
+                log.error("planning %s failed", gid, exc_info=exc)
+                why = f"policy {name!r}: planning failed: {type(exc).__name__}: {exc}"
+                out[gid] = hold_plan(sample.state, sample, why)
+            else:
+                out[gid] = future.result()
+        return out
+
     async def _decide_and_apply(
-        self, sample: GroupSample, policy: Policy, spent_per_policy: dict[str, float]
+        self,
+        sample: GroupSample,
+        policy: Policy,
+        plan: GroupPlan | str | None,
+        spent_per_policy: dict[str, float],
     ) -> GroupReport:
         gid = sample.group_id
         state = sample.state
-        if state is None:
+        if state is None or plan is None:
             why = "; ".join(sample.problems) or "group state unavailable"
             return GroupReport(gid, sample.at, sample, None, None, skipped=why)
-        try:
-            plugin = self._plugins.get(policy.plugin)
-        except UnknownPluginError as error:
-            return GroupReport(gid, sample.at, sample, None, None, skipped=str(error))
-
-        histories = await self._store_call(self._histories, sample, policy)
-        plan = plan_group(
-            state=state,
-            sample=sample,
-            histories=histories,
-            policy=policy,
-            plugin=plugin,
-            params=policy.plugin_params,
-            now=sample.at,
-            interval_s=self.options.interval_s,
-        )
+        if isinstance(plan, str):
+            return GroupReport(gid, sample.at, sample, None, None, skipped=plan)
         paused = self.options.paused or gid in self.options.paused_groups
         decision, memory = guard_group(
             plan,

@@ -162,6 +162,33 @@ def _hold(
     )
 
 
+def hold_plan(state: GroupState, sample: GroupSample, error: str) -> GroupPlan:
+    """A plan that holds every location of ``state``, with ``error`` as the plugin failure of
+    the planned ones (the controller's answer to a plugin that did not return in time)."""
+    tenancy = state.tenancy if state.tenancy >= 1 else stream_class_info(state.stream_class).tenancy
+    samples = {s.location: s for s in sample.locations}
+    plans: list[LocationPlan] = []
+    for loc in state.locations:
+        ls = samples.get(loc.name)
+        in_use = max(loc.in_use, ls.in_use if ls is not None else 0)
+        if ls is None:
+            plans.append(_hold(loc, ls, in_use, "no sample for this location this tick: holding"))
+        elif loc.status != "ACTIVE":
+            plans.append(_hold(loc, ls, in_use, f"location is {loc.status}: not planned, holding"))
+        else:
+            plans.append(_hold(loc, ls, in_use, f"{error}; holding current capacity", error=error))
+    return GroupPlan(
+        group_id=state.group_id,
+        at=sample.at,
+        capacity_model=state.capacity_model,
+        tenancy=tenancy,
+        stream_class=state.stream_class,
+        primary_location=state.primary_location,
+        locations=tuple(plans),
+        problems=(error,),
+    )
+
+
 def plan_group(
     *,
     state: GroupState,
