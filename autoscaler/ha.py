@@ -157,8 +157,10 @@ class LeaderElector:
 
     @property
     def token(self) -> int | None:
-        """The token of the current term, while leading."""
-        return self._token if self.fence() else None
+        """The token of the current term, while its deadline has not passed."""
+        if self._token is None or self._mono() >= self._deadline:
+            return None
+        return self._token
 
     @property
     def leader(self) -> bool:

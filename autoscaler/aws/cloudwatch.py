@@ -36,10 +36,12 @@ MAX_POINTS = 100_800  # per GetMetricData call
 Target = tuple[str, str]  # (stream group id, location)
 
 
-def batches(targets: Sequence[Target], points_per_query: int) -> list[list[Target]]:
-    """Split targets so each call has ≤ MAX_QUERIES queries and ≤ MAX_POINTS points
+def batches(
+    targets: Sequence[Target], points_per_query: int, max_points: int = MAX_POINTS
+) -> list[list[Target]]:
+    """Split targets so each call has ≤ MAX_QUERIES queries and ≤ ``max_points`` points
     (two queries per target)."""
-    per_call = max(1, min(MAX_QUERIES // 2, MAX_POINTS // max(1, 2 * points_per_query)))
+    per_call = max(1, min(MAX_QUERIES // 2, max_points // max(1, 2 * points_per_query)))
     return [list(targets[i : i + per_call]) for i in range(0, len(targets), per_call)]
 
 
@@ -65,9 +67,12 @@ def _query(qid: str, metric: str, target: Target) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class CloudWatchCapacity:
-    """Reads capacity history through an aiobotocore ``cloudwatch`` client."""
+    """Reads capacity history through an aiobotocore ``cloudwatch`` client.
+
+    ``max_points`` per call is the service's limit; smaller values only make more calls."""
 
     client: Any
+    max_points: int = MAX_POINTS
 
     async def history(
         self, targets: Sequence[Target], start: float, end: float
@@ -77,7 +82,7 @@ class CloudWatchCapacity:
         start = float(int(start) // PERIOD_S * PERIOD_S)
         points = max(1, int((end - start) // PERIOD_S) + 1)
         out: dict[Target, list[BackfillRow]] = {}
-        for batch in batches(list(dict.fromkeys(targets)), points):
+        for batch in batches(list(dict.fromkeys(targets)), points, self.max_points):
             queries = []
             for i, target in enumerate(batch):
                 queries.append(_query(f"a{i}", ACTIVE, target))
@@ -133,6 +138,7 @@ async def open_cloudwatch(
     endpoint_url: str | None = None,
     profile: str | None = None,
     max_attempts: int = 3,
+    max_points: int = MAX_POINTS,
 ) -> AsyncIterator[CloudWatchCapacity]:
     session = AioSession(profile=profile)
     config = AioConfig(
@@ -143,4 +149,4 @@ async def open_cloudwatch(
     async with session.create_client(
         "cloudwatch", region_name=region, endpoint_url=endpoint_url, config=config
     ) as client:
-        yield CloudWatchCapacity(client)
+        yield CloudWatchCapacity(client, max_points)

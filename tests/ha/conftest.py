@@ -12,9 +12,14 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiobotocore.session import AioSession
+
+from autoscaler.domain.clock import ManualClock
+from autoscaler.twin.emulator import Emulator
+from autoscaler.twin.model import LocationConfigInput
 
 REGION = "us-west-2"
 TABLE = "autoscaler-lease"
@@ -116,3 +121,62 @@ async def lease_table(moto: Moto) -> AsyncIterator[str]:
 
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Group:
+    """An in-process emulator on a manual clock with one ACTIVE stream group."""
+
+    emulator: Any
+    clock: ManualClock
+    group_id: str
+
+    @property
+    def url(self) -> str:
+        assert self.emulator.url is not None
+        return str(self.emulator.url)
+
+
+@pytest.fixture
+async def group() -> AsyncIterator[Group]:
+    clock = ManualClock(start=time.time())
+    async with Emulator(clock=clock, seed=1) as emulator:
+        model = emulator.model
+        app = model.create_application(
+            region=REGION,
+            description="game",
+            runtime={"Type": "PROTON", "Version": "20241007"},
+            executable_path="game.exe",
+            source_uri="s3://bucket/game",
+        )
+        created = model.create_stream_group(
+            region=REGION,
+            description="ha",
+            stream_class="gen4n_high",
+            default_application_id=app.app_id,
+            locations=[LocationConfigInput(REGION, always_on=2, target_idle=0, maximum=40)],
+        )
+        clock.advance(600)
+        model.advance()
+        yield Group(emulator, clock, created.group_id)
+
+
+BUFFER_POLICY = """\
+apiVersion: autoscaler.gameliftstreams/v1
+kind: CapacityPolicy
+metadata: {name: NAME}
+spec:
+  streamGroups: {ids: [GROUP_ID]}
+  defaults: {minCapacity: 0, maxCapacity: 40}
+  policy:
+    plugin: buffer
+    params: {bufferSize: BUFFER, minReplicas: 2, maxReplicas: 40}
+"""
+
+
+def buffer_policy(group_id: str, *, name: str = "ha", buffer: int = 4) -> str:
+    return (
+        BUFFER_POLICY.replace("GROUP_ID", group_id)
+        .replace("NAME", name)
+        .replace("BUFFER", str(buffer))
+    )
