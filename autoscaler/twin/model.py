@@ -473,6 +473,7 @@ class _Session:
         "placed_at",
         "protocol",
         "sid",
+        "summary",
         "terminating_at",
         "user_id",
         "waiting",
@@ -519,6 +520,7 @@ class _Session:
         self.gen = 0
         self.waiting = False
         self.listed = True  # False once purged (ended longer than the retention ago)
+        self.summary: SessionSummary | None = None  # list_session_summaries' last one
 
 
 class ServiceModel:
@@ -1152,7 +1154,9 @@ class ServiceModel:
         self, group_identifier: str, status: str | None = None
     ) -> list[SessionSummary]:
         """``list_stream_sessions`` as the domain's ``SessionSummary`` (same sessions, same
-        order), built straight from the model: no ``SessionView`` in between."""
+        order), built straight from the model: no ``SessionView`` in between, and a session's
+        summary object is reused until its status or last-updated time changes (a backtest
+        lists every group every simulated minute; most sessions have not changed since)."""
         self.advance()
         group = self._readable_group(group_identifier)
         now = self._now
@@ -1160,9 +1164,19 @@ class ServiceModel:
         out: list[SessionSummary] = []
         for s in self._listing_source(group, status):
             current, reason, updated = status_of(s, now)
-            if status is None or current == status:
+            if status is not None and current != status:
+                continue
+            summary = s.summary
+            if (
+                summary is None
+                or summary.status != current
+                or summary.last_updated_at != updated
+                or summary.status_reason != reason
+                or summary.location != s.loc.name
+            ):
                 summary = SessionSummary(s.arn, current, s.loc.name, s.created_at, updated, reason)
-                out.append(summary)
+                s.summary = summary
+            out.append(summary)
         return out
 
     @staticmethod
