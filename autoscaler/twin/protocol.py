@@ -98,8 +98,9 @@ def _format_timestamp(value: Any, fmt: str) -> Any:
 
 def _round_ms(seconds: float) -> float:
     """``seconds`` to the millisecond, as AWS sends epoch timestamps; 4x cheaper than
-    ``round(x, 3)`` (the result is the double nearest a whole number of milliseconds, so its
-    JSON has at most 3 decimals; ties may round the other way, within a microsecond)."""
+    ``round(x, 3)``. The result is the double nearest a whole number of milliseconds, so its
+    JSON has at most 3 decimals; a value a rounding error away from a half millisecond may
+    go the other way than ``round`` takes it."""
     return math.floor(seconds * 1000.0 + 0.5) / 1000.0
 
 
