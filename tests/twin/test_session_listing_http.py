@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autoscaler.domain.clock import ManualClock
 from autoscaler.twin.emulator import Emulator, _session_summary
 from autoscaler.twin.model import LocationConfigInput
-from autoscaler.twin.protocol import ServiceSpec, WireBody
+from autoscaler.twin.protocol import ServiceSpec, WireBody, _round_ms
 
 RUNTIME = {"Type": "PROTON", "Version": "20241007"}
 
@@ -116,3 +118,12 @@ async def test_account_listing_pages_across_groups(
     with pytest.raises(ClientError) as caught:  # a token is valid for its own listing only
         await client.list_stream_sessions(Identifier=groups[0][0], NextToken=first["NextToken"])
     assert caught.value.response["Error"]["Code"] == "ValidationException"
+
+
+@given(st.floats(min_value=0.0, max_value=4e9, allow_nan=False, allow_infinity=False))
+def test_timestamps_go_out_to_the_millisecond(seconds: float) -> None:
+    sent = _round_ms(seconds)
+    assert abs(sent - seconds) <= 0.0005 + 1e-6
+    assert abs(sent - round(seconds, 3)) in (0.0, pytest.approx(0.001))
+    decimals = repr(sent).split(".")[1]
+    assert len(decimals) <= 3
