@@ -115,9 +115,9 @@ async def create_lease_table(url: str, table: str = TABLE) -> None:
 
 
 @pytest.fixture
-async def lease_table(moto: Moto) -> AsyncIterator[str]:
+async def lease_table(moto: Moto) -> str:
     await create_lease_table(moto.url)
-    yield moto.url
+    return moto.url
 
 
 ROOT = Path(__file__).resolve().parents[2]

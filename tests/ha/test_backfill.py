@@ -42,7 +42,7 @@ async def put_capacity(
                 "Dimensions": dims,
                 "Timestamp": at,
                 "Value": active(m) * scale,
-            }  # fmt: skip
+            }
         )
         data.append(
             {
@@ -50,7 +50,7 @@ async def put_capacity(
                 "Dimensions": dims,
                 "Timestamp": at,
                 "Value": idle(m) * scale,
-            }  # fmt: skip
+            }
         )
     session = AioSession()
     async with session.create_client("cloudwatch", region_name=REGION, endpoint_url=url) as c:
@@ -80,7 +80,8 @@ def test_batches_respect_both_getmetricdata_limits() -> None:
     assert [len(b) for b in small] == [250, 250, 100]  # 500 queries per call
     two_weeks = batches(targets[:5], points_per_query=14 * 1440 + 1)
     assert all(2 * len(b) * (14 * 1440 + 1) <= MAX_POINTS for b in two_weeks)
-    assert sum(len(b) for b in two_weeks) == 5 and len(two_weeks) == 3
+    assert sum(len(b) for b in two_weeks) == 5
+    assert len(two_weeks) == 3
     assert all(2 * len(b) <= MAX_QUERIES for b in small)
 
 
@@ -100,7 +101,8 @@ async def test_backfill_fills_the_store_from_cloudwatch(moto: Moto, tmp_path: Pa
         for n, (gid, loc) in enumerate(targets):
             h = store.history(gid, loc, since=end - DAY)
             assert len(h.at) == 120
-            assert h.at[0] == end - 120 * 60 and h.at[-1] == end - 60
+            assert h.at[0] == end - 120 * 60
+            assert h.at[-1] == end - 60
             scale = n + 1
             for m in (0, 1, 2, 50, 119):
                 assert h.in_use[m] == pytest.approx((active(m) - idle(m)) * scale)

@@ -40,18 +40,22 @@ async def test_acquire_renew_refuse_takeover(lease_table: str) -> None:
     ) as lease:
         assert await lease.read() is None
         a = await lease.acquire("a", 100.0, 30.0)
-        assert a is not None and (a.holder, a.token, a.expires_at) == ("a", 1, 130.0)
+        assert a is not None
+        assert (a.holder, a.token, a.expires_at) == ("a", 1, 130.0)
         assert await lease.acquire("b", 110.0, 30.0) is None  # unexpired, not b's
         renewed = await lease.renew("a", 1, 120.0, 30.0)
-        assert renewed is not None and (renewed.token, renewed.expires_at) == (1, 150.0)
+        assert renewed is not None
+        assert (renewed.token, renewed.expires_at) == (1, 150.0)
         assert await lease.acquire("b", 149.0, 30.0) is None
         taken = await lease.acquire("b", 151.0, 30.0)  # expired: takeover, next term
-        assert taken is not None and (taken.holder, taken.token) == ("b", 2)
+        assert taken is not None
+        assert (taken.holder, taken.token) == ("b", 2)
         assert await lease.renew("a", 1, 152.0, 30.0) is None  # a's term is over
         assert await lease.release("a", 1) is False
         assert await lease.release("b", 2) is True
         again = await lease.acquire("a", 153.0, 30.0)  # released: free at once
-        assert again is not None and again.token == 3
+        assert again is not None
+        assert again.token == 3
         assert await lease.read() == again
 
 
@@ -89,22 +93,27 @@ async def test_paused_leader_is_fenced_and_the_standby_takes_over(lease_table: s
         )
         assert await a.step() is True
         assert await b.step() is False
-        assert a.fence() and a.token == 1 and not b.fence()
+        assert a.fence()
+        assert a.token == 1
+        assert not b.fence()
         t.advance(10)
-        assert await a.step() and await b.step() is False  # renewed; still refused
+        assert await a.step()
+        assert await b.step() is False
         # a is paused (no renewals) past its lease: its own check refuses first...
         t.advance(28.9)
         assert a.fence()  # 28.9 s after the renewal was sent: still inside 30 - 1 s skew
         t.advance(0.1)
         assert not a.fence()
-        assert a.token is None
+        token_after_pause: int | None = a.token
+        assert token_after_pause is None
         assert await b.step() is False  # ...before anyone else may see it expired
         t.advance(1.2)
         assert await b.step() is True
         assert b.token == 2
         # a wakes up: it is not the leader, writes nothing, and stays standby
         assert await a.step() is False
-        assert not a.fence() and b.fence()
+        assert not a.fence()
+        assert b.fence()
         assert events == [("a", True), ("a", False), ("b", True)]
         assert b.take_fenced_tokens() == [2]
         assert b.take_fenced_tokens() == []
@@ -123,13 +132,16 @@ async def test_leader_partitioned_from_the_table_stops_at_its_deadline(
         own_moto.stop()  # the table is gone from a's point of view
         t.advance(10)
         assert await a.step() is True  # renewal failed, deadline not reached: still leads
-        assert a.last_error is not None and a.fence()
+        assert a.last_error is not None
+        assert a.fence()
         assert a.next_delay() < TIMING.renew_every_s  # retries sooner
         t.advance(18.9)
-        assert await a.step() is True and a.fence()
+        assert await a.step() is True
+        assert a.fence()
         t.advance(0.2)  # 29.1 s: past 30 - 1 s skew
         assert await a.step() is False
-        assert not a.fence() and not a.leader
+        assert not a.fence()
+        assert not a.leader
         with pytest.raises(LeaseUnavailableError):
             await lease.read()
 
@@ -142,7 +154,8 @@ async def test_a_replica_that_cannot_reach_the_table_never_leads() -> None:
         a = LeaderElector(lease, holder="a", timing=TIMING)
         assert await a.step() is False
         assert not a.fence()
-        assert a.last_error is not None and "UpdateItem" in a.last_error
+        assert a.last_error is not None
+        assert "UpdateItem" in a.last_error
 
 
 async def test_run_loops_elect_one_leader_and_hand_over_on_release(lease_table: str) -> None:
@@ -160,19 +173,22 @@ async def test_run_loops_elect_one_leader_and_hand_over_on_release(lease_table: 
         for _ in range(20):  # 2 s: longer than one lease, so renewals happened
             await asyncio.sleep(0.1)
             leaders.append(int(a.fence()) + int(b.fence()))
-        assert max(leaders) == 1 and leaders[-1] == 1
+        assert max(leaders) == 1
+        assert leaders[-1] == 1
         first, second, stop_first = (a, b, stop_a) if a.leader else (b, a, stop_b)
         stop_first.set()
         await asyncio.sleep(0.05)
         assert not first.fence()
         loop = asyncio.get_running_loop()
         released_at = loop.time()
-        while not second.fence() and loop.time() - released_at < 1.0:
+        while not second.fence() and loop.time() - released_at < 1.0:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         # released, so well before the 1.5 s lease could have run out
-        assert second.fence() and loop.time() - released_at < 0.6
+        assert second.fence()
+        assert loop.time() - released_at < 0.6
         stop_a.set()
         stop_b.set()
         await asyncio.gather(run_a, run_b)
         record = await la.read()
-        assert record is not None and record.expires_at == 0.0
+        assert record is not None
+        assert record.expires_at == 0.0
