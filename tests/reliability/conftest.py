@@ -262,19 +262,20 @@ def vetoes(report: TickReport, group_id: str) -> list[str]:
 # --------------------------------------------------------------------------- fault proxy
 
 Edit = Callable[[str, dict[str, Any]], dict[str, Any]]
+# (path, query) -> an error code to answer instead of forwarding, or None
+Fault = Callable[[str, Mapping[str, str]], str | None]
 
 
 @dataclass
 class FaultProxy:
-    """An HTTP proxy in front of the emulator: ``throttle`` answers 429 ThrottlingException
-    to every request naming one of those group ids; ``edit(path, body)`` rewrites JSON
-    responses. Everything else is forwarded untouched."""
+    """An HTTP proxy in front of the emulator for faults the emulator cannot inject itself:
+    ``fault(path, query)`` may answer an error instead of forwarding (e.g. only one group's
+    calls, or only a second page), ``edit(path, body)`` rewrites JSON responses."""
 
     emulator: Emulator
-    throttle: set[str] = field(default_factory=set)
-    fail: set[str] = field(default_factory=set)  # 500 InternalServerException
+    fault: Fault | None = None
     edit: Edit | None = None
-    seen: Counter[str] = field(default_factory=Counter)
+    seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     url: str | None = None
     _runner: web.AppRunner | None = None
     _session: aiohttp.ClientSession | None = None
@@ -298,17 +299,14 @@ class FaultProxy:
         if self._session is not None:
             await self._session.close()
 
-    def _matches(self, groups: set[str], path: str) -> bool:
-        return any(f"/{g}" in path for g in groups)
-
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
-        self.seen[path] += 1
-        if self._matches(self.throttle, path):
-            err = self.emulator.spec.error("ThrottlingException", "Rate exceeded (proxy)", "proxy")
-            return web.Response(body=err.body, status=err.status, headers=err.headers)
-        if self._matches(self.fail, path):
-            err = self.emulator.spec.error("InternalServerException", "boom (proxy)", "proxy", 500)
+        query = dict(request.rel_url.query)
+        self.seen.append((path, query))
+        code = self.fault(path, query) if self.fault is not None else None
+        if code is not None:
+            status = 429 if code == "ThrottlingException" else 500
+            err = self.emulator.spec.error(code, f"{code} (injected by the proxy)", "p", status)
             return web.Response(body=err.body, status=err.status, headers=err.headers)
         assert self._session is not None
         assert self.emulator.url is not None
@@ -324,9 +322,12 @@ class FaultProxy:
                 if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
             }
             if self.edit is not None and upstream.status == 200 and data:
-                edited = self.edit(path, json.loads(data))
-                data = json.dumps(edited).encode()
+                data = json.dumps(self.edit(path, json.loads(data))).encode()
             return web.Response(body=data, status=upstream.status, headers=out_headers)
+
+
+def sessions_path(group_id: str) -> str:
+    return f"/streamgroups/{group_id}/streamsessions"
 
 
 @pytest.fixture
@@ -337,15 +338,3 @@ async def proxy(world: World) -> AsyncIterator[FaultProxy]:
         yield p
     finally:
         await p.stop()
-
-
-def by_path(rules: Mapping[str, Edit]) -> Edit:
-    """An ``edit`` applying the rule whose key is a substring of the request path."""
-
-    def edit(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        for key, rule in rules.items():
-            if key in path:
-                return rule(path, body)
-        return body
-
-    return edit
