@@ -15,7 +15,6 @@ from autoscaler.domain.models import TickReport
 from autoscaler.metrics import MetricsSink
 from autoscaler.service import Health, TickLoop
 from tests.reliability.conftest import (
-    REGION,
     FaultProxy,
     World,
     group_report,
