@@ -1,0 +1,409 @@
+"""The ``webhook`` plugin against a real HTTP(S) server on 127.0.0.1 (threads)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import http.server
+import ipaddress
+import json
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydantic
+import pytest
+
+from autoscaler.domain.models import (
+    CapacityModel,
+    CapacitySetting,
+    GroupState,
+    LocationBounds,
+    LocationHistory,
+    LocationSample,
+    Recommendation,
+)
+from autoscaler.domain.policy import Slo
+from autoscaler.policy.builtin.webhook import API_VERSION, WebhookParams, WebhookPolicy
+from autoscaler.policy.plugin import PluginRegistry, PolicyContext
+
+TOKEN = "s3cr3t-t0ken-value"  # a test value, checked never to leak
+ANSWER = {"alwaysOn": 3, "targetIdle": 1, "maximum": 9, "reason": "queue says so"}
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = json.dumps(ANSWER).encode()
+    delay_s: float = 0.0
+    content_length: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Server:
+    url: str
+    reply: Reply = field(default_factory=Reply)
+    requests: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+def _handler(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length))
+            server.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            reply = server.reply
+            if reply.delay_s:
+                server.release.wait(reply.delay_s)
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json")
+            for k, v in reply.headers.items():
+                self.send_header(k, v)
+            if reply.content_length:
+                self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            # The client may give up (timeout, size limit): that is the test.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(reply.body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[ssl.SSLContext | None], Server]]:
+    started: list[tuple[http.server.ThreadingHTTPServer, Server, threading.Thread]] = []
+
+    def start(tls: ssl.SSLContext | None = None) -> Server:
+        state = Server(url="")
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+        httpd.daemon_threads = True
+        httpd.block_on_close = False
+        scheme = "http"
+        if tls is not None:
+            httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+            scheme = "https"
+        state.url = f"{scheme}://127.0.0.1:{httpd.server_address[1]}/decide"
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        started.append((httpd, state, thread))
+        return state
+
+    yield start
+    for httpd, state, thread in started:
+        state.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (generated with ``cryptography``)."""
+    x509 = pytest.importorskip("cryptography.x509", reason="cryptography is not installed")
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def make_ctx(
+    *,
+    tenancy: int = 1,
+    model: CapacityModel = CapacityModel.CURRENT,
+    history: LocationHistory | None = None,
+    in_use: int = 4,
+) -> PolicyContext:
+    setting = (
+        CapacitySetting(2, on_demand=4)
+        if model is CapacityModel.LEGACY
+        else CapacitySetting(2, 2, 6)
+    )
+    group = GroupState(
+        group_id="sg-1",
+        arn="arn:aws:gameliftstreams:us-east-2:123456789012:streamgroup/sg-1",
+        status="ACTIVE",
+        stream_class="gen4n_high",
+        tenancy=tenancy,
+        capacity_model=model,
+        locations=(),
+        primary_location="us-east-2",
+    )
+    sample = LocationSample(
+        group_id="sg-1",
+        location="us-east-2",
+        at=1_780_000_000.0,
+        status="ACTIVE",
+        setting=setting,
+        allocated=in_use + 2,
+        idle=2,
+        in_use=in_use,
+        waiting=1,
+        oldest_waiting_s=3.0,
+        arrivals=2,
+        placement_failures=0,
+        departures=1,
+    )
+    return PolicyContext(
+        now=1_780_000_000.0,
+        group=group,
+        location="us-east-2",
+        sample=sample,
+        history=history if history is not None else LocationHistory.empty(),
+        bounds=LocationBounds(0, 100),
+        tenancy=tenancy,
+        capacity_model=model,
+        slo=Slo(),
+        price_per_slot_hour=0.6571,
+        interval_s=60.0,
+        lead_time_s=168.0,
+    )
+
+
+def registry() -> PluginRegistry:
+    reg = PluginRegistry()
+    reg.register("webhook", WebhookPolicy.for_registry(reg))
+    return reg
+
+
+def decide(raw: dict[str, Any], ctx: PolicyContext | None = None) -> Recommendation:
+    reg = registry()
+    return reg.get("webhook").decide(reg.validate_params("webhook", raw), ctx or make_ctx())
+
+
+# ---------------------------------------------------------------------------------------------
+# Success.
+
+
+def test_success_sends_the_context_and_uses_the_answer(
+    serve: Callable[[ssl.SSLContext | None], Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = serve(None)
+    monkeypatch.setenv("WEBHOOK_TOKEN", TOKEN)
+    at = 1_780_000_000.0 - 60.0 * np.arange(100, 0, -1, dtype=np.float64)
+    col = np.arange(100, dtype=np.float64)
+    col[-1] = np.nan
+    hist = LocationHistory(at, col, col, col, col, col, col, col, np.ones(100, dtype=np.bool_))
+    server.reply.body = json.dumps({**ANSWER, "forecastInUse": 4.5}).encode()
+    rec = decide(
+        {"url": server.url, "bearerTokenEnv": "WEBHOOK_TOKEN", "historyPoints": 10},
+        make_ctx(tenancy=2, history=hist),
+    )
+    assert rec.setting == CapacitySetting(4, 2, 10)  # rounded up to tenancy 2
+    assert rec.forecast_in_use == 4.5
+    assert rec.reason.startswith(
+        f"webhook {urllib.parse.urlsplit(server.url).netloc}: queue says so"
+    )
+    assert TOKEN not in rec.reason
+    [(headers, body)] = server.requests
+    assert headers["authorization"] == f"Bearer {TOKEN}"
+    assert headers["content-type"] == "application/json"
+    assert body["apiVersion"] == API_VERSION
+    assert body["location"] == "us-east-2"
+    assert body["tenancy"] == 2
+    assert body["capacityModel"] == "current"
+    assert body["leadTimeSeconds"] == 168.0
+    assert body["slo"] == {"instant": 0.99, "failed": 0.001}
+    assert body["bounds"] == {"minCapacity": 0, "maxCapacity": 100}
+    assert body["sample"]["inUse"] == 4
+    assert body["sample"]["setting"] == {
+        "alwaysOn": 2,
+        "targetIdle": 2,
+        "maximum": 6,
+        "onDemand": None,
+    }
+    h = body["history"]
+    assert (h["rows"], h["points"], len(h["inUse"])) == (100, 10, 10)
+    assert h["inUse"][-1] is None  # NaN is sent as null
+    assert h["inUseMax"] == 98.0
+    assert h["at"][-1] == at[-1]
+
+
+def test_legacy_answer(serve: Callable[[ssl.SSLContext | None], Server]) -> None:
+    server = serve(None)
+    server.reply.body = b'{"alwaysOn": 3, "onDemand": 5, "reason": "legacy"}'
+    rec = decide({"url": server.url}, make_ctx(model=CapacityModel.LEGACY, tenancy=2))
+    assert rec.setting == CapacitySetting(always_on=4, on_demand=4)  # 4 + 4 = 8 = 3 + 5
+
+
+def test_answer_above_the_bound_is_capped(serve: Callable[[ssl.SSLContext | None], Server]) -> None:
+    server = serve(None)
+    server.reply.body = b'{"alwaysOn": 300, "targetIdle": 1, "maximum": 900, "reason": "big"}'
+    rec = decide({"url": server.url})
+    assert rec.setting == CapacitySetting(100, 1, 100)
+    assert "capped at maxCapacity 100" in rec.reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures → fallback.
+
+HOLD = CapacitySetting(2, 2, 6)
+
+
+@pytest.mark.parametrize(
+    ("reply", "problem"),
+    [
+        (Reply(body=b"{not json"), "invalid answer (1 problem(s); response: Invalid JSON"),
+        (
+            Reply(body=b'{"alwaysOn": "3", "targetIdle": 1, "maximum": 9, "reason": "x"}'),
+            "alwaysOn",
+        ),
+        (Reply(body=b'{"alwaysOn": -1, "targetIdle": 1, "maximum": 9, "reason": "x"}'), "alwaysOn"),
+        (Reply(body=json.dumps({**ANSWER, "extra": 1}).encode()), "extra: Extra inputs"),
+        (Reply(body=b'{"alwaysOn": 3, "onDemand": 5, "reason": "x"}'), "current model"),
+        (Reply(body=b"[]"), "invalid answer"),
+        (Reply(status=500, body=b"oops"), "HTTP 500 (expected 200)"),
+        (Reply(status=204, body=b""), "HTTP 204 (expected 200)"),
+        (Reply(status=302, headers={"Location": "http://example.com/"}), "HTTP 302"),
+        (Reply(body=b"x" * 70_000), "response of 70000 bytes > maxResponseBytes 65536"),
+        (
+            Reply(body=b" " * 70_000 + json.dumps(ANSWER).encode(), content_length=False),
+            "response larger than maxResponseBytes 65536",
+        ),
+    ],
+)
+def test_bad_answers_fall_back_to_hold_and_say_why(
+    serve: Callable[[ssl.SSLContext | None], Server], reply: Reply, problem: str
+) -> None:
+    server = serve(None)
+    server.reply = reply
+    rec = decide({"url": server.url})
+    assert rec.setting == HOLD
+    assert "webhook 127.0.0.1:" in rec.reason
+    assert problem in rec.reason
+    assert rec.reason.endswith("fallback: hold; holding always-on 2, target-idle 2, max 6")
+
+
+def test_timeout(serve: Callable[[ssl.SSLContext | None], Server]) -> None:
+    server = serve(None)
+    server.reply.delay_s = 5.0
+    started = time.monotonic()
+    rec = decide({"url": server.url, "timeoutSeconds": 0.2})
+    assert time.monotonic() - started < 2.0
+    assert rec.setting == HOLD
+    assert "timed out after 0.2s" in rec.reason
+
+
+def test_unreachable_and_missing_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    rec = decide({"url": f"http://127.0.0.1:{port}/"})
+    assert "cannot reach it" in rec.reason
+    monkeypatch.delenv("NOT_SET_TOKEN", raising=False)
+    rec = decide({"url": f"http://127.0.0.1:{port}/", "bearerTokenEnv": "NOT_SET_TOKEN"})
+    assert "environment variable NOT_SET_TOKEN (bearer token) is not set" in rec.reason
+
+
+def test_fallback_policy_answers_on_failure(
+    serve: Callable[[ssl.SSLContext | None], Server],
+) -> None:
+    server = serve(None)
+    server.reply = Reply(status=503)
+    rec = decide(
+        {
+            "url": server.url,
+            "fallback": {"plugin": "target-tracking", "params": {"targetUtilization": 0.5}},
+        },
+        make_ctx(in_use=4),
+    )
+    assert rec.setting.always_on == 10  # (4 in use + 1 waiting) / 0.5
+    assert "HTTP 503 (expected 200); fallback target-tracking: target-tracking:" in rec.reason
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS.
+
+
+def _tls_server(cert: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*cert)
+    return context
+
+
+def test_tls_self_signed_fails_verification_unless_trusted(
+    serve: Callable[[ssl.SSLContext | None], Server], cert: tuple[Path, Path]
+) -> None:
+    server = serve(_tls_server(cert))
+    rec = decide({"url": server.url})
+    assert rec.setting == HOLD
+    assert "CERTIFICATE_VERIFY_FAILED" in rec.reason
+    assert server.requests == []
+    rec = decide({"url": server.url, "caBundle": str(cert[0])})
+    assert rec.setting == CapacitySetting(3, 1, 9)
+    rec = decide({"url": server.url, "verify": False})
+    assert rec.setting == CapacitySetting(3, 1, 9)
+    rec = decide({"url": server.url, "caBundle": str(cert[0].parent / "missing.pem")})
+    assert "caBundle" in rec.reason
+    assert rec.setting == HOLD
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation.
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        ({"url": "ftp://example.com/"}, "expected an http:// or https:// URL"),
+        ({"url": "https://user:pw@example.com/"}, "no credentials in the URL"),
+        ({"url": "https://example.com/", "bearerTokenEnv": "abcd1234efgh"}, "never the token"),
+        ({"url": "http://example.com/", "bearerTokenEnv": "TOKEN"}, "only sent over https"),
+        ({"url": "http://example.com/", "caBundle": "/etc/ca.pem"}, "caBundle needs an https"),
+        ({"url": "https://example.com/", "timeoutSeconds": 0}, "greater than 0"),
+        ({"url": "https://example.com/", "maxResponseBytes": 10}, "greater than or equal to 256"),
+        ({"url": "https://example.com/", "fallback": {"plugin": "nope"}}, "unknown policy plugin"),
+        ({"url": "https://example.com/", "timeout": 2}, "Extra inputs"),
+    ],
+)
+def test_invalid_params(raw: dict[str, Any], text: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=text):
+        registry().validate_params("webhook", raw)
+
+
+def test_valid_params_defaults() -> None:
+    p = registry().validate_params(
+        "webhook", {"url": "http://localhost:8080/x", "bearerTokenEnv": "T"}
+    )
+    assert isinstance(p, WebhookParams)
+    assert (p.timeout_seconds, p.verify, p.max_response_bytes) == (2.0, True, 65_536)
