@@ -262,14 +262,15 @@ def vetoes(report: TickReport, group_id: str) -> list[str]:
 # --------------------------------------------------------------------------- fault proxy
 
 Edit = Callable[[str, dict[str, Any]], dict[str, Any]]
-# (path, query) -> an error code to answer instead of forwarding, or None
-Fault = Callable[[str, Mapping[str, str]], str | None]
+# (method, path, query) -> an error code to answer instead of forwarding, or None
+Fault = Callable[[str, str, Mapping[str, str]], str | None]
+_STATUS = {"ThrottlingException": 429, "ConflictException": 409}
 
 
 @dataclass
 class FaultProxy:
     """An HTTP proxy in front of the emulator for faults the emulator cannot inject itself:
-    ``fault(path, query)`` may answer an error instead of forwarding (e.g. only one group's
+    ``fault(method, path, query)`` may answer an error instead of forwarding (e.g. only one group's
     calls, or only a second page), ``edit(path, body)`` rewrites JSON responses."""
 
     emulator: Emulator
@@ -303,9 +304,9 @@ class FaultProxy:
         path = request.rel_url.raw_path
         query = dict(request.rel_url.query)
         self.seen.append((path, query))
-        code = self.fault(path, query) if self.fault is not None else None
+        code = self.fault(request.method, path, query) if self.fault is not None else None
         if code is not None:
-            status = 429 if code == "ThrottlingException" else 500
+            status = _STATUS.get(code, 500)
             err = self.emulator.spec.error(code, f"{code} (injected by the proxy)", "p", status)
             return web.Response(body=err.body, status=err.status, headers=err.headers)
         assert self._session is not None

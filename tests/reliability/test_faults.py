@@ -66,7 +66,7 @@ async def test_throttling_one_group_holds_it_while_the_other_scales(
         world.terminate(world.group_a, a_sessions)
         world.start_sessions(world.group_b, 10)
         throttled = sessions_path(world.group_a)
-        proxy.fault = lambda path, q: "ThrottlingException" if path == throttled else None
+        proxy.fault = lambda m, path, q: "ThrottlingException" if path == throttled else None
         for _ in range(5):  # well past the 120 s stabilisation window
             started = time.monotonic()
             report = await rig.tick(world)
@@ -201,7 +201,7 @@ async def test_a_failed_later_page_never_yields_partial_counts(
     world.start_sessions(world.group_b, 150)
     path = sessions_path(world.group_b)
 
-    def second_page(p: str, query: Mapping[str, str]) -> str | None:
+    def second_page(method: str, p: str, query: Mapping[str, str]) -> str | None:
         return "InternalServerException" if p == path and "NextToken" in query else None
 
     async with open_rig(world, [policy], endpoint_url=proxy.url) as rig:
