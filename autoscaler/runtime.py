@@ -193,9 +193,9 @@ async def run_daemon(
             build_controller(settings, clock=clock, elector=elector)
         )
         controller = built.controller
+        await _backfill_if_empty(settings, built, clock or WallClock())
         if elector is not None:
             await elector.step()  # lead (or not) from the first tick on
-        await _backfill_if_empty(settings, built, clock or WallClock())
         metrics = MetricsSink()
         # A tick may take at most one wall interval (the daemon never overlaps ticks).
         timeout = settings.tick_timeout_s if settings.tick_timeout_s is not None else interval_wall
