@@ -72,9 +72,11 @@ def test_unknown_plugin_lists_known_names() -> None:
         registry.get("target-trackin")
     message = str(info.value)
     assert "'target-trackin'" in message
-    assert "fixed, target-tracking" in message
+    assert "fixed" in message
+    assert "target-tracking" in message
     assert isinstance(info.value, KeyError)
-    assert info.value.known == ("fixed", "target-tracking")
+    assert {"fixed", "target-tracking"} <= set(info.value.known)
+    assert list(info.value.known) == sorted(info.value.known)
 
 
 def test_plugin_without_forbidden_extras_is_rejected() -> None:
@@ -94,7 +96,7 @@ def test_object_missing_decide_is_rejected() -> None:
 def test_broken_entry_point_is_a_load_error_naming_the_cause() -> None:
     broken = EntryPoint("broken", "autoscaler.no_such_module:Plugin", "autoscaler.policies")
     registry = PluginRegistry(declared=[broken])
-    assert registry.names() == ("broken", "target-tracking")
+    assert {"broken", "target-tracking"} <= set(registry.names())
     with pytest.raises(PluginLoadError) as info:
         registry.get("broken")
     assert "ModuleNotFoundError" in str(info.value)

@@ -649,4 +649,5 @@ def test_default_example_envelope_is_valid_and_uses_slo() -> None:
 
     policy = load_policy_file(default, resolve_params=accept)
     assert policy.plugin == "slo"
-    assert seen == [("slo", {"leadTimeSeconds": "auto", "quantile": 0.99})]
+    assert [name for name, _ in seen] == ["slo"]
+    assert seen[0][1]["missBudgetShare"] == 0.5
