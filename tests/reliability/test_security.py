@@ -183,3 +183,29 @@ async def test_plan_command_in_a_subprocess_sends_no_mutating_call(world: World)
     rows = [r for r in plan["plan"] if r["group"] == world.group_a and r["location"] == REGION]
     assert rows[0]["decided"]["always_on"] > rows[0]["current"]["always_on"]  # it would scale
     assert world.mutating_calls() == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known leak, logs.py (not owned here): with botocore raised to DEBUG by the operator,"
+    " its 'Sending http request' line prints X-Amz-Security-Token and redact() misses it",
+)
+async def test_session_token_not_logged_even_with_botocore_debug(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure_logging("DEBUG", "json")
+    logging.getLogger("botocore").setLevel(logging.DEBUG)
+    try:
+        async with open_rig(world, [world.policy_file()]) as rig:
+            await rig.tick(world)
+    finally:
+        logging.getLogger("botocore").setLevel(logging.WARNING)
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+    assert SESSION_TOKEN not in capsys.readouterr().err
