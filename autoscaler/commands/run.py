@@ -56,18 +56,21 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from autoscaler.runtime import run_daemon, run_once  # noqa: PLC0415
-    from autoscaler.settings import load_settings  # noqa: PLC0415
+    from autoscaler.settings import Settings, load_settings  # noqa: PLC0415
 
-    settings = load_settings(
-        args.config,
-        dry_run=args.dry_run,
-        http_port=args.http_port,
-        **overrides_from(args),
-    )
+    def current_settings() -> Settings:
+        return load_settings(
+            args.config,
+            dry_run=args.dry_run,
+            http_port=args.http_port,
+            **overrides_from(args),
+        )
+
+    settings = current_settings()
     fmt = settings.log_format or ("console" if sys.stderr.isatty() else "json")
     configure_logging(settings.log_level, fmt)
     if args.once or settings.once:
         report = asyncio.run(run_once(settings, dry_run=settings.dry_run))
         print(json.dumps(tick_record(report), indent=2))
         return 0 if report.ok else 1
-    return asyncio.run(run_daemon(settings))
+    return asyncio.run(run_daemon(settings, reload_settings=current_settings))
