@@ -78,7 +78,9 @@ TerminateStreamSession: TERMINATING for 1 s, then TERMINATED/apiTerminated (a wa
 ends at once). A slot is held from placement until TERMINATED. Removing a location, deleting or
 expiring a group ends its sessions at once (placed: TERMINATED/apiTerminated; waiting:
 ERROR/internalError, not counted as a placement failure). Ended sessions stay listed
-``ended_session_retention_s``.
+``ended_session_retention_s``. Paged listings (``list_stream_sessions_page``, what the
+emulator's ListStreamSessions serves) are in creation order and resume at a creation ordinal,
+so a walk of pages sees each session once however sessions start and end between pages.
 
 Lifecycle: a new group and the locations given at creation are ACTIVATING for
 ``group_activation_s``; an added location is ACTIVATING for ``location_activation_s`` and the
