@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from dataclasses import replace
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
@@ -456,8 +455,7 @@ def fit_policy(policy: Policy, group_id: str, max_capacity: int) -> Policy:
         default_bounds=bounds,
         location_bounds={},
         budget=dataclasses.replace(policy.budget, max_cost_per_hour=None, max_cost_per_month=None),
-        mode=policy.mode,
-        dry_run=False,
+        dry_run=False,  # a backtest scores what the policy would do, so it must act
         paused=False,
     )
 
@@ -614,10 +612,6 @@ def static_run(
         label=label,
         label_params=label_params,
     )
-
-
-def locations_of(plan: SessionPlan) -> Sequence[str]:
-    return plan.locations
 
 
 # ---------------------------------------------------------------------------------------------
