@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "autoscaler.commands.run",
     "autoscaler.commands.plan",
     "autoscaler.commands.validate",
+    "autoscaler.commands.backtest",
     "autoscaler.commands.demo",
     "autoscaler.commands.emulator",
 )
