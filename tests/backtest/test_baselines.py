@@ -219,11 +219,7 @@ def test_hourly_predictive_raises_to_the_forecast_and_never_below_reactive() -> 
 def test_hourly_predictive_legacy_setting() -> None:
     ctx = _ctx(T0, 8, LocationHistory.empty())
     legacy = PolicyContext(
-        **{
-            f: getattr(ctx, f)
-            for f in ctx.__slots__
-            if f != "capacity_model"
-        },
+        **{f: getattr(ctx, f) for f in ctx.__slots__ if f != "capacity_model"},
         capacity_model=CapacityModel.LEGACY,
     )
     rec = HourlyPredictivePolicy().decide(HourlyPredictiveParams(), legacy)
