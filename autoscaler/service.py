@@ -93,6 +93,7 @@ class TickLoop:
                 self.health.last_ok_at = ended
                 self.health.last_error = None
             self.metrics.observe(report, ended_at=ended)
+            log_report(report)
             if self._on_report is not None:
                 self._on_report(report)
             return report
@@ -139,6 +140,52 @@ class TickLoop:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+
+
+def log_report(report: TickReport) -> None:
+    """The structured-log view of a report: one line per tick, one per change or problem."""
+    changed = 0
+    for group in report.groups:
+        if group.skipped:
+            log.warning("group skipped", extra={"group_id": group.group_id, "why": group.skipped})
+        for problem in group.sample.problems:
+            log.warning("incomplete sample", extra={"group_id": group.group_id, "why": problem})
+        actuation = group.actuation
+        if group.decision is None or actuation is None:
+            continue
+        if actuation.error:
+            log.error(
+                "capacity change failed",
+                extra={
+                    "group_id": group.group_id,
+                    "error": actuation.error,
+                    "retry_later": actuation.retry_later,
+                },
+            )
+        for d in group.decision.changed_locations:
+            changed += 1
+            log.info(
+                "capacity change applied" if actuation.applied else "capacity change planned",
+                extra={
+                    "group_id": group.group_id,
+                    "location": d.location,
+                    "from": d.current.describe(),
+                    "to": d.decided.describe(),
+                    "in_use": d.in_use,
+                    "dry_run": actuation.dry_run,
+                    "reason": d.reason,
+                },
+            )
+    log.info(
+        "tick",
+        extra={
+            "groups": len(report.groups),
+            "changes": changed,
+            "ok": report.ok,
+            "duration_s": round(report.duration_s, 4),
+            "calls": dict(report.calls),
+        },
+    )
 
 
 def build_http_app(metrics: MetricsSink, health: Health) -> web.Application:

@@ -1,0 +1,129 @@
+"""The tick loop and the HTTP endpoints, with a fake tick (no AWS involved)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+import pytest
+
+from autoscaler.domain.models import (
+    Actuation,
+    CapacityModel,
+    CapacitySetting,
+    GroupDecision,
+    GroupReport,
+    GroupSample,
+    LocationDecision,
+    TickReport,
+)
+from autoscaler.metrics import MetricsSink
+from autoscaler.service import Health, TickLoop, build_http_app, start_http
+
+
+def _report(ok: bool = True) -> TickReport:
+    current = CapacitySetting(2, 0, 10)
+    decided = CapacitySetting(4, 2, 10)
+    decision = GroupDecision(
+        group_id="sg-1",
+        at=100.0,
+        capacity_model=CapacityModel.CURRENT,
+        locations=(LocationDecision("us-west-2", current, decided, decided, 3, "demand 3"),),
+    )
+    sample = GroupSample(at=100.0, group_id="sg-1", state=None, locations=(), complete=ok)
+    actuation = Actuation(
+        group_id="sg-1", applied=True, dry_run=False, calls=("UpdateStreamGroup",)
+    )
+    group = GroupReport("sg-1", 100.0, sample, decision, actuation)
+    return TickReport(at=100.0, duration_s=0.01, groups=(group,), ok=ok)
+
+
+async def test_run_once_updates_health_metrics_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    health = Health(started_at=0.0, interval_s=60.0)
+    metrics = MetricsSink()
+
+    async def tick() -> TickReport:
+        return _report()
+
+    loop = TickLoop(tick, interval_s=60.0, timeout_s=5.0, metrics=metrics, health=health)
+    with caplog.at_level(logging.INFO, logger="autoscaler.service"):
+        report = await loop.run_once()
+    assert report is not None
+    assert health.ticks == 1
+    assert health.last_ok_at is not None
+    text = metrics.render().decode()
+    assert 'autoscaler_capacity_updates_total{group_id="sg-1"} 1.0' in text
+    messages = [r.getMessage() for r in caplog.records]
+    assert "capacity change applied" in messages
+    assert "tick" in messages
+    change = next(r for r in caplog.records if r.getMessage() == "capacity change applied")
+    assert change.__dict__["to"] == "always-on 4, target-idle 2, max 10"
+
+
+async def test_ticks_never_overlap_and_a_slow_tick_times_out() -> None:
+    health = Health(started_at=0.0, interval_s=0.05)
+    running = 0
+    most = 0
+
+    async def slow() -> TickReport:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(10)
+        finally:
+            running -= 1
+        return _report()
+
+    loop = TickLoop(slow, interval_s=0.05, timeout_s=0.2, metrics=MetricsSink(), health=health)
+    results = await asyncio.gather(*(loop.run_once() for _ in range(5)))
+    assert results == [None] * 5
+    assert most == 1
+    assert health.last_error is not None
+    assert "exceeded" in health.last_error
+
+
+async def test_scheduler_runs_ticks_and_stops_cleanly() -> None:
+    health = Health(started_at=0.0, interval_s=0.05)
+    count = 0
+
+    async def tick() -> TickReport:
+        nonlocal count
+        count += 1
+        return _report()
+
+    loop = TickLoop(tick, interval_s=0.05, timeout_s=1.0, metrics=MetricsSink(), health=health)
+    loop.start()
+    await asyncio.sleep(0.4)
+    await loop.stop(grace_s=1.0)
+    seen = count
+    assert seen >= 3
+    await asyncio.sleep(0.2)
+    assert count == seen  # nothing runs after stop
+
+
+async def test_http_endpoints_report_health_and_readiness() -> None:
+    health = Health(started_at=0.0, interval_s=60.0)
+    metrics = MetricsSink()
+    runner, port = await start_http(build_http_app(metrics, health), "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 200
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                assert r.status == 503  # no successful tick yet
+                assert (await r.json())["reason"] == "no successful tick yet"
+            metrics.observe(_report(), ended_at=1.0)
+            health.last_ok_at = time.time()
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                assert r.status == 200
+            health.leader = False
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                assert r.status == 503
+                assert "not the leader" in (await r.json())["reason"]
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                assert "autoscaler_ticks_total" in await r.text()
+    finally:
+        await runner.cleanup()
