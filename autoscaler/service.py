@@ -23,6 +23,7 @@ from autoscaler.metrics import MetricsSink
 log = logging.getLogger(__name__)
 
 TickFn = Callable[[], Awaitable[TickReport]]
+EXPIRY_WARNING_S = 14 * 86400.0  # same threshold as the GroupExpiringSoon alert
 
 
 @dataclass(slots=True)
@@ -70,6 +71,7 @@ class TickLoop:
         self._lock = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
         self._current: asyncio.Task[TickReport | None] | None = None
+        self._expiry_warned: dict[str, float] = {}
 
     async def run_once(self) -> TickReport | None:
         if self._lock.locked():
@@ -94,9 +96,26 @@ class TickLoop:
                 self.health.last_error = None
             self.metrics.observe(report, ended_at=ended)
             log_report(report)
+            self._warn_expiring(report)
             if self._on_report is not None:
                 self._on_report(report)
             return report
+
+    def _warn_expiring(self, report: TickReport) -> None:
+        """Groups expire 365 days after creation (AWS recommends recreating them every few
+        weeks); warn, at most once a day per group, when one is within the warning window."""
+        for group in report.groups:
+            state = group.sample.state
+            if state is None or state.expires_at is None:
+                continue
+            left = state.expires_at - report.at
+            last = self._expiry_warned.get(group.group_id)
+            if left <= EXPIRY_WARNING_S and (last is None or report.at - last >= 86400.0):
+                self._expiry_warned[group.group_id] = report.at
+                log.warning(
+                    "stream group expires soon",
+                    extra={"group_id": group.group_id, "expires_in_days": round(left / 86400, 1)},
+                )
 
     async def _scheduled(self) -> None:
         # The tick runs in a task of our own: stopping cancels that task, never the

@@ -16,6 +16,7 @@ from autoscaler.domain.models import (
     GroupDecision,
     GroupReport,
     GroupSample,
+    GroupState,
     LocationDecision,
     TickReport,
 )
@@ -127,3 +128,35 @@ async def test_http_endpoints_report_health_and_readiness() -> None:
                 assert "autoscaler_ticks_total" in await r.text()
     finally:
         await runner.cleanup()
+
+
+async def test_expiring_group_is_warned_once_a_day(caplog: pytest.LogCaptureFixture) -> None:
+    state = GroupState(
+        group_id="sg-1",
+        arn="arn:aws:gameliftstreams:us-west-2:123456789012:streamgroup/sg-1",
+        status="ACTIVE",
+        stream_class="gen4n_high",
+        tenancy=2,
+        capacity_model=CapacityModel.CURRENT,
+        locations=(),
+        primary_location="us-west-2",
+        expires_at=100.0 + 3 * 86400,
+    )
+    at = [100.0]
+
+    async def tick() -> TickReport:
+        sample = GroupSample(at=at[0], group_id="sg-1", state=state, locations=(), complete=True)
+        return TickReport(
+            at=at[0], duration_s=0.0, groups=(GroupReport("sg-1", at[0], sample, None, None),)
+        )
+
+    loop = TickLoop(
+        tick, interval_s=60.0, timeout_s=1.0, metrics=MetricsSink(), health=Health(0.0, 60.0)
+    )
+    with caplog.at_level(logging.WARNING, logger="autoscaler.service"):
+        for step in (0.0, 60.0, 120.0, 86400.0):
+            at[0] = 100.0 + step
+            await loop.run_once()
+    warnings = [r for r in caplog.records if r.getMessage() == "stream group expires soon"]
+    assert len(warnings) == 2
+    assert warnings[0].__dict__["expires_in_days"] == 3.0
