@@ -496,10 +496,14 @@ def run_policy(
     label: str | None = None,
     label_params: Mapping[str, Any] | None = None,
     progress: Callable[[float], None] | None = None,
+    instrument: Callable[[Controller, InProcessGameLiftStreams, HistoryStore], None] | None = None,
 ) -> RunOutcome:
     """One run of ``plan``: with ``policy`` through a real ``Controller`` (in-process adapter,
     in-memory history store, no store thread), or with ``policy`` None as static capacity
-    ``initial`` (required then). Deterministic for a given plan, seed and policy."""
+    ``initial`` (required then). Deterministic for a given plan, seed and policy.
+
+    ``instrument`` (benchmarks only) sees the controller, adapter and store before the first
+    tick, e.g. to time their methods; it must not change what they do."""
     tenancy = stream_class_info(stream_class).tenancy
     if initial is None:
         if policy is None:
@@ -544,6 +548,8 @@ def run_policy(
                 clock=world.clock,
                 options=ControllerOptions(interval_s=interval_s, store_in_thread=False),
             )
+            if instrument is not None:
+                instrument(controller, adapter, store)
             return await replay(
                 world,
                 plan,
