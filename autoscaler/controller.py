@@ -61,6 +61,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 MEMORY_KEY = "guard_memory"
+PAUSE_KEY = "pause"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,7 @@ class Controller:
         self._assigned: dict[str, Policy] = {}
         self._discovered_at: float | None = None
         self._memory = self._load_memory()
+        self._paused_all, self._paused_groups = self._load_pause()
         # group id → the planning of an earlier tick that missed its deadline, still running
         self._overdue: dict[str, asyncio.Future[GroupPlan]] = {}
         self._reconcile_pending()
@@ -170,6 +172,40 @@ class Controller:
             self._store.record_outcome(
                 intent.decision_id, Outcome.ABANDONED, "process restarted; state re-read"
             )
+
+    # ------------------------------------------------------------------ pause
+    def _load_pause(self) -> tuple[bool, set[str]]:
+        raw = self._store.get_state(PAUSE_KEY)
+        paused_all = self.options.paused
+        groups = set(self.options.paused_groups)
+        if raw is not None:
+            try:
+                doc = json.loads(raw)
+                paused_all = paused_all or bool(doc.get("all", False))
+                groups |= {str(g) for g in doc.get("groups", [])}
+            except (ValueError, AttributeError):
+                log.warning("discarding unreadable pause state")
+        return paused_all, groups
+
+    def is_paused(self, group_id: str | None = None) -> bool:
+        """Global pause, or this group's pause (a paused group's capacity is held)."""
+        return self._paused_all or (group_id is not None and group_id in self._paused_groups)
+
+    def pause_state(self) -> dict[str, object]:
+        return {"all": self._paused_all, "groups": sorted(self._paused_groups)}
+
+    def set_paused(self, paused: bool, group_id: str | None = None) -> None:
+        """Pause or resume everything (``group_id`` None) or one group; survives restarts."""
+        if group_id is None:
+            self._paused_all = paused
+        elif paused:
+            self._paused_groups.add(group_id)
+        else:
+            self._paused_groups.discard(group_id)
+        self._store.put_state(PAUSE_KEY, json.dumps(self.pause_state(), sort_keys=True))
+        log.warning(
+            "paused" if paused else "resumed", extra={"group_id": group_id or "(all groups)"}
+        )
 
     def set_policies(self, policies: Sequence[Policy]) -> None:
         """Swap in a new, already validated configuration (config reload)."""
@@ -354,7 +390,7 @@ class Controller:
             return GroupReport(gid, sample.at, sample, None, None, skipped=why)
         if isinstance(plan, str):
             return GroupReport(gid, sample.at, sample, None, None, skipped=plan)
-        paused = self.options.paused or gid in self.options.paused_groups
+        paused = self.is_paused(gid)
         decision, memory = guard_group(
             plan,
             state=state,

@@ -14,19 +14,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 _SECRET_PATTERNS = (
+    # key=value, key: value, "key": "value", and botocore's header dicts ('Key': b'value')
     re.compile(
-        r"(?i)(aws_secret_access_key|secret[_-]?key|password|token|authorization)"
-        r"(\s*[=:]\s*|\"\s*:\s*\")([^\s\",]+)"
+        r"(?i)(aws_secret_access_key|secret[_-]?key|password|x-amz-security-token|token|"
+        r"authorization)(['\"]?\s*[=:]\s*b?['\"]?)([^\s'\",}]+)"
     ),
     re.compile(r"\b(A(?:KIA|SIA)[A-Z0-9]{16})\b"),
     re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{8,})"),
+    # the signature inside a SigV4 Authorization header
+    re.compile(r"(?i)(Signature=)([0-9a-f]{16,})"),
 )
 
 
 def redact(text: str) -> str:
     text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
     text = _SECRET_PATTERNS[1].sub("AKIA****************", text)
-    return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}***", text)
+    text = _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}***", text)
+    return _SECRET_PATTERNS[3].sub(lambda m: f"{m.group(1)}***", text)
 
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}

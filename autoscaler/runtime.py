@@ -153,6 +153,7 @@ async def build_controller(
                     interval_s=interval_s if interval_s is not None else settings.interval_s,
                     dry_run=dry,
                     max_concurrency=settings.max_concurrency,
+                    plugin_timeout_s=settings.plugin_timeout_s,
                 ),
                 audit=audit,
                 fencing=None if elector is None else elector.fence,
@@ -208,7 +209,18 @@ async def run_daemon(
             on_report=on_report,
         )
         runner, port = await start_http(
-            build_http_app(metrics, health), settings.http_host, settings.http_port
+            build_http_app(
+                metrics,
+                health,
+                control=controller,
+                token=(
+                    settings.http_token.get_secret_value()
+                    if settings.http_token is not None
+                    else None
+                ),
+            ),
+            settings.http_host,
+            settings.http_port,
         )
         log.info(
             "controller started",

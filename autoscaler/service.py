@@ -8,10 +8,12 @@ Only this module imports apscheduler; it knows nothing about AWS. It runs any
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -207,7 +209,22 @@ def log_report(report: TickReport) -> None:
     )
 
 
-def build_http_app(metrics: MetricsSink, health: Health) -> web.Application:
+class PauseControl(Protocol):
+    def is_paused(self, group_id: str | None = None) -> bool: ...
+    def pause_state(self) -> dict[str, object]: ...
+    def set_paused(self, paused: bool, group_id: str | None = None) -> None: ...
+
+
+def build_http_app(
+    metrics: MetricsSink,
+    health: Health,
+    *,
+    control: PauseControl | None = None,
+    token: str | None = None,
+) -> web.Application:
+    """/metrics, /healthz, /readyz; and, only when a ``token`` is configured, POST /pause and
+    POST /resume (``?group=ID`` for one group) with ``Authorization: Bearer <token>``."""
+
     async def metrics_handler(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
@@ -219,10 +236,35 @@ def build_http_app(metrics: MetricsSink, health: Health) -> web.Application:
         body = {"ready": ready, "reason": why, "leader": health.leader}
         return web.json_response(body, status=200 if ready else 503)
 
+    def authorised(request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {token}"
+        return token is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+    def pause_handler(paused: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            if control is None or token is None:
+                return web.json_response({"error": "pause endpoints are disabled"}, status=404)
+            if not authorised(request):
+                return web.json_response({"error": "unauthorised"}, status=401)
+            group = request.query.get("group") or None
+            control.set_paused(paused, group)
+            return web.json_response(control.pause_state())
+
+        return handler
+
+    async def pause_status(_: web.Request) -> web.Response:
+        if control is None:
+            return web.json_response({"error": "no controller"}, status=404)
+        return web.json_response(control.pause_state())
+
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/pause", pause_status)
+    app.router.add_post("/pause", pause_handler(True))
+    app.router.add_post("/resume", pause_handler(False))
     return app
 
 

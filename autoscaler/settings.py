@@ -144,6 +144,14 @@ class Settings(BaseSettings):
             "None: interval_s, so ticks never overlap."
         ),
     )
+    plugin_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Wall seconds every policy plugin of a tick may take together. A plugin that is "
+            "late holds its group's capacity for that tick (it never blocks the others)."
+        ),
+    )
     dry_run: bool = Field(
         default=False,
         description="Plan and report but apply nothing, whatever the policies say.",

@@ -160,3 +160,67 @@ async def test_expiring_group_is_warned_once_a_day(caplog: pytest.LogCaptureFixt
     warnings = [r for r in caplog.records if r.getMessage() == "stream group expires soon"]
     assert len(warnings) == 2
     assert warnings[0].__dict__["expires_in_days"] == 3.0
+
+
+class _Control:
+    def __init__(self) -> None:
+        self.all = False
+        self.groups: set[str] = set()
+
+    def is_paused(self, group_id: str | None = None) -> bool:
+        return self.all or group_id in self.groups
+
+    def pause_state(self) -> dict[str, object]:
+        return {"all": self.all, "groups": sorted(self.groups)}
+
+    def set_paused(self, paused: bool, group_id: str | None = None) -> None:
+        if group_id is None:
+            self.all = paused
+        elif paused:
+            self.groups.add(group_id)
+        else:
+            self.groups.discard(group_id)
+
+
+async def test_pause_endpoints_need_the_token() -> None:
+    control = _Control()
+    app = build_http_app(
+        MetricsSink(), Health(0.0, 60.0), control=control, token="s3cret-token-value"
+    )
+    runner, port = await start_http(app, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{port}"
+    good = {"Authorization": "Bearer s3cret-token-value"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/pause") as r:
+                assert r.status == 401
+            async with http.post(f"{base}/pause", headers={"Authorization": "Bearer no"}) as r:
+                assert r.status == 401
+            assert not control.all
+            async with http.post(f"{base}/pause?group=sg-1", headers=good) as r:
+                assert r.status == 200
+                assert await r.json() == {"all": False, "groups": ["sg-1"]}
+            async with http.post(f"{base}/pause", headers=good) as r:
+                assert (await r.json())["all"] is True
+            async with http.post(f"{base}/resume", headers=good) as r:
+                assert (await r.json())["all"] is False
+            async with http.get(f"{base}/pause") as r:
+                assert await r.json() == {"all": False, "groups": ["sg-1"]}
+    finally:
+        await runner.cleanup()
+
+
+async def test_pause_endpoints_are_disabled_without_a_token() -> None:
+    control = _Control()
+    runner, port = await start_http(
+        build_http_app(MetricsSink(), Health(0.0, 60.0), control=control), "127.0.0.1", 0
+    )
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://127.0.0.1:{port}/pause") as r,
+        ):
+            assert r.status == 404
+        assert not control.all
+    finally:
+        await runner.cleanup()

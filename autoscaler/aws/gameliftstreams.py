@@ -115,6 +115,10 @@ def _region_of(arn: str) -> str | None:
     return parts[3] if len(parts) > 5 and parts[0] == "arn" and parts[3] else None
 
 
+# Status given to a location whose configured capacity could not be read from the response.
+UNREADABLE_CAPACITY = "UNREADABLE_CAPACITY"
+
+
 class AwsConverter:
     """Turns GameLift Streams response dicts into domain types, tolerating gaps.
 
@@ -148,7 +152,11 @@ class AwsConverter:
         maximum = self._int(d, "MaximumCapacity")
         target_idle = self._int(d, "TargetIdleCapacity")
         if always_on is None:
-            self.warn_once("LocationState", "AlwaysOnCapacity", "AlwaysOnCapacity missing; 0")
+            self.warn_once(
+                "LocationState",
+                "AlwaysOnCapacity",
+                f"AlwaysOnCapacity missing: location held as {UNREADABLE_CAPACITY}",
+            )
             always_on = 0
         if on_demand is not None and maximum is None:
             return CapacitySetting(always_on=always_on, on_demand=on_demand)
@@ -163,9 +171,14 @@ class AwsConverter:
         )
 
     def location(self, d: AwsDict) -> LocationState:
+        status = str(self._get(d, "LocationState", "Status", "UNKNOWN"))
+        if self._int(d, "AlwaysOnCapacity") is None:
+            # Without the configured floor the controller cannot tell a decrease from an
+            # increase: the location is held (only ACTIVE locations are planned).
+            status = UNREADABLE_CAPACITY
         return LocationState(
             name=str(self._get(d, "LocationState", "LocationName", "")),
-            status=str(self._get(d, "LocationState", "Status", "UNKNOWN")),
+            status=status,
             setting=self.setting(d),
             requested=self._int(d, "RequestedCapacity") or 0,
             allocated=self._int(d, "AllocatedCapacity") or 0,

@@ -134,3 +134,24 @@ async def test_restart_keeps_history_and_does_not_repeat_a_change(
         await _tick(built, world)
         assert len(built.store.history(world.group_id, "us-west-2", since=0)) == rows_before + 1
     assert world.mutating_calls() == updates_before  # nothing re-applied
+
+
+async def test_paused_group_holds_capacity_and_pause_survives_restart(
+    world: World, controller_for: BuildFn
+) -> None:
+    policy = world.policy_file(TARGET_TRACKING)
+    world.start_sessions(10)
+    async with controller_for(policy) as built:
+        built.controller.set_paused(True, world.group_id)
+        for _ in range(3):
+            report = await _tick(built, world)
+        decision = report.groups[0].decision  # type: ignore[attr-defined]
+        assert decision.frozen
+        assert any(v.guard == "pause" for v in decision.vetoes)
+    assert world.mutating_calls() == 0
+    async with controller_for(policy) as built:
+        assert built.controller.is_paused(world.group_id)  # persisted in the store
+        built.controller.set_paused(False, world.group_id)
+        for _ in range(2):
+            await _tick(built, world)
+    assert world.location().always_on >= 10

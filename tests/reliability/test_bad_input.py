@@ -140,3 +140,33 @@ async def test_unknown_group_status_freezes_the_group(world: World, proxy: Fault
             assert b.decision.frozen
             assert any("MIGRATING" in v.reason for v in b.decision.vetoes)
     assert world.location(world.group_b).always_on == 2
+
+
+async def test_location_without_always_on_is_held_not_lowered(
+    world: World, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    group_path = f"/streamgroups/{world.group_b}"
+
+    def edit(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path == group_path:
+            for loc in body.get("LocationStates") or []:
+                loc.pop("AlwaysOnCapacity", None)
+        return body
+
+    proxy.edit = edit
+    before = world.location(world.group_b)
+    policy = world.policy_file()
+    caplog.set_level(logging.WARNING, logger="autoscaler")
+    async with open_rig(world, [policy], endpoint_url=proxy.url) as rig:
+        for _ in range(3):
+            report = await rig.tick(world)
+            b = group_report(report, world.group_b)
+            assert b.decision is not None
+            for d in b.decision.locations:
+                assert d.decided == d.current  # held: never planned on a guessed floor
+    after = world.location(world.group_b)
+    assert after.always_on == before.always_on
+    warnings = [
+        r.getMessage() for r in caplog.records if "AlwaysOnCapacity missing" in r.getMessage()
+    ]
+    assert len(warnings) == 1

@@ -185,11 +185,6 @@ async def test_plan_command_in_a_subprocess_sends_no_mutating_call(world: World)
     assert world.mutating_calls() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known leak, logs.py (not owned here): with botocore raised to DEBUG by the operator,"
-    " its 'Sending http request' line prints X-Amz-Security-Token and redact() misses it",
-)
 async def test_session_token_not_logged_even_with_botocore_debug(
     world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
