@@ -32,12 +32,33 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoscaler.domain.classes import round_down_to_tenancy, round_up_to_tenancy
-from autoscaler.domain.models import CapacityModel, CapacitySetting, Recommendation
+from autoscaler.domain.models import CapacityModel, CapacitySetting, FloatArray, Recommendation
 from autoscaler.forecast import NetArrivals, SeasonalForecaster
-from autoscaler.policy.plugin import PolicyContext
+from autoscaler.policy.plugin import PROVISIONING_P95_FACTOR, PolicyContext
 
 _EPSILON = 1e-9
 _UPPER_Q = 0.99  # concurrency quantile that Maximum must stay above
+_DAY_GRID_S = tuple(900.0 * k for k in range(1, 97))  # the next day, every 15 min
+_SKEW_CLAMP = 4.0  # the day-budget skew never moves the hour's share by more than this factor
+_MAX_MISS = 0.5  # a miss-share target above this is no longer a buffer
+
+
+def budget_skew(rate_now: float, day_rates: FloatArray, skew: float) -> float:
+    """Factor on the hour's miss share that spreads the day's miss budget by cost.
+
+    A slot of buffer averts more misses where arrivals are frequent, so the cheapest split of a
+    fixed share of the day's sessions gives busy hours a smaller miss share and quiet hours a
+    larger one. For a Poisson buffer the optimum is close to a share ∝ λ^(−1/2); with ``skew``
+    α the share is scaled by ``λ_now^(−α) · Σλ / Σλ^(1−α)`` over the day's forecast rates,
+    which keeps the arrival-weighted share of the day unchanged. Clamped to [1/4, 4]; 1 when
+    there is nothing to spread (α 0, no forecast rate)."""
+    rates = np.maximum(np.asarray(day_rates, dtype=np.float64), 0.0)
+    total = float(rates.sum())
+    if skew <= 0.0 or total <= 0.0 or rate_now <= 0.0:
+        return 1.0
+    weighted = float(np.power(rates[rates > 0.0], 1.0 - skew).sum())
+    factor = math.pow(rate_now, -skew) * total / weighted
+    return min(max(factor, 1.0 / _SKEW_CLAMP), _SKEW_CLAMP)
 
 
 class SloParams(BaseModel):
@@ -106,6 +127,24 @@ class SloParams(BaseModel):
         description="Share of the expected departures during a refill counted as refilling "
         "the buffer (0: ignore departures, 1: trust them fully).",
     )
+    refill_factor: float | None = Field(
+        default=None,
+        gt=0.0,
+        alias="refillFactor",
+        description="Refill window = this × the provisioning median (1.06: the log-normal "
+        "mean, what a Poisson stream of refills has in flight on average); None: the "
+        "provisioning p95. Ignored when refillSeconds is set.",
+    )
+    miss_budget_skew: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        alias="missBudgetSkew",
+        description="Spread the miss budget over the next day instead of spending the same "
+        "share every hour: the share allowed now is scaled by (λ̄ / λ)^skew, normalised so the "
+        "day's arrival-weighted share is unchanged (0: the same share every hour; 0.5 is close "
+        "to the cost-optimal split of a Poisson buffer).",
+    )
 
 
 def demand_now(ctx: PolicyContext) -> int:
@@ -129,12 +168,25 @@ class SloPolicy:
         t = ctx.tenancy
         lead = params.lead_time_seconds or ctx.lead_time_s
         legacy = ctx.capacity_model is CapacityModel.LEGACY
-        refill = params.refill_seconds or max(lead - ctx.interval_s, 0.25 * lead)
-        # Legacy: nothing refills between decisions; the buffer must last a whole lead time.
-        window = lead if legacy else refill
+        p95 = max(lead - ctx.interval_s, 0.25 * lead)  # provisioning at a high quantile
+        if params.refill_seconds is not None:
+            refill = params.refill_seconds
+        elif params.refill_factor is not None:
+            refill = params.refill_factor * p95 / PROVISIONING_P95_FACTOR
+        else:
+            refill = p95
+        # Legacy: nothing refills between decisions; the buffer must last until the next
+        # decision's hosts are ready (a whole lead time unless the refill is modelled).
+        if legacy:
+            window = lead if params.refill_factor is None else ctx.interval_s + refill
+        else:
+            window = refill
         ahead = lead + params.prewarm_seconds
+        horizons = [0.0, lead + window, ahead]
+        if params.miss_budget_skew > 0.0:
+            horizons.extend(_DAY_GRID_S)
         fc = self._forecaster.forecast(
-            ctx.history, ctx.now, np.array([0.0, lead + window, ahead]), quantiles=(_UPPER_Q,)
+            ctx.history, ctx.now, np.array(horizons), quantiles=(_UPPER_Q,)
         )
         demand = demand_now(ctx)
         rate = float(fc.arrival_rate_peak[1])  # peak mean rate until the buffer's window ends
@@ -142,13 +194,16 @@ class SloPolicy:
         in_use_now = max(0, ctx.sample.in_use)
         departures = params.departure_credit * in_use_now * window / fc.mean_duration_s
         net = NetArrivals.of(rate * window, phi, departures)
-        miss = (1.0 - ctx.slo.instant) * params.miss_budget_share
+        skew = budget_skew(rate, fc.arrival_rate_mean[3:], params.miss_budget_skew)
+        miss = min((1.0 - ctx.slo.instant) * params.miss_budget_share * skew, _MAX_MISS)
         if params.quantile is not None:
             raw_buffer = max(net.quantile(params.quantile), 0)
             rule = f"quantile {params.quantile:g} of net arrivals"
         else:
             raw_buffer = net.buffer_for_miss_share(miss)
             rule = f"≤ {miss:.2%} of arrivals missing"
+            if params.miss_budget_skew > 0.0:
+                rule += f" (day-budget skew ×{skew:.2f})"
         buffer = round_up_to_tenancy(max(raw_buffer, params.min_idle), t)
         peak = float(fc.in_use_peak_mean[2])
         upper = float(fc.in_use_peak_quantiles[0, 2])

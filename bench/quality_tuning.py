@@ -1,0 +1,306 @@
+"""Tuning harness for the ``slo`` policy's shipped defaults: ours against cached baselines.
+
+Why it exists: ``bench/decision_bench.py`` reruns every hindsight-tuned baseline sweep (tens of
+runs per case) each time, which is right for a report and far too slow for trying parameter
+variants of our policy. Baselines do not depend on our policy, so this harness runs them once
+per case, caches their rows in a JSON file outside the repository, and then scores only our
+policy (with parameter or ``behavior`` overrides) against them: one run per case and variant.
+
+Cases are split into a *tuning* set and a *held-out* set (other series, seeds and windows) so a
+change that only fits the tuning traces shows up as a loss on the held-out ones. Windows can
+start ``offset_days`` into a series' longest hole-free stretch, so held-out cases can also be
+later days of a tuned series.
+
+Run: ``python -m bench.quality_tuning [--set tune|held|all] [--param name=value ...]
+[--behavior default|reactive|file] [--jobs N]``. Traces are read from ``/work/shared/traces``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoscaler.backtest import baselines
+from autoscaler.backtest.runner import (
+    DEFAULT_POLICY_FILE,
+    MAX_INTERP_GAP_S,
+    Backtest,
+    backtest_registry,
+    model_params,
+)
+from autoscaler.backtest.sessions import SessionPlan, plan_sessions
+from autoscaler.backtest.traces import longest_stretch, read_trace
+from autoscaler.domain.models import CapacityModel
+from autoscaler.domain.policy import Behavior, Policy
+from autoscaler.policy.config import load_policy_file
+
+TRACES = Path("/work/shared/traces")
+STEAM = "steamdb_20games_hourly_2025-09-20_2025-11-21.csv"
+SMALL = "super_animal_royale_hourly_2025-04-20_2025-12-16.csv"
+HYPIXEL = "hypixel_by_gamemode_2025-03-08_2025-05-01.csv"
+DEFAULT_CACHE = Path("/tmp/autoscaler-quality/baselines.json")
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class TuneCase:
+    file: str
+    series: str
+    peak: float
+    stream_class: str
+    capacity_model: str
+    days: float = 2.0
+    seed: int = 1
+    offset_days: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{self.series}|{self.peak:g}|{self.stream_class}|{self.capacity_model}|"
+            f"{self.days:g}d|s{self.seed}|+{self.offset_days:g}d"
+        )
+
+    @property
+    def label(self) -> str:
+        off = f" +{self.offset_days:g}d" if self.offset_days else ""
+        return (
+            f"{self.series[:18]} p{self.peak:g} {self.stream_class} {self.capacity_model[:3]}"
+            f" s{self.seed}{off}"
+        )
+
+
+TUNE: tuple[TuneCase, ...] = (
+    TuneCase(STEAM, "PUBG Battlegrounds", 40, "gen4n_high", "current"),
+    TuneCase(STEAM, "Counter-Strike2", 40, "gen4n_ultra", "current"),
+    TuneCase(SMALL, "super_animal_royale_players", 40, "gen4n_high", "legacy"),
+    TuneCase(HYPIXEL, "SKYBLOCK", 40, "gen5n_win2022", "current"),
+    TuneCase(HYPIXEL, "BEDWARS", 40, "gen4n_high", "legacy"),
+    TuneCase(STEAM, "Rust", 400, "gen4n_high", "current", days=1.0),
+)
+HELD: tuple[TuneCase, ...] = (
+    TuneCase(STEAM, "Naraka Bladepoint", 40, "gen4n_ultra", "current", seed=2),
+    TuneCase(STEAM, "Team Fortress 2", 40, "gen4n_high", "current", seed=3),
+    TuneCase(HYPIXEL, "DUELS", 40, "gen5n_win2022", "legacy", seed=2),
+    TuneCase(STEAM, "PUBG Battlegrounds", 400, "gen5n_win2022", "current", days=1.0, seed=2),
+    TuneCase(STEAM, "Counter-Strike2", 400, "gen4n_ultra", "legacy", days=1.0, seed=3),
+    TuneCase(SMALL, "super_animal_royale_players", 40, "gen4n_ultra", "current", offset_days=9),
+    TuneCase(STEAM, "Team Fortress 2", 400, "gen5n_win2022", "legacy", days=1.0, seed=2),
+    TuneCase(HYPIXEL, "BEDWARS", 40, "gen4n_high", "current", seed=2, offset_days=5),
+)
+SETS: Mapping[str, tuple[TuneCase, ...]] = {"tune": TUNE, "held": HELD, "all": TUNE + HELD}
+
+
+def plan_for(case: TuneCase) -> SessionPlan:
+    """The case's session plan: ``days`` from ``offset_days`` into the longest stretch."""
+    loaded = read_trace(TRACES / case.file, case.series)
+    if isinstance(loaded, SessionPlan):
+        return loaded
+    stretch = longest_stretch(loaded, MAX_INTERP_GAP_S)
+    return plan_sessions(
+        stretch,
+        peak=case.peak,
+        seed=case.seed,
+        days=case.days,
+        start_offset_s=case.offset_days * DAY_S,
+        max_interp_gap_s=MAX_INTERP_GAP_S,
+    )
+
+
+def _bt(case: TuneCase, policy: Policy) -> Backtest:
+    return Backtest(
+        plans=[plan_for(case)],
+        seeds=[case.seed],
+        stream_class=case.stream_class,
+        capacity_model=CapacityModel(case.capacity_model),
+        slo=policy.slo,
+        price=policy.price_for(case.stream_class),
+        registry=backtest_registry(),
+        params=model_params(60.0),
+    )
+
+
+def _row(scored_agg: Any, name: str) -> dict[str, Any]:
+    return {
+        "policy": name,
+        "cost": scored_agg["cost"].mean,
+        "cost_ratio": scored_agg["cost_ratio"].mean,
+        "instant": scored_agg["instant"].mean,
+        "failed": scored_agg["failed"].mean,
+        "meets_slo": scored_agg.meets_slo,
+        "params": {k: v for k, v in scored_agg.params.items() if k != "tuned_over"},
+    }
+
+
+def run_baselines(case: TuneCase) -> list[dict[str, Any]]:
+    """Every baseline of ``shared/docs/benchmark.md`` on the case, tuned in hindsight."""
+    policy = load_policy_file(
+        DEFAULT_POLICY_FILE, resolve_params=backtest_registry().validate_params
+    )
+    bt = _bt(case, policy)
+    fleet = bt.fleets[0]
+    rows: list[dict[str, Any]] = []
+    top = dict(fleet.peak)
+    static = baselines.static_peak(dataclasses.replace(fleet, peak=top))
+    rows.append(
+        _row(bt.evaluate(baselines.STATIC_PEAK, lambda _f: static).aggregate, "static-peak")
+    )
+    native = bt.native_idle()
+    if not isinstance(native, baselines.Unavailable):
+        rows.append(_row(native.aggregate, baselines.NATIVE_IDLE))
+    grids: list[tuple[str, list[baselines.Candidate] | baselines.Unavailable]] = [
+        (baselines.TARGET_TRACKING, baselines.target_tracking(fleet, bt.registry)),
+        (baselines.BUFFER, baselines.buffer(fleet, bt.registry)),
+        (baselines.HOURLY_PREDICTIVE, baselines.hourly_predictive(fleet)),
+    ]
+    for name, grid in grids:
+        if not isinstance(grid, baselines.Unavailable):
+            rows.append(_row(bt.sweep(name, grid).aggregate, name))
+    return rows
+
+
+def ours_policy(overrides: Mapping[str, Any], behavior: str) -> Policy:
+    registry = backtest_registry()
+    policy = load_policy_file(DEFAULT_POLICY_FILE, resolve_params=registry.validate_params)
+    if overrides:
+        raw = policy.plugin_params.model_dump(by_alias=True, exclude_none=True)
+        raw.update(overrides)
+        params = type(policy.plugin_params).model_validate(raw)
+        policy = dataclasses.replace(policy, plugin_params=params)
+    if behavior == "default":
+        policy = dataclasses.replace(policy, behavior=Behavior())
+    elif behavior == "reactive":
+        policy = dataclasses.replace(policy, behavior=baselines.reactive_behavior())
+    elif behavior.startswith("down"):  # "down<window s>": that scale-down window, 100 %/min
+        fast = dataclasses.replace(
+            baselines.reactive_behavior().scale_down, stabilization_window_s=float(behavior[4:])
+        )
+        policy = dataclasses.replace(
+            policy, behavior=dataclasses.replace(policy.behavior, scale_down=fast)
+        )
+    return policy
+
+
+def run_ours(case: TuneCase, overrides: Mapping[str, Any], behavior: str) -> dict[str, Any]:
+    policy = ours_policy(overrides, behavior)
+    bt = _bt(case, policy)
+    candidate = baselines.Candidate("ours", {}, policy=policy)
+    started = time.perf_counter()
+    row = _row(bt.evaluate("ours", lambda _f: candidate).aggregate, "ours")
+    row["wall_s"] = time.perf_counter() - started
+    return row
+
+
+def load_cache(path: Path) -> dict[str, list[dict[str, Any]]]:
+    if path.is_file():
+        data: dict[str, list[dict[str, Any]]] = json.loads(path.read_text())
+        return data
+    return {}
+
+
+def _task(args: tuple[TuneCase, Mapping[str, Any], str, bool]) -> tuple[str, Any, Any]:
+    case, overrides, behavior, need_baselines = args
+    base = run_baselines(case) if need_baselines else None
+    return case.key, base, run_ours(case, overrides, behavior)
+
+
+def evaluate(
+    cases: Sequence[TuneCase],
+    overrides: Mapping[str, Any],
+    behavior: str = "file",
+    *,
+    jobs: int = 1,
+    cache: Path = DEFAULT_CACHE,
+) -> list[dict[str, Any]]:
+    """Ours (with ``overrides``) on every case, each with its cheapest SLO-meeting baseline."""
+    known = load_cache(cache)
+    todo = [(c, dict(overrides), behavior, c.key not in known) for c in cases]
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        done = list(pool.map(_task, todo))
+    for key, base, _ in done:
+        if base is not None:
+            known[key] = base
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(known, indent=1, default=str))
+    out: list[dict[str, Any]] = []
+    for case, (_, _, ours) in zip(cases, done, strict=True):
+        rows = known[case.key]
+        meeting = [r for r in rows if r["meets_slo"]]
+        best = min(meeting, key=lambda r: r["cost"]) if meeting else None
+        out.append(
+            {
+                "case": case.label,
+                "ours": ours,
+                "best": best,
+                "vs": ours["cost"] / best["cost"] if best else None,
+                "overhead_vs": (ours["cost_ratio"] - 1) / (best["cost_ratio"] - 1)
+                if best and best["cost_ratio"] > 1
+                else None,
+            }
+        )
+    return out
+
+
+def print_table(rows: Sequence[Mapping[str, Any]]) -> None:
+    for r in rows:
+        o, b = r["ours"], r["best"]
+        best = f"{b['policy']:17s} {b['cost_ratio']:.3f}" if b else "-"
+        vs = f"{r['vs']:.3f}" if r["vs"] is not None else "-"
+        ov = f"{r['overhead_vs']:.2f}" if r["overhead_vs"] is not None else "-"
+        print(
+            f"{r['case']:58s} {'ok ' if o['meets_slo'] else 'MISS'} "
+            f"inst {o['instant'] * 100:6.2f} fail {o['failed'] * 100:5.2f} "
+            f"ratio {o['cost_ratio']:.3f} | {best} | vs {vs} idle× {ov} ({o['wall_s']:.0f}s)"
+        )
+    vs_all = [r["vs"] for r in rows if r["vs"] is not None]
+    misses = sum(1 for r in rows if not r["ours"]["meets_slo"])
+    if vs_all:
+        print(
+            f"-- {len(rows)} cases, {misses} miss the SLO; vs cheapest: max {max(vs_all):.3f} "
+            f"mean {sum(vs_all) / len(vs_all):.3f}"
+        )
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--set", choices=sorted(SETS), default="tune")
+    parser.add_argument("--only", help="only cases whose label contains this")
+    parser.add_argument("--param", action="append", default=[], help="name=value (camelCase)")
+    parser.add_argument(
+        "--behavior",
+        default="file",
+        help="behavior block: file (the policy file's), default (built-in), reactive (HPA), "
+        "or down<seconds> (the file's, scale-down: that window, 100 %% per minute)",
+    )
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args = parser.parse_args(argv)
+    overrides = dict(p.split("=", 1) for p in args.param)
+    cases = [c for c in SETS[args.set] if not args.only or args.only in c.label]
+    rows = evaluate(
+        cases,
+        {k: _value(v) for k, v in overrides.items()},
+        args.behavior,
+        jobs=args.jobs,
+        cache=args.cache,
+    )
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
