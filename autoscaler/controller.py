@@ -76,6 +76,10 @@ class ControllerOptions:
     # run in virtual time never depends on wall-clock deadlines)
     store_in_thread: bool = True
     plugin_timeout_s: float = 10.0  # wall seconds all plugin decisions of a tick may take
+    # Guard memory is written to the store every this many ticks, and on every tick that
+    # applied a change. 1 (the daemon): every tick, so a restart loses nothing. Backtests
+    # raise it: their in-memory store is never reopened, and the JSON costs ~100 µs a tick.
+    persist_memory_every: int = 1
 
 
 def _arn_group_id(arn: str) -> str:
@@ -143,6 +147,8 @@ class Controller:
         self._assigned: dict[str, Policy] = {}
         self._discovered_at: float | None = None
         self._memory = self._load_memory()
+        self._persisted_memory: GuardMemory | None = None  # the memory last written
+        self._ticks = 0
         self._paused_all, self._paused_groups = self._load_pause()
         # group id → the planning of an earlier tick that missed its deadline, still running
         self._overdue: dict[str, asyncio.Future[GroupPlan]] = {}
@@ -277,7 +283,12 @@ class Controller:
             plan = plans.get(sample.group_id)
             reports.append(await self._decide_and_apply(sample, policy, plan, spent_per_policy))
 
-        await self._store_call(self._store.put_state, MEMORY_KEY, self._memory.to_json())
+        self._ticks += 1
+        applied = any(r.actuation is not None and r.actuation.applied for r in reports)
+        due = applied or self._ticks % max(1, self.options.persist_memory_every) == 0
+        if due and self._memory is not self._persisted_memory:
+            await self._store_call(self._store.put_state, MEMORY_KEY, self._memory.to_json())
+            self._persisted_memory = self._memory
         calls: dict[str, int] = {}
         if self._call_counts is not None:
             after = self._call_counts()

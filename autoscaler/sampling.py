@@ -44,10 +44,6 @@ PLACEMENT_TIMEOUT = "placementTimeout"
 SESSIONS_UNREADABLE_STATUSES = frozenset({"EXPIRED"})
 
 
-def _in_window(t: float, previous_at: float | None, now: float) -> bool:
-    return previous_at is not None and previous_at < t <= now
-
-
 def derive_location_samples(
     state: GroupState,
     sessions: Sequence[SessionSummary],
@@ -74,25 +70,37 @@ def derive_location_samples(
       service's own ``allocated - idle`` for that location, the flows are 0, and every sample
       says ``complete=False`` so nothing downstream reads them as real zeros.
     """
-    by_location: dict[str, list[SessionSummary]] = {loc.name: [] for loc in state.locations}
+    # One pass over the listing (it holds every live session, each tick): per location the
+    # counts [in_use, waiting, arrivals, placement_failures, departures] and the oldest wait.
+    counts: dict[str, list[int]] = {loc.name: [0, 0, 0, 0, 0] for loc in state.locations}
+    oldest: dict[str, float] = dict.fromkeys(counts, 0.0)
+    primary = state.primary_location
+    windowed = previous_at is not None
+    lo = previous_at if previous_at is not None else 0.0
     for s in sessions:
-        name = s.location if s.location is not None else state.primary_location
-        bucket = by_location.get(name)
-        if bucket is not None:
-            bucket.append(s)
+        name = s.location if s.location is not None else primary
+        c = counts.get(name)
+        if c is None:
+            continue
+        status = s.status
+        if status in SLOT_HOLDING_STATUSES:
+            c[0] += 1
+        elif status == WAITING_STATUS:
+            c[1] += 1
+            age = now - s.created_at
+            oldest[name] = max(oldest[name], age)  # from 0.0: never negative, NaN never wins
+        elif status in ENDED_STATUSES and windowed and lo < s.last_updated_at <= now:
+            c[4] += 1
+            if status == "ERROR" and s.status_reason == PLACEMENT_TIMEOUT:
+                c[3] += 1
+        if windowed and lo < s.created_at <= now:
+            c[2] += 1
 
     samples: list[LocationSample] = []
     for loc in state.locations:
-        mine = by_location[loc.name]
-        waiting = [s for s in mine if s.status == WAITING_STATUS]
-        in_use = sum(1 for s in mine if s.status in SLOT_HOLDING_STATUSES)
+        in_use, waiting, arrivals, failures, departures = counts[loc.name]
         if not complete and not sessions:
             in_use = loc.in_use
-        ended = [
-            s
-            for s in mine
-            if s.status in ENDED_STATUSES and _in_window(s.last_updated_at, previous_at, now)
-        ]
         samples.append(
             LocationSample(
                 group_id=state.group_id,
@@ -103,13 +111,11 @@ def derive_location_samples(
                 allocated=loc.allocated,
                 idle=loc.idle,
                 in_use=in_use,
-                waiting=len(waiting),
-                oldest_waiting_s=max((max(0.0, now - s.created_at) for s in waiting), default=0.0),
-                arrivals=sum(1 for s in mine if _in_window(s.created_at, previous_at, now)),
-                placement_failures=sum(
-                    1 for s in ended if s.status == "ERROR" and s.status_reason == PLACEMENT_TIMEOUT
-                ),
-                departures=len(ended),
+                waiting=waiting,
+                oldest_waiting_s=oldest[loc.name],
+                arrivals=arrivals,
+                placement_failures=failures,
+                departures=departures,
                 complete=complete,
             )
         )

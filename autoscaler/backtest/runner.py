@@ -537,7 +537,10 @@ def run_policy(
     adapter = InProcessGameLiftStreams(world.model, world.region)
 
     async def go() -> RunOutcome:
-        store = HistoryStore(":memory:", retention_s=fitted.history_window_s + 86400.0)
+        # In memory, with the column cache: history reads are slices (same rows as SQLite's).
+        store = HistoryStore(
+            ":memory:", retention_s=fitted.history_window_s + 86400.0, cache_columns=True
+        )
         try:
             controller = Controller(
                 reader=adapter,
@@ -546,7 +549,10 @@ def run_policy(
                 policies=[fitted],
                 plugins=plugins,
                 clock=world.clock,
-                options=ControllerOptions(interval_s=interval_s, store_in_thread=False),
+                # Guard memory: written hourly and on applied changes (never re-read here).
+                options=ControllerOptions(
+                    interval_s=interval_s, store_in_thread=False, persist_memory_every=60
+                ),
             )
             if instrument is not None:
                 instrument(controller, adapter, store)

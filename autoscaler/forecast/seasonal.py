@@ -26,8 +26,11 @@ of moments), which ``autoscaler.forecast.counts`` turns into count quantiles.
 
 Speed: one call touches each history row a handful of times (searchsorted, masks, bincount)
 and everything else runs on the bucket grid (≈ 4k buckets for 14 days), so it costs on the order
-of a hundred microseconds at 20k rows (see ``bench/forecast_bench.py``). It is pure: same
-inputs, same forecast, no state between calls.
+of a hundred microseconds at 20k rows (see ``bench/forecast_bench.py``). What depends only on
+the memoised past and the horizons (the forecast grid, its error quantiles, decay factors, the
+profiles at every whole bucket) is computed once per past and reused, by the very same numpy
+expressions, so a call differs from recomputing in time only. It is pure: same inputs, same
+forecast, no state between calls other than those memos.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
@@ -48,6 +51,7 @@ DAY_S = 86400.0
 WEEK_S = 7 * DAY_S
 _STD_NORMAL = NormalDist()
 _N_LAGS = 8  # error tables at leads of 1, 2, 4, … 128 buckets
+_MEMO_ENTRIES = 32  # horizon tables kept per memoised past
 
 _Profiles = tuple[FloatArray, FloatArray | None, FloatArray, FloatArray | None, FloatArray | None]
 
@@ -270,6 +274,23 @@ class _Past:
     z_at_lag: npt.NDArray[np.float64]  # (quantiles, leads) standardised error quantiles
     phi_at_lag: FloatArray  # arrival-rate over-dispersion by lead
     outage_buckets: int
+    # Filled by ``forecast`` on first use: the profiles at every whole bucket, and the tables
+    # that depend only on this past and the horizons (keyed by the horizons' bytes).
+    memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """What a forecast call needs that depends only on the horizons and a ``_Past``: the
+    forecast grid and everything on it that does not involve ``now`` or the last hour."""
+
+    grid: FloatArray  # leads 0, bs, 2 bs, … past the longest horizon, plus the horizons
+    gi: npt.NDArray[np.intp]  # index of each horizon in ``grid``
+    d_grid: FloatArray  # np.diff(grid)
+    trend: FloatArray  # 1 − exp(−grid / trend_damping_s)
+    relax: FloatArray  # exp(−grid / ratio_relax_s)
+    zq: npt.NDArray[np.float64]  # (quantiles, grid) standardised error quantiles
+    dispersion: FloatArray  # φ at each horizon
 
 
 class SeasonalForecaster:
@@ -509,17 +530,22 @@ class SeasonalForecaster:
         t_tot = float(bk.t_sum.sum())
         rate_level = float(bk.a_sum.sum()) / t_tot if t_tot > 0 else 0.0
 
-        h_max = float(hz.max()) if hz.size else 0.0
-        grid = np.sort(np.concatenate((np.arange(0.0, h_max + bs, bs), hz)))
-        lvl_path = np.maximum(
-            level + slope * cfg.trend_damping_s * (1 - np.exp(-grid / cfg.trend_damping_s)), 0.0
-        )
+        g = self._grid(past, hz, len(qs))
+        grid = g.grid
+        lvl_path = np.maximum(level + slope * cfg.trend_damping_s * g.trend, 0.0)
         m_c: FloatArray = lvl_path
         m_a: FloatArray = np.full(grid.shape, rate_level)
         r_c = r_a = 1.0
         if pw > 0.0 and past.profile is not None:
-            pos_r = b_lo + past.week_off + np.arange(n_r, dtype=np.float64)
-            p_c, p_a = _interp_circular(past.profile, pos_r)
+            # Whole-bucket positions: a lookup in the profiles interpolated at every bucket.
+            at_buckets = past.memo.get("buckets")
+            if at_buckets is None:
+                n_p = past.profile.shape[-1]
+                at_buckets = _interp_circular(past.profile, np.arange(n_p, dtype=np.float64))
+                past.memo["buckets"] = at_buckets
+            assert isinstance(at_buckets, np.ndarray)
+            idx = (b_lo + past.week_off + np.arange(n_r)) % at_buckets.shape[-1]
+            p_c, p_a = at_buckets[:, idx]
             both = valid & np.isfinite(p_c)
             prior = cfg.ratio_prior_slots
             r_c = (float(c_r[both].sum()) + prior) / (float(p_c[both].sum()) + prior)
@@ -528,7 +554,7 @@ class SeasonalForecaster:
                 float((p_a[a_ok] * bk.t_sum[a_ok]).sum()) + 1.0
             )
             pos_f = (now + grid - t0) / bs - 0.5 + past.week_off
-            relax = np.exp(-grid / cfg.ratio_relax_s)
+            relax = g.relax
             seas_c, seas_a = _interp_circular(past.profile, pos_f)
             seas_c = seas_c * (1 + (r_c - 1) * relax)
             seas_a = seas_a * (1 + (r_a - 1) * relax)
@@ -537,10 +563,9 @@ class SeasonalForecaster:
         m_c = np.maximum(m_c, 0.0)
         m_a = np.maximum(m_a, 0.0)
 
-        zq = np.vstack([np.interp(grid, past.lag_s, past.z_at_lag[i]) for i in range(len(qs))])
-        q_c = np.maximum(m_c + zq * np.sqrt(m_c + 1.0), 0.0)
-        gi = np.searchsorted(grid, hz)
-        cum_a = np.concatenate(([0.0], np.cumsum(0.5 * (m_a[1:] + m_a[:-1]) * np.diff(grid))))
+        q_c = np.maximum(m_c + g.zq * np.sqrt(m_c + 1.0), 0.0)
+        gi = g.gi
+        cum_a = np.concatenate(([0.0], np.cumsum(0.5 * (m_a[1:] + m_a[:-1]) * g.d_grid)))
         if pw > 0.0:
             week = ", weekly" if past.weekly else ""
             method = f"seasonal×level (profile weight {pw:.2f}, level ratio {r_c:.2f}{week})"
@@ -557,7 +582,7 @@ class SeasonalForecaster:
             arrival_rate_mean=m_a[gi],
             arrival_rate_peak=np.maximum.accumulate(m_a)[gi],
             arrivals_expected=cum_a[gi],
-            arrival_dispersion=np.interp(hz, past.lag_s, past.phi_at_lag),
+            arrival_dispersion=g.dispersion.copy(),
             level=level,
             level_ratio=r_c,
             profile_weight=pw,
@@ -565,6 +590,30 @@ class SeasonalForecaster:
             history_s=history_s,
             method=method,
         )
+
+    def _grid(self, past: _Past, hz: FloatArray, n_q: int) -> _Grid:
+        """The horizon tables of ``past`` (computed once per past and horizons)."""
+        key = (hz.tobytes(), n_q)
+        hit = past.memo.get(key)
+        if isinstance(hit, _Grid):
+            return hit
+        cfg = self.config
+        bs = cfg.bucket_s
+        h_max = float(hz.max()) if hz.size else 0.0
+        grid = np.sort(np.concatenate((np.arange(0.0, h_max + bs, bs), hz)))
+        g = _Grid(
+            grid=grid,
+            gi=np.searchsorted(grid, hz),
+            d_grid=np.diff(grid),
+            trend=1 - np.exp(-grid / cfg.trend_damping_s),
+            relax=np.exp(-grid / cfg.ratio_relax_s),
+            zq=np.vstack([np.interp(grid, past.lag_s, past.z_at_lag[i]) for i in range(n_q)]),
+            dispersion=np.interp(hz, past.lag_s, past.phi_at_lag),
+        )
+        if len(past.memo) >= _MEMO_ENTRIES:  # horizons that change every call: stay bounded
+            past.memo.clear()
+        past.memo[key] = g
+        return g
 
 
 def forecast_location(

@@ -7,12 +7,18 @@ to satisfy the ports; none of them awaits anything.
 
 ``InProcessReader`` has the read methods only: a dry-run controller built on it has no way to
 change capacity, by construction. ``counts`` tallies calls per AWS operation name, like the
-calls-per-tick metric of the real adapter.
+calls-per-tick metric of the real adapter: a ListStreamSessions listing counts its pages
+(100 sessions each, at least one), as the paginated HTTP adapter sends them.
+
+Speed (a backtest lists every session every simulated minute): the session listing comes from
+``ServiceModel.list_session_summaries``, which hands out domain summaries directly and reuses a
+session's summary until it changes, instead of building a ``SessionView`` and converting it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 from autoscaler.domain.classes import stream_class_info
 from autoscaler.domain.models import (
@@ -30,6 +36,9 @@ from autoscaler.twin.model import (
     SessionView,
     StreamGroupView,
 )
+
+# Sessions per ListStreamSessions page, as the HTTP adapter requests them.
+SESSIONS_PER_PAGE: Final = 100
 
 
 def setting_of(view: LocationView) -> CapacitySetting:
@@ -106,8 +115,8 @@ class InProcessReader:
         self.region = region
         self.counts: dict[str, int] = {}
 
-    def _count(self, operation: str) -> None:
-        self.counts[operation] = self.counts.get(operation, 0) + 1
+    def _count(self, operation: str, calls: int = 1) -> None:
+        self.counts[operation] = self.counts.get(operation, 0) + calls
 
     async def list_stream_groups(self) -> list[GroupSummary]:
         self._count("ListStreamGroups")
@@ -134,8 +143,14 @@ class InProcessReader:
     async def list_stream_sessions(
         self, group_id: str, status: str | None = None
     ) -> list[SessionSummary]:
-        self._count("ListStreamSessions")
-        return [session_summary_of(v) for v in self._model.list_stream_sessions(group_id, status)]
+        try:
+            sessions = self._model.list_session_summaries(group_id, status)
+        except Exception:
+            self._count("ListStreamSessions")  # the first page was sent and refused
+            raise
+        # Pages of the paginated listing: an empty listing is still one request.
+        self._count("ListStreamSessions", max(1, -(-len(sessions) // SESSIONS_PER_PAGE)))
+        return sessions
 
 
 class InProcessGameLiftStreams(InProcessReader):
