@@ -204,6 +204,18 @@ class LeaderElector:
                     log.warning("lease deadline passed without renewal; re-acquiring")
                     self._lose()
                 record = await self.backend.acquire(self.holder, now, t.duration_s)
+                if record is not None:
+                    # Read the winner back before leading: a store that does not serialise
+                    # conditional writes (moto does not; DynamoDB does) could have let a
+                    # second replica's acquire land on top of ours.
+                    confirmed = await self.backend.read()
+                    if (
+                        confirmed is None
+                        or confirmed.holder != self.holder
+                        or confirmed.token != record.token
+                    ):
+                        log.warning("lease acquire was overwritten by another replica")
+                        record = None
         except LeaseUnavailableError as error:
             self.last_error = str(error)
             log.warning("lease backend unavailable: %s", error)
