@@ -1,12 +1,12 @@
 """Making the backtest fast must not change a single decision.
 
 Why this test: the backtest's speed work (the in-process adapter's cached session summaries,
-the history store's in-memory column cache, the forecaster's precomputed per-hour tables, the
-sampler's one-pass counting, the controller's persist-when-changed guard memory) replaces how
-things are computed, never what. So two fixed-seed runs recorded *before* that work are replayed
-here and must come out identical: the bill to the last bit, every session outcome, and the exact
-sequence of UpdateStreamGroup calls (virtual time and every value), compared as a SHA-256 of its
-``repr``.
+the history store's in-memory column cache, the forecaster's horizon tables memoised per hour,
+the sampler's one-pass counting, the planner's cheaper location-hook test, the controller's
+guard memory written every N ticks) replaces how things are computed, never what. So two
+fixed-seed runs recorded *before* that work are replayed here and must come out identical: the
+bill to the last bit, every session outcome, and the exact sequence of UpdateStreamGroup calls
+(virtual time and every value), compared as a SHA-256 of its ``repr``.
 
 - ``slo``: the shipped recommended policy's settings (inlined, so editing
   ``policies/default.yaml`` does not move this test), 2 days at peak 100: forecaster, guards,
