@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pydantic
 import pytest
 
+from autoscaler.domain.classes import round_up_to_tenancy
 from autoscaler.domain.models import (
     CapacityModel,
     CapacitySetting,
@@ -18,12 +20,21 @@ from autoscaler.domain.models import (
     LocationSample,
 )
 from autoscaler.domain.policy import Slo
+from autoscaler.forecast import NetArrivals
 from autoscaler.forecast.synthetic import Diurnal, history
+from autoscaler.guard import step_limit
 from autoscaler.policy.builtin.buffer import BufferParams
-from autoscaler.policy.builtin.slo import SloParams, SloPolicy
+from autoscaler.policy.builtin.slo import (
+    SloParams,
+    SloPolicy,
+    budget_skew,
+    host_buffer_for_miss_share,
+)
+from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import PluginRegistry, PolicyContext, lead_time_s
 
 DAY = 86400.0
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
 START = 1_700_006_400.0  # a UTC midnight
 
 
@@ -89,10 +100,14 @@ def week() -> LocationHistory:
     return history(Diurnal(peak=400.0), START, START + 7 * DAY, seed=1)
 
 
-def _registry_plugin() -> SloPolicy:
+def _registry() -> PluginRegistry:
     registry = PluginRegistry(discover=False)
     registry.register("slo", SloPolicy)
-    plugin = registry.get("slo")
+    return registry
+
+
+def _registry_plugin() -> SloPolicy:
+    plugin = _registry().get("slo")
     assert isinstance(plugin, SloPolicy)
     return plugin
 
@@ -233,3 +248,98 @@ def test_rejects_foreign_params(week: LocationHistory) -> None:
     ctx = make_ctx(week, START + DAY, in_use=1)
     with pytest.raises(TypeError, match="SloParams"):
         SloPolicy().decide(BufferParams(buffer_size=1), ctx)
+
+
+def test_budget_skew_spreads_the_day_budget_by_arrival_rate() -> None:
+    day = np.array([1.0, 1.0, 4.0, 4.0])  # arrivals per s over the next day
+    assert budget_skew(2.0, day, 0.0) == 1.0
+    assert budget_skew(0.0, day, 0.5) == 1.0
+    assert budget_skew(1.0, np.zeros(4), 0.5) == 1.0
+    quiet, busy = budget_skew(1.0, day, 0.5), budget_skew(4.0, day, 0.5)
+    assert quiet > 1.0 > busy
+    # The arrival-weighted share over the day is what the SLO allows, unchanged.
+    weighted = (2 * 1.0 * quiet + 2 * 4.0 * busy) / day.sum()
+    assert weighted == pytest.approx(1.0)
+    assert budget_skew(1e-6, day, 1.0) == 4.0  # clamped
+    assert budget_skew(1e6, day, 1.0) == 0.25
+
+
+def test_skewed_budget_buys_less_at_night_and_more_at_the_peak() -> None:
+    hist = history(Diurnal(peak=400.0), START, START + 8 * DAY, seed=3)
+    night = START + 7 * DAY + 0.05 * DAY
+    peak = START + 7 * DAY + 0.55 * DAY
+
+    def idle(now: float, skew: float) -> int:
+        i = int(np.searchsorted(hist.at, now))
+        ctx = make_ctx(hist, now, in_use=int(hist.in_use[i]))
+        rec = SloPolicy().decide(SloParams(miss_budget_skew=skew), ctx)
+        if skew:
+            assert "day-budget skew" in rec.reason
+        return rec.setting.target_idle
+
+    assert idle(night, 0.5) < idle(night, 0.0)
+    assert idle(peak, 0.5) >= idle(peak, 0.0)
+
+
+def test_refill_factor_sizes_the_window_from_the_provisioning_median(
+    week: LocationHistory,
+) -> None:
+    now = START + 7 * DAY - 60.0
+    ctx = make_ctx(week, now, in_use=int(week.in_use[-1]))
+    p95 = SloPolicy().decide(SloParams(), ctx)
+    mean = SloPolicy().decide(SloParams(refill_factor=1.06), ctx)
+    assert "refill window 108s" in p95.reason  # 1.8 × the 60 s Linux median
+    assert "refill window 64s" in mean.reason
+    assert mean.setting.target_idle < p95.setting.target_idle
+    legacy = make_ctx(week, now, in_use=int(week.in_use[-1]), model=CapacityModel.LEGACY)
+    assert "refill window 124s" in SloPolicy().decide(SloParams(refill_factor=1.06), legacy).reason
+
+
+def test_shipped_policy_lets_a_small_buffer_shrink() -> None:
+    """The guards run after the plugin: the shipped scale-down pacing must let a 2-host buffer
+    fall to one host (a Percent rule alone floors 20 % of 4 slots to none), and a stabilisation
+    window of one interval or less remembers no earlier tick, so it would never scale down."""
+    policy = load_policy_file(DEFAULT_POLICY, resolve_params=_registry().validate_params)
+    assert isinstance(policy.plugin_params, SloParams)
+    down = policy.behavior.scale_down
+    assert down.stabilization_window_s == 0 or down.stabilization_window_s > 60.0
+    limit = step_limit(
+        down, current=4, name="target_idle", applied=(), now=0.0, tenancy=2, up=False
+    )
+    assert limit is not None
+    assert limit <= 2
+
+
+def test_partial_hosts_dispersion_cap_and_legacy_share(week: LocationHistory) -> None:
+    now = START + 7 * DAY - 60.0
+    in_use = int(week.in_use[-1])
+    ctx = make_ctx(week, now, in_use=in_use, tenancy=2, stream_class="gen4n_high")
+    rounded = SloPolicy().decide(SloParams(), ctx)
+    credited = SloPolicy().decide(SloParams(partial_host_credit=True), ctx)
+    assert credited.setting.target_idle % 2 == 0
+    assert credited.setting.target_idle <= rounded.setting.target_idle
+    assert "free slots counted" in credited.reason
+    capped = SloPolicy().decide(SloParams(max_dispersion=0.0), ctx)
+    assert capped.setting.target_idle <= rounded.setting.target_idle
+    legacy = replace(ctx, capacity_model=CapacityModel.LEGACY)
+    loose = SloPolicy().decide(SloParams(miss_budget_share=2.0), legacy)
+    strict = SloPolicy().decide(
+        SloParams(miss_budget_share=2.0, legacy_miss_budget_share=0.25), legacy
+    )
+    assert strict.setting.always_on > loose.setting.always_on
+    # The legacy share leaves current-model groups alone.
+    same = SloPolicy().decide(SloParams(miss_budget_share=2.0, legacy_miss_budget_share=0.25), ctx)
+    assert same.setting == SloPolicy().decide(SloParams(miss_budget_share=2.0), ctx).setting
+
+
+def test_host_buffer_counts_the_partly_used_host() -> None:
+    net = NetArrivals.of(4.0, 0.0, 2.0)
+    miss = 0.01
+    plain = round_up_to_tenancy(net.buffer_for_miss_share(miss), 2)
+    host = host_buffer_for_miss_share(net, miss, 2)
+    assert host % 2 == 0
+    assert host <= plain
+    # Averaged over the partly used host's free slot, it still meets the target.
+    short = (net.shortfall(host) + net.shortfall(host + 1)) / 2
+    assert short <= miss * net.mean_arrivals
+    assert host_buffer_for_miss_share(NetArrivals.of(0.0, 0.0, 1.0), miss, 2) == 0

@@ -84,6 +84,16 @@ class SloParams(BaseModel):
         "minutes, so on smooth demand the real miss share is a fraction of the modelled one; "
         "above 1 trusts that (the shipped value is validated on real traces).",
     )
+    legacy_miss_budget_share: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=4.0,
+        alias="legacyMissBudgetShare",
+        description="missBudgetShare for legacy groups; None: the same. A legacy session "
+        "that finds no idle slot while raised always-on hosts are still provisioning waits "
+        "with the 75 s always-on placement timeout, so where provisioning is slower than that "
+        "(Windows) its misses become failures, which the SLO allows ten times fewer of.",
+    )
     min_idle: int = Field(
         default=1,
         ge=0,
@@ -238,7 +248,10 @@ class SloPolicy:
         departures = params.departure_credit * in_use_now * window / fc.mean_duration_s
         net = NetArrivals.of(rate * window, phi, departures)
         skew = budget_skew(rate, fc.arrival_rate_mean[3:], params.miss_budget_skew)
-        miss = min((1.0 - ctx.slo.instant) * params.miss_budget_share * skew, _MAX_MISS)
+        share = params.miss_budget_share
+        if legacy and params.legacy_miss_budget_share is not None:
+            share = params.legacy_miss_budget_share
+        miss = min((1.0 - ctx.slo.instant) * share * skew, _MAX_MISS)
         if params.quantile is not None:
             raw_buffer = max(net.quantile(params.quantile), 0)
             rule = f"quantile {params.quantile:g} of net arrivals"
