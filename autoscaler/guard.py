@@ -37,7 +37,16 @@ Order (deliberate): gates first, then *pacing* rules that may only slow a change
     policy's other groups already plan): cut in ``budget.cut_order``: ``target_idle`` (the
     idle buffer and the ceiling room it needs), ``maximum`` (burst room above always-on or
     in-use + idle), ``always_on`` (down to in-use); non-primary locations first; never below
-    in-use or the minimum bound. A cap beats pacing.
+    in-use or the minimum bound. A cap beats pacing. ``budget.max_cost_per_month`` caps the
+    *projected month*: spent so far this calendar month (UTC) + the worst-case hourly cost of
+    the plan × the hours left in the month. That is an hourly cap of (monthly cap − spent) /
+    hours left, applied with the same cuts; the tighter of the two caps binds. Spent so far
+    per group is the larger of the plan's ``month_spent_usd`` (the histories: allocated slots
+    × price × time) and what the guard memory carried forward tick by tick (the allocation
+    seen at each tick billed until the next), so it survives history windows shorter than the
+    month; the policy's other groups count with their last recorded spend (carried forward at
+    most ``stale_after_s``). Spend before the controller's first tick of the month that the
+    histories do not reach is not known and counts as 0.
 11. **Never below in use**: ceiling ≥ in-use (rounded up to the tenancy). Beats everything
     above, bounds included: lowering capacity under live sessions helps nobody.
 12. **Tenancy** and consistency again (no-ops unless a rule above has a bug).
@@ -51,8 +60,12 @@ Order (deliberate): gates first, then *pacing* rules that may only slow a change
 15. **Forecast-only** (``Mode.FORECAST_ONLY``): decided = current; the veto says what would
     have been set.
 
-Location changes from the plugin's lifecycle hook are guarded separately (never remove the
-primary location or one with live sessions; nothing while paused, stale, or forecast-only).
+Location changes (the plugin's hook and ``spec.locationLifecycle``) are guarded separately:
+never remove the primary location, one with live sessions, or one ACTIVATING/REMOVING;
+nothing while paused, stale, or forecast-only (removals of a failed location still pass in
+ACTIVE_WITH_ERRORS); an added location's capacity is rounded to the tenancy, clamped to its
+bounds, then cut (same order) to what is left of the hourly and monthly caps after the
+group's existing locations: with no room at all the add is refused.
 
 ``GuardMemory`` is the little state the rules need across ticks (recommendations within the
 stabilisation windows, applied changes within the step periods, the last applied time and
@@ -67,6 +80,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from autoscaler.domain.classes import round_down_to_tenancy, round_up_to_tenancy
@@ -91,7 +105,7 @@ from autoscaler.domain.policy import (
     RuleType,
     SelectPolicy,
 )
-from autoscaler.planner import GroupPlan, LocationPlan
+from autoscaler.planner import GroupPlan, LocationPlan, month_start
 
 MEMORY_VERSION = 1
 LEVELS = ("always_on", "target_idle", "ceiling")
@@ -156,6 +170,26 @@ class AppliedRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MonthSpend:
+    """A group's spend this month as of ``at``, and its allocated cost rate then (USD/h)."""
+
+    policy: str
+    month_start: float
+    spent_usd: float
+    at: float
+    rate_per_hour: float
+
+    def carried_to(self, now: float, month: float, max_carry_s: float | None = None) -> float:
+        """USD spent in the month starting at ``month`` up to ``now``: the recorded spend if it
+        is of that month, plus the rate held since ``at`` (at most ``max_carry_s``)."""
+        base = self.spent_usd if self.month_start == month else 0.0
+        held = max(0.0, now - max(self.at, month))
+        if max_carry_s is not None:
+            held = min(held, max_carry_s)
+        return base + self.rate_per_hour * held / 3600.0
+
+
+@dataclass(frozen=True, slots=True)
 class GuardMemory:
     """What the guards remember between ticks; persisted by the controller as JSON.
 
@@ -169,6 +203,7 @@ class GuardMemory:
     last_applied: Mapping[Key, CapacitySetting] = field(default_factory=dict)
     drift_seen_at: Mapping[Key, float] = field(default_factory=dict)
     failures: Mapping[str, int] = field(default_factory=dict)  # failed ticks in a row
+    month_spend: Mapping[str, MonthSpend] = field(default_factory=dict)  # by group (budget)
 
     def record_applied(self, decision: GroupDecision, at: float) -> GuardMemory:
         """The memory after ``decision`` was successfully applied at ``at`` (call only then)."""
@@ -215,6 +250,10 @@ class GuardMemory:
             ],
             "drift_seen_at": [[g, loc, t] for (g, loc), t in sorted(self.drift_seen_at.items())],
             "failures": dict(sorted(self.failures.items())),
+            "month_spend": [
+                [g, m.policy, m.month_start, m.spent_usd, m.at, m.rate_per_hour]
+                for g, m in sorted(self.month_spend.items())
+            ],
         }
         return json.dumps(doc, separators=(",", ":"))
 
@@ -244,6 +283,12 @@ class GuardMemory:
                 last_applied={(g, loc): CapacitySetting(**s) for g, loc, s in doc["last_applied"]},
                 drift_seen_at={(g, loc): float(t) for g, loc, t in doc["drift_seen_at"]},
                 failures={g: int(n) for g, n in doc["failures"].items()},
+                month_spend={  # absent in memories written before the monthly budget
+                    str(e[0]): MonthSpend(
+                        str(e[1]), float(e[2]), float(e[3]), float(e[4]), float(e[5])
+                    )
+                    for e in doc.get("month_spend", [])
+                },
             )
         except (KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"malformed guard memory: {exc}") from exc
@@ -515,8 +560,12 @@ def budget_cut(
     spent_elsewhere_per_hour: float,
     cut_order: tuple[str, ...],
     primary: str,
+    cap_text: str | None = None,
 ) -> tuple[list[Levels], tuple[Veto, ...]]:
-    """Lower levels until price × Σ ceiling fits the cap (see module docstring, step 9)."""
+    """Lower levels until price × Σ ceiling fits the cap (see module docstring, step 10).
+
+    ``cap_text`` names the cap in the vetoes (default ``$X/h``; the monthly cap passes its own
+    wording with the hourly figure it comes to)."""
     levels = [p for _, p in items]
     if cap_per_hour is None or price_per_slot_hour <= 0:
         return levels, ()
@@ -559,14 +608,14 @@ def budget_cut(
         Veto(
             guard="budget",
             location=items[i][0].location,
-            reason=f"cut {', '.join(c)} to fit ${cap_per_hour:g}/h",
+            reason=f"cut {', '.join(c)} to fit {cap_text or f'${cap_per_hour:g}/h'}",
         )
         for i, c in sorted(cuts.items())
     ]
     after = sum(p.ceiling for p in levels) * price_per_slot_hour
     summary = (
         f"planned ${planned:.2f}/h (+ ${spent_elsewhere_per_hour:.2f}/h elsewhere) over"
-        f" the ${cap_per_hour:g}/h cap; now ${after:.2f}/h"
+        f" {cap_text or f'the ${cap_per_hour:g}/h cap'}; now ${after:.2f}/h"
     )
     if need > 0:
         summary += ": cannot cut further without going below in-use or the minimum bounds"
@@ -576,9 +625,118 @@ def budget_cut(
 
 def worst_case_cost_per_hour(decision: GroupDecision, price_per_slot_hour: float) -> float:
     """What a decision may cost per hour at most, as the budget rule counts it (price × Σ
-    ceiling): the controller sums this over a policy's groups for
+    ceiling, added locations included): the controller sums this over a policy's groups for
     ``budget_spent_elsewhere_per_hour``."""
-    return price_per_slot_hour * sum(d.decided.ceiling for d in decision.locations)
+    added = sum(
+        c.setting.ceiling
+        for c in decision.location_changes
+        if c.action == "add" and c.setting is not None
+    )
+    return price_per_slot_hour * (sum(d.decided.ceiling for d in decision.locations) + added)
+
+
+def month_end(now: float) -> float:
+    """Epoch seconds of the first instant of the calendar month after ``now``'s (UTC)."""
+    d = datetime.fromtimestamp(now, UTC)
+    year, month = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCap:
+    """The hourly cap that binds this tick, and how to name it in vetoes."""
+
+    per_hour: float | None
+    text: str | None = None  # None: the plain hourly cap
+
+
+def binding_cap(
+    *,
+    cap_per_hour: float | None,
+    cap_per_month: float | None,
+    spent_this_month: float,
+    now: float,
+) -> BudgetCap:
+    """The tighter of the hourly cap and the monthly cap turned hourly: (monthly cap − spent
+    this month) / hours left in the month (at least one minute, so the last minute of the
+    month still divides)."""
+    if cap_per_month is None:
+        return BudgetCap(cap_per_hour)
+    hours_left = max((month_end(now) - now) / 3600.0, 1.0 / 60.0)
+    monthly = (cap_per_month - spent_this_month) / hours_left
+    if cap_per_hour is not None and cap_per_hour <= monthly:
+        return BudgetCap(cap_per_hour)
+    text = (
+        f"${cap_per_month:g}/month (${spent_this_month:.2f} spent, {hours_left:.0f} h left:"
+        f" ${monthly:.2f}/h)"
+    )
+    return BudgetCap(monthly, text)
+
+
+def _budget_adds(
+    changes: tuple[LocationChange, ...],
+    *,
+    cap: BudgetCap,
+    policy: Policy,
+    plan: GroupPlan,
+    now: float,
+    spent_elsewhere_per_hour: float,
+) -> tuple[tuple[LocationChange, ...], tuple[Veto, ...]]:
+    """Cut the capacity of added locations to what the cap leaves after everything else (they
+    are cut first, in the budget's order); refuse an add left with nothing."""
+    adds = [c for c in changes if c.action == "add" and c.setting is not None]
+    price = policy.price_for(plan.stream_class)
+    if not adds or cap.per_hour is None or price <= 0:
+        return changes, ()
+    items = [
+        (
+            LocationInput(
+                group_id=plan.group_id,
+                location=c.location,
+                now=now,
+                model=plan.capacity_model,
+                tenancy=plan.tenancy,
+                current=Levels(0, 0, 0),
+                in_use=0,
+                waiting=0,
+                bounds=policy.bounds_for(c.location),
+                behavior=policy.behavior,
+            ),
+            Levels.of(c.setting),
+        )
+        for c in adds
+        if c.setting is not None
+    ]
+    levels, vetoes = budget_cut(
+        items,
+        price_per_slot_hour=price,
+        cap_per_hour=cap.per_hour,
+        spent_elsewhere_per_hour=spent_elsewhere_per_hour,
+        cut_order=policy.budget.cut_order,
+        primary=plan.primary_location,
+        cap_text=cap.text,
+    )
+    if not vetoes:
+        return changes, ()
+    out_vetoes = list(vetoes)
+    cut = {c.location: lv for c, lv in zip(adds, levels, strict=True)}
+    kept: list[LocationChange] = []
+    for c in changes:
+        lv = cut.get(c.location) if c.action == "add" else None
+        if lv is None or c.setting is None:
+            kept.append(c)
+        elif lv.ceiling == 0 and c.setting.ceiling > 0:
+            out_vetoes.append(
+                Veto(
+                    "location-change",
+                    c.location,
+                    f"add refused: no room left under the budget cap"
+                    f" ({cap.text or f'${cap.per_hour:g}/h'})",
+                )
+            )
+        else:
+            kept.append(replace(c, setting=lv.setting(plan.capacity_model)))
+    return tuple(kept), tuple(out_vetoes)
 
 
 def _no_decrease(current: CapacitySetting, decided: CapacitySetting) -> CapacitySetting:
@@ -696,6 +854,36 @@ def _prune_applied(
 
 def is_stale(sample: GroupSample, policy: Policy, now: float) -> bool:
     return (not sample.complete) or sample.state is None or now - sample.at > policy.stale_after_s
+
+
+MONTH_SPEND_KEEP_S = 40 * 86400.0  # a group's spend record outlives its month, then goes
+
+
+def _month_spend(
+    plan: GroupPlan,
+    *,
+    state: GroupState,
+    policy: Policy,
+    memory: GuardMemory,
+    now: float,
+    price: float,
+) -> tuple[float, dict[str, MonthSpend]]:
+    """What the policy spent this month (UTC) up to ``now``, and the memory's spend records
+    with this group's brought up to date (see the module docstring, step 10)."""
+    g = plan.group_id
+    m0 = month_start(now)
+    prev = memory.month_spend.get(g)
+    carried = prev.carried_to(now, m0) if prev is not None and prev.at <= now else 0.0
+    mine = max(carried, plan.month_spent_usd or 0.0)
+    rate = price * sum(loc.allocated for loc in state.locations)
+    records = {k: m for k, m in memory.month_spend.items() if now - m.at <= MONTH_SPEND_KEEP_S}
+    records[g] = MonthSpend(policy.name, m0, mine, now, rate)
+    others = sum(
+        m.carried_to(now, m0, policy.stale_after_s)
+        for k, m in records.items()
+        if k != g and m.policy == policy.name and m.at <= now
+    )
+    return mine + others, records
 
 
 def guard_group(
@@ -859,14 +1047,28 @@ def guard_group(
         vetoes.extend(v)
         chained.append((ctx, p, lp))
 
-    # 10. budget
+    # 10. budget (hourly, and the monthly cap turned hourly)
+    price = policy.price_for(plan.stream_class)
+    month_spend = dict(memory.month_spend)
+    spent_month = 0.0
+    if policy.budget.max_cost_per_month is not None:
+        spent_month, month_spend = _month_spend(
+            plan, state=state, policy=policy, memory=memory, now=now, price=price
+        )
+    cap = binding_cap(
+        cap_per_hour=policy.budget.max_cost_per_hour,
+        cap_per_month=policy.budget.max_cost_per_month,
+        spent_this_month=spent_month,
+        now=now,
+    )
     levels, v = budget_cut(
         [(ctx, p) for ctx, p, _ in chained],
-        price_per_slot_hour=policy.price_for(plan.stream_class),
-        cap_per_hour=policy.budget.max_cost_per_hour,
+        price_per_slot_hour=price,
+        cap_per_hour=cap.per_hour,
         spent_elsewhere_per_hour=budget_spent_elsewhere_per_hour,
         cut_order=policy.budget.cut_order,
         primary=plan.primary_location,
+        cap_text=cap.text,
     )
     vetoes.extend(v)
 
@@ -916,6 +1118,16 @@ def guard_group(
         stale=stale_group,
     )
     vetoes.extend(cv)
+    decided_ceilings = sum(decided.get(lp.location, lp.current).ceiling for lp in plan.locations)
+    changes, cv = _budget_adds(
+        changes,
+        cap=cap,
+        policy=policy,
+        plan=plan,
+        now=now,
+        spent_elsewhere_per_hour=budget_spent_elsewhere_per_hour + price * decided_ceilings,
+    )
+    vetoes.extend(cv)
 
     # Forget locations the group no longer has (other groups' entries are kept as they are).
     here = {(g, lp.location) for lp in plan.locations}
@@ -930,5 +1142,6 @@ def guard_group(
         last_applied={k: s for k, s in last_applied.items() if live(k)},
         drift_seen_at={k: t for k, t in drift_seen.items() if live(k)},
         failures=failures,
+        month_spend=month_spend,
     )
     return decide_all(decided, vetoes, frozen=False, changes=changes), new_memory

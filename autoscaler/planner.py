@@ -8,6 +8,12 @@ reason recorded, and the problem is listed in the plan so the controller can cou
 a row (the policy's ``fallback``). Locations that are not ACTIVE, or that have no sample this
 tick, are held without asking the plugin.
 
+When the policy has a ``location_lifecycle`` block, the lifecycle planner
+(``autoscaler.lifecycle``) proposes adding and removing locations too, whatever the plugin;
+its changes come first (a plugin's change for a location the lifecycle also changes this tick
+is dropped). When the policy has a monthly budget, the plan carries what the group spent this
+calendar month as far as its histories show (``month_spent_usd``) for the guards.
+
 The plan is only a proposal: nothing here enforces bounds, steps, budgets or tenancy. That is
 the guards' job (``autoscaler.guard``), which every plan passes before anything is applied.
 """
@@ -17,7 +23,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import numpy as np
 from pydantic import BaseModel
 
 from autoscaler.domain.classes import stream_class_info
@@ -34,6 +42,7 @@ from autoscaler.domain.models import (
     Recommendation,
 )
 from autoscaler.domain.policy import Policy
+from autoscaler.lifecycle import plan_locations
 from autoscaler.policy.plugin import (
     GroupContext,
     PolicyContext,
@@ -76,10 +85,37 @@ class GroupPlan:
     locations: tuple[LocationPlan, ...]
     location_changes: tuple[LocationChange, ...] = ()
     problems: tuple[str, ...] = ()  # plugin failures and nonsense answers, for reports/fallback
+    # USD the group's current locations cost since the start of this calendar month (UTC), as
+    # far back as their histories reach; None: not computed (no monthly budget).
+    month_spent_usd: float | None = None
 
     @property
     def failed(self) -> bool:
         return bool(self.problems)
+
+
+def month_start(now: float) -> float:
+    """Epoch seconds of the first instant of ``now``'s calendar month (UTC)."""
+    d = datetime.fromtimestamp(now, UTC)
+    return datetime(d.year, d.month, 1, tzinfo=UTC).timestamp()
+
+
+def spent_usd(
+    history: LocationHistory, price_per_slot_hour: float, since: float, until: float
+) -> float:
+    """Cost of the allocated slots in ``(since, until]``: each row's ``allocated`` is billed
+    until the next row (a gap is billed as if the allocation held: the service bills whether or
+    not we watch); the last row up to ``until``. NaN counts as 0."""
+    at = history.at
+    if at.shape[0] == 0:
+        return 0.0
+    alloc = np.nan_to_num(history.allocated, nan=0.0)
+    # Rows whose billing interval [at[i], next) overlaps (since, until].
+    ends = np.append(at[1:], max(until, float(at[-1])))
+    lo = np.clip(at, since, until)
+    hi = np.clip(ends, since, until)
+    seconds = np.maximum(hi - lo, 0.0)
+    return float(np.dot(alloc, seconds)) * price_per_slot_hour / 3600.0
 
 
 def _as_count(value: object, field: str, limit: int) -> int | str:
@@ -283,6 +319,28 @@ def plan_group(
         problems.append(
             f"policy {plugin.name!r}: decide_locations raised {type(exc).__name__}: {exc}"
         )
+    if policy.location_lifecycle is not None:
+        try:
+            lifecycle = plan_locations(
+                state=state,
+                samples=samples,
+                histories=histories,
+                lifecycle=policy.location_lifecycle,
+                now=now,
+                lead_time_s=lead,
+            )
+        except Exception as exc:  # a bug here must cost the changes, not the capacity plan
+            problems.append(f"location lifecycle raised {type(exc).__name__}: {exc}")
+        else:
+            managed = {c.location for c in lifecycle}
+            changes = (*lifecycle, *(c for c in changes if c.location not in managed))
+    month_spent: float | None = None
+    if policy.budget.max_cost_per_month is not None:
+        start = month_start(now)
+        month_spent = sum(
+            spent_usd(histories.get(loc.name, LocationHistory.empty()), price, start, now)
+            for loc in state.locations
+        )
     return GroupPlan(
         group_id=state.group_id,
         at=now,
@@ -293,4 +351,5 @@ def plan_group(
         locations=tuple(plans),
         location_changes=changes,
         problems=tuple(problems),
+        month_spent_usd=month_spent,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from autoscaler.domain.models import LocationBounds
+from autoscaler.domain.models import CapacitySetting, LocationBounds
 
 
 class Mode(StrEnum):
@@ -129,6 +129,41 @@ class GroupSelector:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class LifecycleWindow:
+    """A recurring window during which a candidate location must be part of the group: it
+    starts at each ``cron`` time read in ``time_zone``'s wall clock and lasts ``duration_s``."""
+
+    cron: str
+    duration_s: float
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class LocationCandidate:
+    """A location the controller may add and remove (``spec.locationLifecycle.candidates``).
+
+    It is added ahead of any of ``windows`` or of the group's demand forecast reaching
+    ``forecast_above`` slots (None: no forecast trigger), with ``capacity`` as its first
+    setting; with neither trigger it is only ever removed (when idle).
+    """
+
+    location: str
+    capacity: CapacitySetting
+    windows: tuple[LifecycleWindow, ...] = ()
+    forecast_above: float | None = None
+    forecast_quantile: float = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class LocationLifecycle:
+    """When to add and remove locations; locations not listed are never added or removed."""
+
+    candidates: tuple[LocationCandidate, ...] = ()
+    remove_after_idle_s: float = 3600.0  # no sessions, waits or arrivals this long → remove
+    activation_s: float = 600.0  # AddStreamGroupLocations → ACTIVE (content replication)
+
+
 # Example prices, USD per slot-hour (shared/docs/gameliftstreams.md). Rates change: they are
 # configuration; a policy file's ``prices`` override these.
 DEFAULT_PRICES_PER_SLOT_HOUR: Mapping[str, float] = {
@@ -162,6 +197,7 @@ class Policy:
     drift: DriftAction = DriftAction.RESPECT
     drift_cooldown_s: float = 1800.0
     history_window_s: float = 14 * 86400.0  # how much history the plugin is given
+    location_lifecycle: LocationLifecycle | None = None  # None: the set of locations is fixed
 
     def bounds_for(self, location: str) -> LocationBounds:
         return self.location_bounds.get(location, self.default_bounds)
