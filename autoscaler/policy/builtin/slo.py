@@ -8,19 +8,39 @@ itself uncertain, Poisson departures), and its distribution gives the smallest b
 the SLO, at the hour's arrival rate rather than the day's peak. Capacity that sits idle costs
 the same as capacity in use, so the always-on floor stays low, except ahead of a forecast ramp:
 there it is raised to the forecast concurrency at ``now + L + prewarm`` so the ramp's hosts are
-provisioned before players arrive (the guards' scale-down stabilisation lets it fall slowly).
+provisioned before players arrive.
 Maximum is a guard above the forecast, never a target, and never below what the buffer needs.
 
 From the per-session SLO to the buffer: of the N sessions arriving in a refill window, the
 ``(N − B)⁺`` beyond the buffer find no idle slot, so the instant share is
 ``1 − E[(N − B)⁺] / E[arrivals]``. The buffer is the smallest B for which that miss share is
-at most ``missBudgetShare × (1 − slo.instant)`` (half the SLO's budget by default, leaving the
-other half to forecast error, delay tails and decision latency). With ``quantile`` set, B is
+at most ``missBudgetShare × (1 − slo.instant)``. The model ignores the slots of ended sessions,
+which the service keeps for 5 minutes before releasing emptied hosts, so the real miss share is
+below the modelled one on all but steep ramps; forecast error, delay tails and decision latency
+push the other way. Half the budget is the code's default; the shipped file spends all of it. With ``quantile`` set, B is
 instead that plain quantile of the window's net arrivals (0.995 is a conservative choice: a
 window quantile bounds misses per window, not per session). The reason string reports both.
 
 Legacy groups have no autonomous refill: always-on must carry the forecast plus a buffer for a
 whole lead time L (decision interval + provisioning), and on-demand is the burst headroom.
+
+Refinements, each off in the code's defaults (which stay the conservative pre-tuning ones, so
+existing policy files keep their decisions) and on in the shipped ``policies/default.yaml``,
+where they were tuned against hindsight-tuned baselines on real traces (``bench/
+quality_tuning.py``) and checked on held-out series, seeds and windows:
+
+- ``missBudgetSkew``: the SLO counts sessions over the whole trace, so the day's miss budget is
+  spent where a slot of buffer averts the most misses (busy hours get a smaller share, quiet
+  ones a larger), at the same arrival-weighted share of the day (``budget_skew``).
+- ``partialHostCredit``: the service provisions whole hosts for in-use + TargetIdle, so the
+  partly used host's free slots are idle capacity already; the buffer is sized with them
+  instead of being rounded up to whole hosts on top of them (``host_buffer_for_miss_share``).
+- ``maxDispersion``: with little history the forecaster's arrival-rate doubt (±50 %) would buy
+  buffer at busy locations for doubt rather than for Poisson noise.
+- ``legacyMissBudgetShare``: a legacy miss while raised always-on hosts provision waits with
+  the 75 s always-on timeout, so on Windows it becomes a failure (ten times scarcer budget).
+- ``refillFactor``: a refill window from the provisioning mean rather than its p95; it
+  measured too aggressive on real traces (Windows, bursty hourly series) and is not shipped.
 """
 
 from __future__ import annotations
