@@ -17,9 +17,10 @@ From the per-session SLO to the buffer: of the N sessions arriving in a refill w
 at most ``missBudgetShare × (1 − slo.instant)``. The model ignores the slots of ended sessions,
 which the service keeps for 5 minutes before releasing emptied hosts, so the real miss share is
 below the modelled one on all but steep ramps; forecast error, delay tails and decision latency
-push the other way. Half the budget is the code's default; the shipped file spends all of it. With ``quantile`` set, B is
-instead that plain quantile of the window's net arrivals (0.995 is a conservative choice: a
-window quantile bounds misses per window, not per session). The reason string reports both.
+push the other way. Half the budget is the code's default; the shipped file spends all of it.
+With ``quantile`` set, B is instead that plain quantile of the window's net arrivals (0.995
+is a conservative choice: a window quantile bounds misses per window, not per session). The
+reason string reports both.
 
 Legacy groups have no autonomous refill: always-on must carry the forecast plus a buffer for a
 whole lead time L (decision interval + provisioning), and on-demand is the burst headroom.
