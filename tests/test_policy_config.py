@@ -286,7 +286,7 @@ def test_unknown_keys_are_rejected_with_the_valid_ones(tmp_path: Path) -> None:
         f"{path}:13: spec.max_capacity: unknown field 'max_capacity'; valid fields here: "
         "streamGroups, capacityModel, locations, defaults, policy, behavior, slo, budget, "
         "fallback, prices, mode, dryRun, paused, staleAfterSeconds, drift, "
-        "historyWindowSeconds",
+        "historyWindowSeconds, locationLifecycle",
     ]
 
 

@@ -32,7 +32,7 @@ from pydantic.alias_generators import to_camel
 
 from autoscaler.domain.classes import STREAM_CLASSES
 from autoscaler.domain.errors import ConfigError
-from autoscaler.domain.models import CapacityModel, LocationBounds
+from autoscaler.domain.models import CapacityModel, CapacitySetting, LocationBounds
 from autoscaler.domain.policy import (
     Behavior,
     Budget,
@@ -41,6 +41,9 @@ from autoscaler.domain.policy import (
     Fallback,
     FallbackBehavior,
     GroupSelector,
+    LifecycleWindow,
+    LocationCandidate,
+    LocationLifecycle,
     Mode,
     Policy,
     RuleType,
@@ -48,6 +51,7 @@ from autoscaler.domain.policy import (
     SelectPolicy,
     Slo,
 )
+from autoscaler.lifecycle import check_cron, check_time_zone
 from autoscaler.policy.yamlsource import (
     PathKey,
     YamlDocument,
@@ -163,6 +167,40 @@ class DriftModel(_Strict):
     cooldown_seconds: Seconds | None = None
 
 
+class LifecycleScheduleModel(_Strict):
+    cron: Annotated[str, Field(min_length=1)]
+    time_zone: Annotated[str, Field(min_length=1)] = "UTC"
+    duration_seconds: PositiveSeconds
+
+
+class ForecastAboveModel(_Strict):
+    slots: Annotated[float, Field(gt=0)]
+    quantile: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+
+class AddWhenModel(_Strict):
+    schedules: list[LifecycleScheduleModel] = []
+    forecast_above: ForecastAboveModel | None = None
+
+
+class CandidateCapacityModel(_Strict):
+    always_on: Slots = 0
+    target_idle: Slots = 0
+    maximum: Slots
+
+
+class CandidateModel(_Strict):
+    location: Annotated[str, Field(min_length=1)]
+    capacity: CandidateCapacityModel
+    add_when: AddWhenModel | None = None
+
+
+class LocationLifecycleModel(_Strict):
+    candidates: Annotated[list[CandidateModel], Field(min_length=1)]
+    remove_after_idle_seconds: PositiveSeconds | None = None
+    activation_seconds: Seconds | None = None
+
+
 class SpecModel(_Strict):
     stream_groups: StreamGroupsModel
     capacity_model: Literal["auto", "current", "legacy"] = "auto"
@@ -180,6 +218,7 @@ class SpecModel(_Strict):
     stale_after_seconds: PositiveSeconds | None = None
     drift: DriftModel | None = None
     history_window_seconds: PositiveSeconds | None = None
+    location_lifecycle: LocationLifecycleModel | None = None
 
 
 class MetadataModel(_Strict):
@@ -595,7 +634,40 @@ def _rule_problems(doc: YamlDocument, model: PolicyFileModel) -> list[str]:
 
     if spec.fallback is not None:
         _fallback_problems(spec.fallback, bad)
+    if spec.location_lifecycle is not None:
+        _lifecycle_problems(spec.location_lifecycle, bad)
     return out
+
+
+def _lifecycle_problems(lc: LocationLifecycleModel, bad: Callable[[PathKey, str], None]) -> None:
+    base: PathKey = ("spec", "locationLifecycle", "candidates")
+    _check_unique([c.location for c in lc.candidates], base, bad)
+    for i, cand in enumerate(lc.candidates):
+        path: PathKey = (*base, i)
+        if not _LOCATION_RE.fullmatch(cand.location):
+            bad(
+                (*path, "location"),
+                f"invalid location name {cand.location!r}: AWS location names are 1-20 "
+                "letters, digits or '-' (e.g. us-east-2)",
+            )
+        cap = cand.capacity
+        for key, value in (("alwaysOn", cap.always_on), ("targetIdle", cap.target_idle)):
+            if value > cap.maximum:
+                bad(
+                    (*path, "capacity", key),
+                    f"{key} {value} is greater than maximum {cap.maximum}; need {key} <= maximum",
+                )
+        for j, sched in enumerate(cand.add_when.schedules if cand.add_when else []):
+            where: PathKey = (*path, "addWhen", "schedules", j)
+            checks: tuple[tuple[str, Callable[[str], str], str], ...] = (
+                ("cron", check_cron, sched.cron),
+                ("timeZone", check_time_zone, sched.time_zone),
+            )
+            for field_name, check, text in checks:
+                try:
+                    check(text)
+                except ValueError as error:
+                    bad((*where, field_name), str(error))
 
 
 def _fallback_problems(fb: FallbackModel, bad: Callable[[PathKey, str], None]) -> None:
@@ -759,6 +831,7 @@ def _to_policy(model: PolicyFileModel, source: str, params: Any) -> LoadedPolicy
 
     defaults_policy = _POLICY_DEFAULTS
     drift = spec.drift or DriftModel()
+    lifecycle = _lifecycle(spec.location_lifecycle) if spec.location_lifecycle else None
     capacity_model = None if spec.capacity_model == "auto" else CapacityModel(spec.capacity_model)
     return LoadedPolicy(
         name=model.metadata.name,
@@ -784,7 +857,42 @@ def _to_policy(model: PolicyFileModel, source: str, params: Any) -> LoadedPolicy
         drift=DriftAction(drift.action) if drift.action else defaults_policy.drift,
         drift_cooldown_s=_pick(drift.cooldown_seconds, defaults_policy.drift_cooldown_s),
         history_window_s=_pick(spec.history_window_seconds, defaults_policy.history_window_s),
+        location_lifecycle=lifecycle,
         capacity_model=capacity_model,
+    )
+
+
+def _lifecycle(model: LocationLifecycleModel) -> LocationLifecycle:
+    base = LocationLifecycle()
+    quantile = LocationCandidate("", CapacitySetting(always_on=0)).forecast_quantile
+    candidates = []
+    for c in model.candidates:
+        when = c.add_when or AddWhenModel()
+        above = when.forecast_above
+        candidates.append(
+            LocationCandidate(
+                location=c.location,
+                capacity=CapacitySetting(
+                    always_on=c.capacity.always_on,
+                    target_idle=c.capacity.target_idle,
+                    maximum=c.capacity.maximum,
+                ),
+                windows=tuple(
+                    LifecycleWindow(
+                        cron=check_cron(w.cron),
+                        duration_s=w.duration_seconds,
+                        time_zone=w.time_zone,
+                    )
+                    for w in when.schedules
+                ),
+                forecast_above=above.slots if above is not None else None,
+                forecast_quantile=_pick(above.quantile if above else None, quantile),
+            )
+        )
+    return LocationLifecycle(
+        candidates=tuple(candidates),
+        remove_after_idle_s=_pick(model.remove_after_idle_seconds, base.remove_after_idle_s),
+        activation_s=_pick(model.activation_seconds, base.activation_s),
     )
 
 

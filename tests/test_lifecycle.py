@@ -1,0 +1,404 @@
+"""Location lifecycle, pure: when a candidate location is added and when it is removed, the
+cron windows across DST, the idle clock read from history, and the planner's wiring."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict
+
+from autoscaler.domain.models import (
+    CapacityModel,
+    CapacitySetting,
+    GroupSample,
+    GroupState,
+    LocationHistory,
+    LocationSample,
+    LocationState,
+    Recommendation,
+)
+from autoscaler.domain.policy import (
+    Budget,
+    GroupSelector,
+    LifecycleWindow,
+    LocationCandidate,
+    LocationLifecycle,
+    Policy,
+)
+from autoscaler.lifecycle import (
+    idle_seconds,
+    latest_start,
+    merge_histories,
+    plan_locations,
+    window_overlap,
+)
+from autoscaler.planner import month_start, plan_group, spent_usd
+from autoscaler.policy.plugin import PolicyContext
+
+PRIMARY = "us-east-2"
+EXTRA = "eu-central-1"
+CAP = CapacitySetting(always_on=0, target_idle=2, maximum=20)
+LEAD = 168.0  # lead time of a Linux class at 60 s ticks
+# Monday 2025-06-02 18:00 Europe/Berlin (CEST, UTC+2) = 16:00 UTC.
+WINDOW_START = datetime(2025, 6, 2, 16, 0, tzinfo=UTC).timestamp()
+EVENING = LifecycleWindow(cron="0 18 * * 1-5", duration_s=4 * 3600.0, time_zone="Europe/Berlin")
+
+
+def _state(*extra: tuple[str, str, int]) -> GroupState:
+    """The group with its primary and ``(name, status, in_use)`` extra locations."""
+    locs = [LocationState(PRIMARY, "ACTIVE", CapacitySetting(always_on=2, maximum=10))]
+    locs += [
+        LocationState(name, status, CAP, allocated=in_use, idle=0) for name, status, in_use in extra
+    ]
+    return GroupState(
+        group_id="sg-1",
+        arn="arn:sg-1",
+        status="ACTIVE",
+        stream_class="gen4n_high",
+        tenancy=2,
+        capacity_model=CapacityModel.CURRENT,
+        locations=tuple(locs),
+        primary_location=PRIMARY,
+    )
+
+
+def _sample(location: str, at: float, **kw: Any) -> LocationSample:
+    base: dict[str, Any] = {
+        "group_id": "sg-1",
+        "location": location,
+        "at": at,
+        "status": "ACTIVE",
+        "setting": CAP,
+        "allocated": 0,
+        "idle": 0,
+        "in_use": 0,
+        "waiting": 0,
+        "oldest_waiting_s": 0.0,
+        "arrivals": 0,
+        "placement_failures": 0,
+        "departures": 0,
+    }
+    base.update(kw)
+    return LocationSample(**base)
+
+
+def _history(at: np.ndarray, **columns: np.ndarray) -> LocationHistory:
+    n = at.shape[0]
+    z = np.zeros(n, dtype=np.float64)
+    return LocationHistory(
+        at=at.astype(np.float64),
+        in_use=columns.get("in_use", z),
+        waiting=columns.get("waiting", z),
+        arrivals=columns.get("arrivals", z),
+        placement_failures=z,
+        departures=z,
+        allocated=columns.get("allocated", z),
+        idle=z,
+        complete=columns.get("complete", np.ones(n, dtype=np.bool_)),
+    )
+
+
+def _ticks(now: float, seconds: float, step: float = 60.0) -> np.ndarray:
+    return np.arange(now - seconds, now + 1.0, step)
+
+
+def _lifecycle(**kw: Any) -> LocationLifecycle:
+    cand: dict[str, Any] = {"location": EXTRA, "capacity": CAP, "windows": (EVENING,)}
+    cand.update(kw.pop("candidate", {}))
+    return LocationLifecycle(candidates=(LocationCandidate(**cand),), **kw)
+
+
+def _plan(state: GroupState, now: float, lifecycle: LocationLifecycle, **kw: Any) -> Any:
+    samples = kw.pop("samples", {loc.name: _sample(loc.name, now) for loc in state.locations})
+    return plan_locations(
+        state=state,
+        samples=samples,
+        histories=kw.pop("histories", {}),
+        lifecycle=lifecycle,
+        now=now,
+        lead_time_s=LEAD,
+        **kw,
+    )
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_window_is_found_only_within_the_horizon() -> None:
+    assert window_overlap(EVENING, WINDOW_START - 700, WINDOW_START - 700 + 768) == WINDOW_START
+    assert window_overlap(EVENING, WINDOW_START - 800, WINDOW_START - 800 + 768) is None
+    # running windows overlap too, until they end
+    assert window_overlap(EVENING, WINDOW_START + 3600, WINDOW_START + 3700) == WINDOW_START
+    end = WINDOW_START + 4 * 3600
+    assert window_overlap(EVENING, end, end + 60) is None
+    # Saturday: no window (1-5 = Monday to Friday)
+    saturday = WINDOW_START + 5 * 86400
+    assert window_overlap(EVENING, saturday - 600, saturday + 600) is None
+
+
+def test_cron_is_read_on_the_wall_clock_across_dst() -> None:
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    # 18:00 local is 17:00 UTC in winter and 16:00 UTC in summer
+    winter = datetime(2025, 1, 6, 20, 0, tzinfo=UTC).timestamp()
+    assert (
+        latest_start("0 18 * * *", berlin, winter)
+        == datetime(2025, 1, 6, 17, 0, tzinfo=UTC).timestamp()
+    )
+    assert latest_start("0 18 * * *", berlin, WINDOW_START + 10) == WINDOW_START
+    # 02:30 does not exist on 2025-03-30 in Berlin: the start is 03:30 CEST (01:30 UTC)
+    after = datetime(2025, 3, 30, 3, 0, tzinfo=UTC).timestamp()
+    assert (
+        latest_start("30 2 * * *", berlin, after)
+        == datetime(2025, 3, 30, 1, 30, tzinfo=UTC).timestamp()
+    )
+    # 02:30 happens twice on 2025-10-26: the first one (CEST, 00:30 UTC) only
+    fall = datetime(2025, 10, 26, 1, 45, tzinfo=UTC).timestamp()
+    assert (
+        latest_start("30 2 * * *", berlin, fall)
+        == datetime(2025, 10, 26, 0, 30, tzinfo=UTC).timestamp()
+    )
+
+
+# --------------------------------------------------------------------------- adds
+
+
+def test_add_comes_activation_plus_lead_before_the_window() -> None:
+    add_lead = 600 + LEAD
+    early = _plan(_state(), WINDOW_START - add_lead - 30, _lifecycle())
+    assert early == ()
+    (change,) = _plan(_state(), WINDOW_START - add_lead + 30, _lifecycle())
+    assert (change.location, change.action, change.setting) == (EXTRA, "add", CAP)
+    assert "starts at 2025-06-02 16:00:00Z" in change.reason
+    assert "activation 600 s + lead 168 s" in change.reason
+
+
+def test_activation_time_is_configurable() -> None:
+    now = WINDOW_START - 1500
+    assert _plan(_state(), now, _lifecycle()) == ()
+    (change,) = _plan(_state(), now, _lifecycle(activation_s=1400.0))
+    assert change.action == "add"
+
+
+def test_late_add_during_a_running_window() -> None:
+    (change,) = _plan(_state(), WINDOW_START + 600, _lifecycle())
+    assert change.action == "add"
+    assert "running since" in change.reason
+
+
+def test_nothing_is_added_twice_or_for_a_candidate_without_trigger() -> None:
+    now = WINDOW_START - 60
+    assert _plan(_state((EXTRA, "ACTIVATING", 0)), now, _lifecycle()) == ()
+    assert _plan(_state(), now, _lifecycle(candidate={"windows": ()})) == ()
+
+
+def _flat_primary(now: float, level: float) -> dict[str, LocationHistory]:
+    at = _ticks(now, 6 * 3600)
+    return {PRIMARY: _history(at, in_use=np.full(at.shape[0], level))}
+
+
+def test_forecast_crossing_adds_the_location() -> None:
+    now = WINDOW_START + 86400 * 5  # a Saturday: no window
+    cand = {"windows": (), "forecast_above": 40.0}
+    (change,) = _plan(_state(), now, _lifecycle(candidate=cand), histories=_flat_primary(now, 50.0))
+    assert change.action == "add"
+    assert "forecast p90" in change.reason
+    assert _plan(_state(), now, _lifecycle(candidate=cand), histories=_flat_primary(now, 5.0)) == ()
+
+
+# --------------------------------------------------------------------------- removals
+
+
+def _idle_world(now: float, span: float) -> dict[str, LocationHistory]:
+    at = _ticks(now, span)
+    return {PRIMARY: _history(at), EXTRA: _history(at)}
+
+
+QUIET = WINDOW_START + 86400 * 5 + 12 * 3600  # Saturday noon UTC: no window for days
+
+
+def test_idle_location_is_removed_after_the_idle_time() -> None:
+    lc = _lifecycle(remove_after_idle_s=3600.0)
+    state = _state((EXTRA, "ACTIVE", 0))
+    assert _plan(state, QUIET, lc, histories=_idle_world(QUIET, 1800)) == ()
+    (change,) = _plan(state, QUIET, lc, histories=_idle_world(QUIET, 2 * 3600))
+    assert (change.location, change.action, change.setting) == (EXTRA, "remove", None)
+    assert "for 7200 s" in change.reason
+
+
+def test_recent_arrival_or_incomplete_row_keeps_it() -> None:
+    lc = _lifecycle(remove_after_idle_s=3600.0)
+    state = _state((EXTRA, "ACTIVE", 0))
+    for column in ("arrivals", "waiting", "in_use"):
+        histories = _idle_world(QUIET, 2 * 3600)
+        h = histories[EXTRA]
+        values = np.zeros(len(h))
+        values[-31] = 1.0  # 30 minutes ago
+        histories[EXTRA] = _history(h.at, **{column: values})
+        assert _plan(state, QUIET, lc, histories=histories) == (), column
+    histories = _idle_world(QUIET, 2 * 3600)
+    complete = np.ones(len(histories[EXTRA]), dtype=np.bool_)
+    complete[-10] = False
+    histories[EXTRA] = _history(histories[EXTRA].at, complete=complete)
+    assert _plan(state, QUIET, lc, histories=histories) == ()
+
+
+def test_live_sessions_now_or_bad_status_keep_it() -> None:
+    lc = _lifecycle(remove_after_idle_s=3600.0)
+    histories = _idle_world(QUIET, 2 * 3600)
+    assert _plan(_state((EXTRA, "ACTIVE", 3)), QUIET, lc, histories=histories) == ()
+    busy = {PRIMARY: _sample(PRIMARY, QUIET), EXTRA: _sample(EXTRA, QUIET, waiting=1)}
+    state = _state((EXTRA, "ACTIVE", 0))
+    assert _plan(state, QUIET, lc, histories=histories, samples=busy) == ()
+    partial = {PRIMARY: _sample(PRIMARY, QUIET), EXTRA: _sample(EXTRA, QUIET, complete=False)}
+    assert _plan(state, QUIET, lc, histories=histories, samples=partial) == ()
+    for status in ("ACTIVATING", "REMOVING"):
+        assert _plan(_state((EXTRA, status, 0)), QUIET, lc, histories=histories) == ()
+
+
+def test_upcoming_window_keeps_an_idle_location() -> None:
+    lc = _lifecycle(remove_after_idle_s=3600.0)
+    state = _state((EXTRA, "ACTIVE", 0))
+    now = WINDOW_START - 700
+    assert _plan(state, now, lc, histories=_idle_world(now, 3 * 3600)) == ()
+    inside = WINDOW_START + 3 * 3600
+    assert _plan(state, inside, lc, histories=_idle_world(inside, 3 * 3600)) == ()
+
+
+def test_primary_is_never_removed_even_as_a_candidate() -> None:
+    lc = _lifecycle(remove_after_idle_s=60.0, candidate={"location": PRIMARY, "windows": ()})
+    assert _plan(_state(), QUIET, lc, histories=_idle_world(QUIET, 86400)) == ()
+
+
+def test_readded_location_starts_a_fresh_idle_clock() -> None:
+    """Old rows from before an earlier removal do not count: the primary's ticks show the
+    location was absent until 10 minutes ago."""
+    at = _ticks(QUIET, 6 * 3600)
+    present = (at <= QUIET - 4 * 3600) | (at >= QUIET - 600)
+    histories = {PRIMARY: _history(at), EXTRA: _history(at[present])}
+    assert idle_seconds(histories[EXTRA], histories[PRIMARY], _sample(EXTRA, QUIET), QUIET) == 600
+    lc = _lifecycle(remove_after_idle_s=3600.0)
+    assert _plan(_state((EXTRA, "ACTIVE", 0)), QUIET, lc, histories=histories) == ()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    in_use=st.lists(st.integers(0, 3), min_size=5, max_size=40),
+    primary_in_use=st.integers(0, 5),
+    idle_s=st.floats(60.0, 7200.0),
+)
+def test_never_removes_the_primary_or_a_used_location(
+    in_use: list[int], primary_in_use: int, idle_s: float
+) -> None:
+    at = _ticks(QUIET, 60.0 * (len(in_use) - 1))
+    values = np.array(in_use, dtype=np.float64)
+    histories = {PRIMARY: _history(at), EXTRA: _history(at, in_use=values)}
+    lc = LocationLifecycle(
+        candidates=(
+            LocationCandidate(EXTRA, CAP),
+            LocationCandidate(PRIMARY, CAP),
+        ),
+        remove_after_idle_s=idle_s,
+    )
+    state = _state((EXTRA, "ACTIVE", in_use[-1]))
+    samples = {
+        PRIMARY: _sample(PRIMARY, QUIET, in_use=primary_in_use),
+        EXTRA: _sample(EXTRA, QUIET, in_use=in_use[-1]),
+    }
+    changes = _plan(state, QUIET, lc, histories=histories, samples=samples)
+    for c in changes:
+        assert c.location != PRIMARY
+        assert c.action == "remove"
+        used = at[values > 0]
+        assert used.size == 0 or QUIET - float(used[-1]) >= idle_s
+
+
+# --------------------------------------------------------------------------- histories
+
+
+def test_merge_histories_sums_rows_at_the_same_tick() -> None:
+    a = _history(np.array([0.0, 60.0, 120.0]), in_use=np.array([1.0, 2.0, 3.0]))
+    b = _history(
+        np.array([60.0, 120.0]),
+        in_use=np.array([10.0, 20.0]),
+        complete=np.array([True, False]),
+    )
+    m = merge_histories({"a": a, "b": b})
+    assert m.at.tolist() == [0.0, 60.0, 120.0]
+    assert m.in_use.tolist() == [1.0, 12.0, 23.0]
+    assert m.complete.tolist() == [True, True, False]
+
+
+def test_spent_usd_bills_each_allocation_until_the_next_row() -> None:
+    h = _history(np.array([0.0, 3600.0, 7200.0]), allocated=np.array([2.0, 4.0, 0.0]))
+    assert spent_usd(h, 1.5, 0.0, 7200.0) == 2 * 1.5 + 4 * 1.5
+    assert spent_usd(h, 1.0, 1800.0, 5400.0) == 2 * 0.5 + 4 * 0.5
+    assert spent_usd(h, 1.0, 0.0, 9000.0) == 6.0  # the last row (0 slots) holds to the end
+    h2 = _history(np.array([0.0]), allocated=np.array([3.0]))
+    assert spent_usd(h2, 1.0, 0.0, 1800.0) == 1.5  # the last row holds until `until`
+    assert spent_usd(LocationHistory.empty(), 1.0, 0.0, 1.0) == 0.0
+
+
+def test_month_start_is_utc_calendar_month() -> None:
+    t = datetime(2025, 3, 17, 5, 0, tzinfo=UTC).timestamp()
+    assert month_start(t) == datetime(2025, 3, 1, tzinfo=UTC).timestamp()
+
+
+# --------------------------------------------------------------------------- planner wiring
+
+
+class _NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class _Hold:
+    name: str = "hold"
+    Params: ClassVar[type[BaseModel]] = _NoParams
+
+    def decide(self, params: BaseModel, ctx: PolicyContext) -> Recommendation:
+        return Recommendation(ctx.current, "hold")
+
+
+def _policy(**kw: Any) -> Policy:
+    return Policy(
+        name="p",
+        source="p.yaml",
+        selector=GroupSelector(ids=("sg-1",)),
+        plugin="hold",
+        plugin_params=_NoParams(),
+        prices={"gen4n_high": 1.0},
+        **kw,
+    )
+
+
+def test_planner_asks_the_lifecycle_whatever_the_plugin() -> None:
+    now = WINDOW_START - 600
+    state = _state()
+    sample = GroupSample(now, "sg-1", state, (_sample(PRIMARY, now),), complete=True)
+    kw: dict[str, Any] = {
+        "state": state,
+        "sample": sample,
+        "histories": {},
+        "plugin": _Hold(),
+        "params": _NoParams(),
+        "now": now,
+        "interval_s": 60.0,
+    }
+    assert plan_group(policy=_policy(), **kw).location_changes == ()
+    plan = plan_group(policy=_policy(location_lifecycle=_lifecycle()), **kw)
+    assert [(c.location, c.action) for c in plan.location_changes] == [(EXTRA, "add")]
+    assert plan.month_spent_usd is None
+    budget = Budget(max_cost_per_month=1000.0)
+    at = np.array([month_start(now) - 3600, now - 3600, now])
+    hist = {PRIMARY: _history(at, allocated=np.array([1.0, 2.0, 2.0]))}
+    plan = plan_group(policy=_policy(budget=budget), **{**kw, "histories": hist})
+    # 1 slot from the month start to an hour ago, then 2 slots for an hour, at $1/slot-hour
+    expected = (now - 3600 - month_start(now)) / 3600 + 2.0
+    assert plan.month_spent_usd is not None
+    assert abs(plan.month_spent_usd - expected) < 1e-6
