@@ -68,7 +68,9 @@ class ForecastConfig:
     ratio_relax_s: float = 12 * 3600.0  # the ratio relaxes towards 1 with this time constant
     trend_damping_s: float = 3600.0  # the fallback trend's effect saturates after this long
     profile_full_days: float = 2.0  # history span from which the profile gets full weight
-    weekly_min_days: float = 14.0  # span from which the weekly profile is blended in
+    # span from which the weekly profile is blended in: most weekdays seen twice (the
+    # window the seasonal part reads is one hour short of the 14-day history, see _window_start)
+    weekly_min_days: float = 13.0
     weekly_weight: float = 0.5
     outage_expected_min: float = 3.0  # a zero bucket where the profile expects ≥ this is an outage
     residual_days: float = 3.0  # in-sample residuals are taken from this many recent days
@@ -313,9 +315,15 @@ class SeasonalForecaster:
         self._lock = threading.Lock()
 
     # --- the hourly part ---------------------------------------------------------------------
+    def _window_start(self, cut: float) -> float:
+        """Oldest row the seasonal part uses. One hour short of the window: the caller's
+        history slides by one row per tick, so only the rows it holds for the whole hour
+        after ``cut`` keep the hourly memo valid (otherwise, once the history is full, every
+        tick would recompute the seasonal profile)."""
+        return cut - self.config.window_s + 3600.0
+
     def _past(self, h: LocationHistory, cut: float, qs: tuple[float, ...]) -> _Past:
-        cfg = self.config
-        lo = cut - cfg.window_s
+        lo = self._window_start(cut)
         i_lo = int(h.at.searchsorted(lo))
         i_cut = int(h.at.searchsorted(cut))
         key: tuple[object, ...] = (cut, qs, i_cut - i_lo)
@@ -350,7 +358,7 @@ class SeasonalForecaster:
         bs = cfg.bucket_s
         per_day = round(DAY_S / bs)
         per_week = 7 * per_day
-        lo = cut - cfg.window_s
+        lo = self._window_start(cut)
         t0 = math.floor(lo / DAY_S) * DAY_S
         week_off = int(((t0 // DAY_S) % 7) * per_day)
         nb = round((cut - t0) / bs)
