@@ -19,6 +19,7 @@ BENCHMARKS = (
     ("store", "bench.store_bench", "SQLite history: appends/s and 14-day reads"),
     ("tick", "bench.tick_bench", "one tick, 200 groups × 3 locations vs the I/O floor"),
     ("forecast", "bench.forecast_bench", "forecast accuracy and time per series"),
+    ("backtest", "bench.backtest_speed", "backtest speed: 30 days at peak 400, per stage"),
     ("decision", "bench.decision_bench", "backtest decision quality vs baselines"),
 )
 
