@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -39,11 +40,13 @@ from autoscaler.guard import (
     AppliedRecord,
     GuardMemory,
     Levels,
+    MonthSpend,
     RecommendationRecord,
     guard_group,
+    month_end,
     worst_case_cost_per_hour,
 )
-from autoscaler.planner import GroupPlan, LocationPlan
+from autoscaler.planner import GroupPlan, LocationPlan, month_start
 
 NOW = 100_000.0
 G = "sg-1"
@@ -853,3 +856,178 @@ def test_worst_case_cost_matches_what_the_budget_counts() -> None:
     )
     assert worst_case_cost_per_hour(decision, 1.0) == 30.0
     assert worst_case_cost_per_hour(decision, 0.5) == 15.0
+
+
+# --------------------------------------------------------------------------- monthly budget
+
+
+def _month_hours(now: float = NOW) -> float:
+    return (month_end(now) - now) / 3600.0
+
+
+def _spend(spent: float, *, at: float = NOW, rate: float = 0.0, policy: str = "p") -> MonthSpend:
+    return MonthSpend(policy, month_start(at), spent, at, rate)
+
+
+def test_monthly_cap_binds_on_the_projected_month() -> None:
+    """Projected = spent this month + worst-case $/h × hours left; cuts as the hourly cap."""
+    hours = _month_hours()
+    memory = GuardMemory(month_spend={G: _spend(100.0)})
+    proposal = C(10, 4, 20)  # $20/h worst case at $1/slot-hour, 5 in use
+    fits = _policy(budget=Budget(max_cost_per_month=100.0 + 20.0 * hours + 0.01))
+    decided, decision, _ = _one(C(10, 4, 20), proposal, policy=fits, memory=memory, in_use=5)
+    assert decided == proposal
+    assert "budget" not in _guards(decision)
+    tight = _policy(budget=Budget(max_cost_per_month=100.0 + 19.9 * hours))
+    decided, decision, _ = _one(C(10, 4, 20), proposal, policy=tight, memory=memory, in_use=5)
+    assert decided == C(10, 3, 19)  # the idle buffer goes first, as for the hourly cap
+    reasons = [v.reason for v in decision.vetoes if v.guard == "budget"]
+    assert any("/month ($100.00 spent" in r and "$19.90/h" in r for r in reasons), reasons
+    # without the spend so far the same cap would have fitted: the spend counts
+    decided, _, _ = _one(C(10, 4, 20), proposal, policy=tight, in_use=5)
+    assert decided == proposal
+
+
+def test_the_tighter_of_hourly_and_monthly_caps_binds() -> None:
+    hours = _month_hours()
+    both = Budget(max_cost_per_hour=12.0, max_cost_per_month=17.0 * hours)
+    decided, decision, _ = _one(C(10, 4, 20), C(10, 4, 20), policy=_policy(budget=both), in_use=5)
+    assert decided == C(10, 0, 12)
+    assert all("/month" not in v.reason for v in decision.vetoes)
+    both = Budget(max_cost_per_hour=19.0, max_cost_per_month=12.0 * hours)
+    decided, decision, _ = _one(C(10, 4, 20), C(10, 4, 20), policy=_policy(budget=both), in_use=5)
+    assert decided == C(10, 0, 12)
+    assert any("/month" in v.reason for v in decision.vetoes)
+
+
+def test_overspent_month_cuts_to_in_use_never_below() -> None:
+    policy = _policy(budget=Budget(max_cost_per_month=50.0))
+    memory = GuardMemory(month_spend={G: _spend(80.0)})
+    decided, decision, _ = _one(C(10, 4, 20), C(10, 4, 20), policy=policy, memory=memory, in_use=5)
+    assert decided == C(5, 0, 5)
+    assert any("cannot cut further" in v.reason for v in decision.vetoes)
+
+
+def test_month_spend_is_carried_forward_and_counts_other_groups_of_the_policy() -> None:
+    policy = _policy(budget=Budget(max_cost_per_month=1e6))
+    # tick 1: nothing known; the allocation seen (5 slots × $1) is the rate from now on
+    _, _, memory = _one(C(10, 0, 10), C(10, 0, 10), policy=policy, in_use=5)
+    assert memory.month_spend[G].spent_usd == 0.0
+    assert memory.month_spend[G].rate_per_hour == 5.0
+    # tick 2, an hour later: 5 slot-hours spent
+    later = NOW + 3600
+    _, _, memory = _one(
+        C(10, 0, 10),
+        C(10, 0, 10),
+        policy=policy,
+        memory=memory,
+        in_use=5,
+        now=later,
+        sample_at=later,
+    )
+    assert memory.month_spend[G].spent_usd == 5.0
+    # another group of the policy spent $300 (carried at most stale_after_s), another
+    # policy's group $10 000: only the first counts against this policy's cap
+    memory = replace(
+        memory,
+        month_spend={
+            **memory.month_spend,
+            "sg-2": _spend(300.0, at=later - 60, rate=60.0),
+            "sg-3": _spend(10_000.0, at=later, policy="other"),
+        },
+    )
+    hours = _month_hours(later)
+    cap = 5.0 + 300.0 + 1.0 + 12.0 * hours  # + $1: sg-2's rate for its 60 s
+    policy = _policy(budget=Budget(max_cost_per_month=cap + 0.01))
+    decided, _, memory = _one(
+        C(10, 4, 20),
+        C(10, 4, 20),
+        policy=policy,
+        memory=memory,
+        in_use=5,
+        now=later,
+        sample_at=later,
+    )
+    assert decided == C(10, 0, 12)
+    assert set(memory.month_spend) == {G, "sg-2", "sg-3"}
+
+
+def test_month_spend_starts_again_each_month() -> None:
+    policy = _policy(budget=Budget(max_cost_per_month=1e6))
+    start = month_start(NOW)
+    # a record of last month: only the rate since this month's start counts
+    last_month = GuardMemory(month_spend={G: _spend(999.0, at=start - 3600, rate=2.0)})
+    last_month = replace(
+        last_month,
+        month_spend={G: replace(last_month.month_spend[G], month_start=start - 31 * 86400)},
+    )
+    _, _, memory = _one(C(10, 0, 10), C(10, 0, 10), policy=policy, memory=last_month)
+    assert memory.month_spend[G].month_start == start
+    assert abs(memory.month_spend[G].spent_usd - 2.0 * (NOW - start) / 3600) < 1e-9
+
+
+def _guard_with_history_spend(spent: float | None, memory: GuardMemory, cap: float) -> Any:
+    state, sample, plan = _loc(PRIMARY, C(10, 4, 20), C(10, 4, 20), in_use=5)
+    group = GroupState(
+        G, "arn:" + G, "ACTIVE", "gen4n_high", 1, CapacityModel.CURRENT, (state,), PRIMARY
+    )
+    return guard_group(
+        GroupPlan(
+            G, NOW, CapacityModel.CURRENT, 1, "gen4n_high", PRIMARY, (plan,), month_spent_usd=spent
+        ),
+        state=group,
+        sample=GroupSample(NOW, G, group, (sample,), complete=True),
+        policy=_policy(budget=Budget(max_cost_per_month=cap)),
+        memory=memory,
+        now=NOW,
+    )
+
+
+def test_history_spend_and_memory_spend_the_larger_counts() -> None:
+    hours = _month_hours()
+    cap = 100.0 + 19.9 * hours
+    for spent, memory in (
+        (100.0, GuardMemory()),  # from the plan's histories only
+        (40.0, GuardMemory(month_spend={G: _spend(100.0)})),  # memory knows more
+        (100.0, GuardMemory(month_spend={G: _spend(40.0)})),  # history knows more
+    ):
+        decision, new = _guard_with_history_spend(spent, memory, cap)
+        assert decision.locations[0].decided == C(10, 3, 19)
+        assert new.month_spend[G].spent_usd == 100.0
+    decision, _ = _guard_with_history_spend(None, GuardMemory(), cap)
+    assert decision.locations[0].decided == C(10, 4, 20)
+
+
+def test_month_spend_survives_the_memory_json() -> None:
+    memory = GuardMemory(month_spend={G: _spend(12.5, rate=3.0)})
+    assert GuardMemory.from_json(memory.to_json()) == memory
+    old = json.loads(memory.to_json())
+    del old["month_spend"]  # written before the monthly budget existed
+    assert GuardMemory.from_json(json.dumps(old)).month_spend == {}
+
+
+def test_added_location_gets_what_the_budget_leaves_or_is_refused() -> None:
+    add = LocationChange("eu-west-1", "add", C(0, 2, 10), "lifecycle")
+    decision, _ = _run(
+        [_loc(PRIMARY, C(10, 0, 10), C(10, 0, 10))],
+        policy=_policy(budget=Budget(max_cost_per_hour=12.0)),
+        changes=(add,),
+    )
+    ((change),) = decision.location_changes
+    assert change.setting == C(0, 0, 2)  # $2/h left: the idle buffer, then burst, cut
+    assert worst_case_cost_per_hour(decision, 1.0) == 12.0
+    decision, _ = _run(
+        [_loc(PRIMARY, C(10, 0, 10), C(10, 0, 10))],
+        policy=_policy(budget=Budget(max_cost_per_hour=10.0)),
+        changes=(add,),
+    )
+    assert decision.location_changes == ()
+    assert any(
+        v.location == "eu-west-1" and "add refused: no room" in v.reason for v in decision.vetoes
+    )
+    decision, _ = _run(
+        [_loc(PRIMARY, C(10, 0, 10), C(10, 0, 10))],
+        policy=_policy(budget=Budget(max_cost_per_hour=100.0)),
+        changes=(add,),
+    )
+    assert [c.setting for c in decision.location_changes] == [C(0, 2, 10)]
