@@ -6,13 +6,16 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
+from autoscaler.domain.errors import ConfigError
 from autoscaler.domain.models import (
     CapacityModel,
     CapacitySetting,
@@ -39,6 +42,7 @@ from autoscaler.lifecycle import (
     window_overlap,
 )
 from autoscaler.planner import month_start, plan_group, spent_usd
+from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import PolicyContext
 
 PRIMARY = "us-east-2"
@@ -402,3 +406,80 @@ def test_planner_asks_the_lifecycle_whatever_the_plugin() -> None:
     expected = (now - 3600 - month_start(now)) / 3600 + 2.0
     assert plan.month_spent_usd is not None
     assert abs(plan.month_spent_usd - expected) < 1e-6
+
+
+# --------------------------------------------------------------------------- the policy file
+
+POLICY_FILE = """\
+apiVersion: autoscaler.gameliftstreams/v1
+kind: CapacityPolicy
+metadata: {name: lc}
+spec:
+  streamGroups: {ids: [sg-1]}
+  policy: {plugin: target-tracking}
+  budget: {maxCostPerMonth: 5000}
+  locationLifecycle:
+    removeAfterIdleSeconds: 7200
+    candidates:
+      - location: eu-central-1
+        capacity: {alwaysOn: 2, targetIdle: 2, maximum: 20}
+        addWhen:
+          schedules:
+            - {cron: "0 18 * * 1-5", timeZone: Europe/Berlin, durationSeconds: 14400}
+          forecastAbove: {slots: 40}
+      - location: ap-northeast-1
+        capacity: {maximum: 8}
+"""
+
+
+def _load(tmp_path: Path, text: str) -> Policy:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return load_policy_file(path, resolve_params=lambda name, raw: None)
+
+
+def test_policy_file_block_becomes_the_domain_lifecycle(tmp_path: Path) -> None:
+    policy = _load(tmp_path, POLICY_FILE)
+    assert policy.budget.max_cost_per_month == 5000.0
+    lc = policy.location_lifecycle
+    assert lc == LocationLifecycle(
+        candidates=(
+            LocationCandidate(
+                "eu-central-1",
+                CapacitySetting(always_on=2, target_idle=2, maximum=20),
+                windows=(EVENING,),
+                forecast_above=40.0,
+                forecast_quantile=0.9,
+            ),
+            LocationCandidate("ap-northeast-1", CapacitySetting(always_on=0, maximum=8)),
+        ),
+        remove_after_idle_s=7200.0,
+        activation_s=600.0,
+    )
+    no_block = POLICY_FILE.split("  locationLifecycle:", maxsplit=1)[0]
+    assert _load(tmp_path, no_block).location_lifecycle is None
+
+
+def test_policy_file_block_errors_name_the_line(tmp_path: Path) -> None:
+    bad = (
+        POLICY_FILE.replace('"0 18 * * 1-5"', '"0 25 * * *"')
+        .replace("Europe/Berlin", "Europe/Berlim")
+        .replace("alwaysOn: 2, targetIdle: 2, maximum: 20", "alwaysOn: 30, maximum: 20")
+        .replace("location: ap-northeast-1", "location: eu-central-1")
+    )
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, bad)
+    path = tmp_path / "p.yaml"
+    base = "spec.locationLifecycle.candidates"
+    assert err.value.problems == [
+        f"{path}:17: {base}[1]: 'eu-central-1' is listed twice",
+        f"{path}:12: {base}[0].capacity.alwaysOn: alwaysOn 30 is greater than maximum 20;"
+        " need alwaysOn <= maximum",
+        f"{path}:15: {base}[0].addWhen.schedules[0].cron: invalid cron expression '0 25 * * *':"
+        " use 5 fields, minute hour day-of-month month day-of-week (e.g. '0 18 * * 1-5')",
+        f"{path}:15: {base}[0].addWhen.schedules[0].timeZone: unknown time zone 'Europe/Berlim':"
+        " use an IANA name such as UTC, Europe/Berlin or America/New_York",
+    ]
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, POLICY_FILE.replace("removeAfterIdleSeconds", "removeAfterIdle"))
+    assert "unknown field 'removeAfterIdle'; valid fields here: candidates," in str(err.value)
