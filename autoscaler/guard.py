@@ -407,7 +407,12 @@ def _rule_change(rule_type: RuleType, value: float, start: int, tenancy: int, up
     if rule_type is RuleType.SLOTS:
         return math.floor(value)
     base = max(start, tenancy) if up else start
-    return math.floor(base * value / 100.0)
+    change = math.floor(base * value / 100.0)
+    if value > 0 and base > 0:
+        # a percentage that rounds to nothing still allows one slot (then one host, below):
+        # otherwise "20 % per minute" could never lower a buffer of 4
+        change = max(change, 1)
+    return change
 
 
 def step_limit(
@@ -1014,7 +1019,9 @@ def guard_group(
             waiting=lp.waiting,
             bounds=policy.bounds_for(lp.location),
             behavior=behavior,
-            recommendations=_prune_recs(recs.get(key, ()), now, keep_recs),
+            # kept for twice the window: the oldest record tells whether the window has been
+            # watched long enough to allow a scale-down (see _window_covered)
+            recommendations=_prune_recs(recs.get(key, ()), now, 2 * keep_recs),
             applied=applied.get(key, ()),
             last_applied_at=memory.last_applied_at.get(g),
         )

@@ -395,7 +395,8 @@ def test_scale_down_stabilisation_keeps_the_highest_recent_recommendation() -> N
     assert decided == C(16, 0, 20)
     assert "stabilisation" in _guards(decision)
     kept = new_memory.recommendations[(G, PRIMARY)]
-    assert [r.at for r in kept] == [NOW - 160, NOW - 60, NOW]
+    # kept for twice the window (coverage), used within the window only
+    assert [r.at for r in kept] == [NOW - 400, NOW - 160, NOW - 60, NOW]
 
 
 def test_scale_up_stabilisation_keeps_the_lowest_recent_recommendation() -> None:
@@ -1031,3 +1032,20 @@ def test_added_location_gets_what_the_budget_leaves_or_is_refused() -> None:
         changes=(add,),
     )
     assert [c.setting for c in decision.location_changes] == [C(0, 2, 10)]
+
+
+def test_a_percentage_scale_down_lowers_a_small_value_by_one_host() -> None:
+    down = _rules((RuleType.PERCENT, 20.0, 60.0), window=0.0)
+    decided, _, _ = _one(C(4, 4, 8), C(0, 2, 8), policy=_policy(behavior=_behavior(down=down)))
+    assert decided.target_idle == 3  # 20 % of 4 rounds to 0: one host (tenancy 1) allowed
+    assert decided.always_on == 3
+
+
+def test_a_window_of_one_interval_still_scales_down() -> None:
+    down = _rules(window=60.0)
+    recs = (RecommendationRecord(NOW - 60, Levels(4, 0, 8)),)
+    memory = GuardMemory(recommendations={(G, PRIMARY): recs})
+    decided, _, _ = _one(
+        C(10, 0, 20), C(4, 0, 8), policy=_policy(behavior=_behavior(down=down)), memory=memory
+    )
+    assert decided == C(4, 0, 8)

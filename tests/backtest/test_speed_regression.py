@@ -83,20 +83,21 @@ spec:
 """
 CASES = {"slo": (SLO_POLICY, 2.0), "tight": (TIGHT_POLICY, 1.0)}
 
-# Recorded before the speed work (commit 8afd6e0's pipeline).
+# Recorded before the speed work (commit 8afd6e0's pipeline); ``slo`` re-recorded after the guard
+# fix that lets a percentage scale-down rule lower a small value by one host (it could not).
 EXPECTED: dict[str, dict[str, Any]] = {
     "slo": {
         "sessions": 4015,
         "decisions": 2881,
-        "updates": 348,
+        "updates": 351,
         "instant": 3956,
         "cold": 3,
         "failed": 0,
         "refused": 0,
         "skipped": 0,
-        "allocated_slot_s": "10809999.898673058",
+        "allocated_slot_s": "10809227.171777725",
         "waits_s_sum": "1.9083223342895508",
-        "update_calls_sha256": "7c75b519b855ece8795bf9f565ac441a92d26c7010fc758de13e63a00709a1d5",
+        "update_calls_sha256": "03fe08d574ce68e1bed80a8a09c611d16d9facdc88a93a13c7974710dbf9b566",
     },
     "tight": {
         "sessions": 2067,
