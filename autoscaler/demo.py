@@ -50,6 +50,7 @@ LOCATIONS = (PRIMARY, SECOND)
 DEMO_TAG = {"autoscaler-policy": "default"}  # what policies/default.yaml selects
 SAMPLE_EVERY_S = 60.0  # simulated seconds between two points of the chart
 WARM_FLOOR_S = 600.0  # the players already online at the start hold a floor this long
+CONTROLLER_START_S = 120.0  # the controller starts once those players are placed
 
 
 @dataclass
@@ -496,15 +497,21 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
 
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")  # the emulator takes any key
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
-        daemon = asyncio.create_task(
-            run_daemon(
+        async def controller() -> int:
+            # The players already online when the day starts (the plan's warm start) are
+            # placed before the controller takes over, as in any real deployment: it starts
+            # on a group that is already serving, not in the middle of a synthetic flood.
+            if not await _wait_until(clock, t0 + CONTROLLER_START_S, stop):
+                return 0
+            return await run_daemon(
                 settings,
                 clock=clock,
                 stop=stop,
                 wall_interval_s=options.interval_s / options.time_scale,
                 on_report=on_report,
             )
-        )
+
+        daemon = asyncio.create_task(controller())
         end_at = t0 + options.hours * 3600.0
         progress = Progress(
             TextColumn("simulated day"),
