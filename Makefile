@@ -30,7 +30,12 @@ fmt: $(STAMP)
 	$(BIN)/ruff format autoscaler tests bench
 	$(BIN)/ruff check --fix autoscaler tests bench
 
-bench: $(STAMP)
+# The benchmark alone needs the bench extra (statsmodels, scipy); test/check do not pay for it.
+$(VENV)/.installed-bench: $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench
 
 emulator: $(STAMP)
