@@ -497,6 +497,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
 
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")  # the emulator takes any key
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
+
         async def controller() -> int:
             # The players already online when the day starts (the plan's warm start) are
             # placed before the controller takes over, as in any real deployment: it starts
