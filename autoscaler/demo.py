@@ -567,6 +567,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
     chart_path: Path | None = None
     if len(timeline.t) >= 2:
         chart_path = save_chart(timeline, names, chart)
+    console.print()  # the live view leaves the cursor at the end of its last line
     console.print(_summary_table(rows, options.hours))
     console.print(
         f"sessions started {state.started}, refused {state.start_failed}; "
