@@ -78,6 +78,12 @@ class MetricsSink:
             ["group_id"],
             registry=r,
         )
+        self.leader = Gauge(
+            "autoscaler_leader",
+            "1 while this replica holds the lease (or runs without one), 0 on a standby",
+            registry=r,
+        )
+        self.leader.set(1)
         self.expires_in = Gauge(
             "autoscaler_group_expires_in_seconds",
             "Seconds until the stream group expires",

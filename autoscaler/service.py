@@ -226,6 +226,7 @@ def build_http_app(
     POST /resume (``?group=ID`` for one group) with ``Authorization: Bearer <token>``."""
 
     async def metrics_handler(_: web.Request) -> web.Response:
+        metrics.leader.set(1 if health.leader else 0)
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def healthz(_: web.Request) -> web.Response:

@@ -224,3 +224,17 @@ async def test_pause_endpoints_are_disabled_without_a_token() -> None:
         assert not control.all
     finally:
         await runner.cleanup()
+
+
+async def test_metrics_say_whether_this_replica_leads() -> None:
+    health = Health(started_at=0.0, interval_s=60.0)
+    runner, port = await start_http(build_http_app(MetricsSink(), health), "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                assert "autoscaler_leader 1.0" in await r.text()
+            health.leader = False
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                assert "autoscaler_leader 0.0" in await r.text()
+    finally:
+        await runner.cleanup()
