@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import zoneinfo
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 from croniter import CroniterError, croniter
@@ -50,10 +50,9 @@ from autoscaler.domain.models import (
 )
 from autoscaler.domain.policy import LifecycleWindow, LocationCandidate, LocationLifecycle
 from autoscaler.forecast import SeasonalForecaster
+from autoscaler.schedule import latest_cron_start
 
 # Wall-clock offsets change by at most this much at a DST transition (search margin).
-_DST_MARGIN = timedelta(hours=2)
-_MAX_CRON_STEPS = 10_000
 REMOVABLE_STATUSES = frozenset({"ACTIVE", "ERROR"})
 
 
@@ -84,35 +83,13 @@ def check_time_zone(name: str) -> str:
     return name
 
 
-def latest_start(expr: str, tz: zoneinfo.ZoneInfo, t: float) -> float | None:
-    """The latest start of ``expr`` (wall clock of ``tz``) at or before epoch ``t``.
-
-    A wall time in the skipped spring-forward hour is read with the offset before the change
-    (one hour later on the wall clock); a repeated fall-back time starts once (the first).
-    """
-    wall = datetime.fromtimestamp(t, tz).replace(tzinfo=None)
-    best: float | None = None
-    try:
-        it = croniter(expr, wall + _DST_MARGIN)
-        for _ in range(_MAX_CRON_STEPS):
-            fire: datetime = it.get_prev(datetime)
-            at = fire.replace(tzinfo=tz, fold=0).timestamp()
-            if at <= t:
-                best = at if best is None else max(best, at)
-            if best is not None and fire < wall - _DST_MARGIN:
-                break
-    except CroniterError:  # no earlier fire at all
-        pass
-    return best
-
-
 def window_overlap(window: LifecycleWindow, t0: float, t1: float) -> float | None:
     """The start of a ``window`` occurrence that overlaps ``[t0, t1]``, or None.
 
     The latest start ``s`` at or before ``t1`` overlaps iff ``s + duration > t0``; if it does
     not, no earlier one does either (all occurrences last the same).
     """
-    start = latest_start(window.cron, zoneinfo.ZoneInfo(window.time_zone), t1)
+    start = latest_cron_start(window.cron, zoneinfo.ZoneInfo(window.time_zone), t1)
     if start is not None and start + window.duration_s > t0:
         return start
     return None

@@ -36,7 +36,6 @@ from autoscaler.domain.policy import (
 )
 from autoscaler.lifecycle import (
     idle_seconds,
-    latest_start,
     merge_histories,
     plan_locations,
     window_overlap,
@@ -44,6 +43,7 @@ from autoscaler.lifecycle import (
 from autoscaler.planner import month_start, plan_group, spent_usd
 from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import PolicyContext
+from autoscaler.schedule import latest_cron_start as latest_start
 
 PRIMARY = "us-east-2"
 EXTRA = "eu-central-1"

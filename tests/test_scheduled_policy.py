@@ -22,10 +22,11 @@ from autoscaler.domain.models import (
     LocationSample,
 )
 from autoscaler.domain.policy import Slo
-from autoscaler.policy.builtin.chain import ChainPolicy, MaxPolicy, cron_starts
+from autoscaler.policy.builtin.chain import ChainPolicy, MaxPolicy
 from autoscaler.policy.builtin.scheduled import ScheduledParams, ScheduledPolicy, active_limits
 from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import PluginRegistry, PolicyContext
+from autoscaler.schedule import cron_starts
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")

@@ -42,15 +42,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import math
 import zoneinfo
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
-from croniter import CroniterError, croniter
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -78,102 +75,13 @@ from autoscaler.policy.plugin import (
     UnknownPluginError,
     default_registry,
 )
+from autoscaler.schedule import check_cron, check_time_zone, latest_cron_start
 
 # Key of the plugin registry in pydantic's validation context.
 REGISTRY_CONTEXT_KEY = "autoscaler.policy.registry"
 # Attribute a plugin sets to False when its decide() must not be replayed on history.
 REPLAYABLE_ATTR = "replayable"
 _MIN_ERROR_POINTS = 3
-# Largest UTC offset change of any real DST transition, plus room: within this distance of a
-# transition, wall-clock cron times are not monotone in UTC and need a wider search.
-_DST_MARGIN = timedelta(hours=3)
-_MAX_CRON_STEPS = 2000
-_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-_CRON_HELP = (
-    "expected 5 fields 'minute hour day-of-month month day-of-week' (e.g. '0 18 * * 1-5': "
-    "18:00 Monday to Friday) or one of " + ", ".join(_CRON_MACROS)
-)
-_CRON_REFERENCE = datetime(2000, 1, 1)  # naive: cron reads wall-clock time
-
-
-# ---------------------------------------------------------------------------------------------
-# Schedule primitives.
-
-
-def check_time_zone(name: str) -> str:
-    """``name`` if it is an IANA time zone known to zoneinfo, else a ValueError saying what is
-    valid (with the closest names)."""
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown time zone {name!r}: use an IANA name such as UTC, Europe/Berlin or "
-            f"America/New_York{hint}"
-        ) from None
-    return name
-
-
-def check_cron(expr: str) -> str:
-    """``expr`` normalised if it is a standard cron expression that fires at all, else a
-    ValueError saying what is valid."""
-    text = " ".join(expr.split())
-    macro = text.startswith("@")
-    if (macro and text not in _CRON_MACROS) or (not macro and len(text.split()) != 5):
-        raise ValueError(f"invalid cron expression {expr!r}: {_CRON_HELP}")
-    if not croniter.is_valid(text):
-        raise ValueError(f"invalid cron expression {expr!r}: {_CRON_HELP}")
-    try:
-        croniter(text, _CRON_REFERENCE).get_next(datetime)
-    except CroniterError:
-        raise ValueError(f"cron expression {expr!r} never fires (e.g. 30 February)") from None
-    return text
-
-
-def _wall_to_epoch(wall: datetime, tz: zoneinfo.ZoneInfo) -> float:
-    # fold=0: an ambiguous time (fall back) is its first occurrence; a time in the skipped hour
-    # (spring forward) is read with the offset before the change, i.e. one hour later on the
-    # wall clock (02:30 → 03:30). One wall-clock match is one start: never two, never none.
-    return wall.replace(tzinfo=tz, fold=0).timestamp()
-
-
-def latest_cron_start(expr: str, tz: zoneinfo.ZoneInfo, t: float) -> float | None:
-    """The latest start of ``expr`` (evaluated in ``tz``'s wall-clock time) at or before
-    epoch ``t``; None if it never fired before."""
-    local = datetime.fromtimestamp(t, tz)
-    wall = local.replace(tzinfo=None)
-    before = datetime.fromtimestamp(t, UTC) - _DST_MARGIN
-    after = datetime.fromtimestamp(t, UTC) + _DST_MARGIN
-    near_change = before.astimezone(tz).utcoffset() != after.astimezone(tz).utcoffset()
-    start = wall + (_DST_MARGIN if near_change else timedelta(0)) + timedelta(seconds=1)
-    try:
-        it = croniter(expr, start)
-        best: float | None = None
-        for _ in range(_MAX_CRON_STEPS):
-            fire = it.get_prev(datetime)
-            at = _wall_to_epoch(fire, tz)
-            if at <= t:
-                best = at if best is None else max(best, at)
-                if not near_change or fire < wall - _DST_MARGIN:
-                    return best
-    except CroniterError:  # no earlier fire at all
-        return best
-    return best
-
-
-def cron_starts(expr: str, tz: zoneinfo.ZoneInfo, t0: float, t1: float) -> list[float]:
-    """Every distinct start of ``expr`` in ``[t0, t1)``, sorted (for reports and tests)."""
-    it = croniter(expr, datetime.fromtimestamp(t0, tz).replace(tzinfo=None) - _DST_MARGIN)
-    found: set[float] = set()
-    for _ in range(1_000_000):
-        fire = it.get_next(datetime)
-        at = _wall_to_epoch(fire, tz)
-        if t0 <= at < t1:
-            found.add(at)
-        if at >= t1 + _DST_MARGIN.total_seconds():
-            break
-    return sorted(found)
 
 
 class When(BaseModel):

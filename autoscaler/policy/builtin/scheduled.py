@@ -57,13 +57,11 @@ from autoscaler.policy.builtin.chain import (
     PolicyRef,
     as_model,
     cap_to_bounds,
-    check_cron,
-    check_time_zone,
     hold,
-    latest_cron_start,
     run_policy,
 )
 from autoscaler.policy.plugin import PolicyContext, UnknownPluginError
+from autoscaler.schedule import check_cron, check_time_zone, latest_cron_start
 
 FIELDS = ("always_on", "target_idle", "maximum")
 _YAML = {"always_on": "alwaysOn", "target_idle": "targetIdle", "maximum": "maximum"}
