@@ -132,9 +132,14 @@ class AuditLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
+    def extra_fields(self) -> dict[str, Any]:
+        """Fields added to every record of a tick (read once per tick); none by default."""
+        return {}
+
     def write(self, report: TickReport) -> None:
+        extra = self.extra_fields()
         lines = "".join(
-            json.dumps(group_record(g), separators=(",", ":"), sort_keys=True) + "\n"
+            json.dumps({**group_record(g), **extra}, separators=(",", ":"), sort_keys=True) + "\n"
             for g in report.groups
         )
         if not lines:

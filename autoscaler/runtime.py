@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from autoscaler.limiter import RateLimiter
 from autoscaler.metrics import MetricsSink
 from autoscaler.policy.config import load_policies
 from autoscaler.policy.plugin import PluginRegistry
-from autoscaler.report import AuditLog, group_record
+from autoscaler.report import AuditLog
 from autoscaler.sampling import discover
 from autoscaler.service import Health, TickLoop, build_http_app, start_http
 from autoscaler.settings import Settings, load_settings
@@ -82,26 +80,14 @@ class LeaseAuditLog(AuditLog):
         super().__init__(path)
         self._elector = elector
 
-    def write(self, report: TickReport) -> None:
-        lease = {
-            "holder": self._elector.holder,
-            "leader": self._elector.leader,
-            "fenced_tokens": self._elector.take_fenced_tokens(),
+    def extra_fields(self) -> dict[str, Any]:
+        return {
+            "lease": {
+                "holder": self._elector.holder,
+                "leader": self._elector.leader,
+                "fenced_tokens": self._elector.take_fenced_tokens(),
+            }
         }
-        lines = "".join(
-            json.dumps({**group_record(g), "lease": lease}, separators=(",", ":"), sort_keys=True)
-            + "\n"
-            for g in report.groups
-        )
-        if not lines:
-            return
-        with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                os.write(fd, lines.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
 
 @contextlib.asynccontextmanager

@@ -176,6 +176,21 @@ def _empty_columns() -> FloatMatrix:
     return np.zeros((_NCOL, 0), dtype=np.float64)
 
 
+def _history_of(table: FloatMatrix, complete: npt.NDArray[np.bool_]) -> LocationHistory:
+    """A history over the rows of ``table`` (columns in ``_HISTORY_COLUMNS`` order)."""
+    return LocationHistory(
+        at=table[0],
+        in_use=table[1],
+        waiting=table[2],
+        arrivals=table[3],
+        placement_failures=table[4],
+        departures=table[5],
+        allocated=table[6],
+        idle=table[7],
+        complete=complete,
+    )
+
+
 def _rows_to_columns(rows: list[tuple[float, ...]]) -> FloatMatrix:
     """Rows of ``_HISTORY_COLUMNS`` to a C-contiguous (columns, rows) float64 matrix."""
     if not rows:
@@ -228,17 +243,7 @@ class _Columns:
         t.flags.writeable = False  # views of t inherit it: nobody can edit the cache
         complete = self.complete[i:j]
         complete.flags.writeable = False
-        return LocationHistory(
-            at=t[0],
-            in_use=t[1],
-            waiting=t[2],
-            arrivals=t[3],
-            placement_failures=t[4],
-            departures=t[5],
-            allocated=t[6],
-            idle=t[7],
-            complete=complete,
-        )
+        return _history_of(t, complete)
 
 
 class StoreError(AutoscalerError):
@@ -478,17 +483,7 @@ class HistoryStore:
             table = self._read_columns(loc_id, float(since), until)
         if table.shape[1] == 0:
             return LocationHistory.empty()
-        return LocationHistory(
-            at=table[0],
-            in_use=table[1],
-            waiting=table[2],
-            arrivals=table[3],
-            placement_failures=table[4],
-            departures=table[5],
-            allocated=table[6],
-            idle=table[7],
-            complete=table[8] != 0.0,
-        )
+        return _history_of(table, table[8] != 0.0)
 
     def history_frame(
         self, group_id: str, location: str, since: float, until: float | None = None
