@@ -145,6 +145,7 @@ class Controller:
         # Dry-run by construction: without a writer the actuator cannot send anything.
         self._actuator = Actuator(None if self.options.dry_run else writer, clock=clock)
         self._assigned: dict[str, Policy] = {}
+        self._latest_stored: dict[str, float] = {}  # newest stored sample time per group
         self._discovered_at: float | None = None
         self._memory = self._load_memory()
         self._persisted_memory: GuardMemory | None = None  # the memory last written
@@ -462,17 +463,23 @@ class Controller:
         return fn(*args, **kwargs)
 
     def _previous_times(self, group_ids: Sequence[str]) -> dict[str, float]:
-        previous: dict[str, float] = {}
+        # The store is asked once per group (after a restart, or for a new group); from then
+        # on the newest sample time is the one this controller stored itself.
         for gid in group_ids:
-            at = self._store.latest_sample_time(gid)
-            if at is not None:
-                previous[gid] = at
-        return previous
+            if gid not in self._latest_stored:
+                at = self._store.latest_sample_time(gid)
+                if at is not None:
+                    self._latest_stored[gid] = at
+        return {gid: self._latest_stored[gid] for gid in group_ids if gid in self._latest_stored}
 
     def _store_samples(self, samples: Sequence[GroupSample]) -> None:
         rows: list[LocationSample] = [ls for s in samples for ls in s.locations]
         if rows:
             self._store.append_samples(rows)
+        for ls in rows:  # the store keeps the newest time per group: so do we
+            known = self._latest_stored.get(ls.group_id)
+            if known is None or ls.at > known:
+                self._latest_stored[ls.group_id] = ls.at
 
     def _histories(self, sample: GroupSample, policy: Policy) -> dict[str, LocationHistory]:
         since = sample.at - policy.history_window_s
