@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 from autoscaler.domain.clock import Clock
@@ -42,6 +43,13 @@ WAITING_STATUS = "ACTIVATING"
 PLACEMENT_TIMEOUT = "placementTimeout"
 # Group statuses whose sessions cannot be listed (gameliftstreams.md, lifecycle table).
 SESSIONS_UNREADABLE_STATUSES = frozenset({"EXPIRED"})
+# What derive_location_samples does with a session, by status (one dict lookup per session).
+_HOLDING, _WAITING, _ENDED = 1, 2, 3
+_STATUS_KIND: dict[str, int] = {
+    **dict.fromkeys(SLOT_HOLDING_STATUSES, _HOLDING),
+    WAITING_STATUS: _WAITING,
+    **dict.fromkeys(ENDED_STATUSES, _ENDED),
+}
 
 
 def derive_location_samples(
@@ -75,25 +83,29 @@ def derive_location_samples(
     counts: dict[str, list[int]] = {loc.name: [0, 0, 0, 0, 0] for loc in state.locations}
     oldest: dict[str, float] = dict.fromkeys(counts, 0.0)
     primary = state.primary_location
-    windowed = previous_at is not None
-    lo = previous_at if previous_at is not None else 0.0
+    # No window: a lower edge of +inf puts every time outside (lo < t is never true).
+    lo = previous_at if previous_at is not None else math.inf
+    kind_of = _STATUS_KIND.get
+    get_counts = counts.get
     for s in sessions:
-        name = s.location if s.location is not None else primary
-        c = counts.get(name)
+        name = s.location
+        if name is None:
+            name = primary
+        c = get_counts(name)
         if c is None:
             continue
-        status = s.status
-        if status in SLOT_HOLDING_STATUSES:
+        kind = kind_of(s.status)
+        if kind == _HOLDING:
             c[0] += 1
-        elif status == WAITING_STATUS:
+        elif kind == _WAITING:
             c[1] += 1
             age = now - s.created_at
             oldest[name] = max(oldest[name], age)  # from 0.0: never negative, NaN never wins
-        elif status in ENDED_STATUSES and windowed and lo < s.last_updated_at <= now:
+        elif kind == _ENDED and lo < s.last_updated_at <= now:
             c[4] += 1
-            if status == "ERROR" and s.status_reason == PLACEMENT_TIMEOUT:
+            if s.status == "ERROR" and s.status_reason == PLACEMENT_TIMEOUT:
                 c[3] += 1
-        if windowed and lo < s.created_at <= now:
+        if lo < s.created_at <= now:
             c[2] += 1
 
     samples: list[LocationSample] = []
@@ -152,6 +164,15 @@ class Sampler:
     ) -> tuple[GroupSample, ...]:
         """``previous`` maps a group id to the ``at`` of its last stored sample."""
         at = self._clock.now()
+        if len(group_ids) == 1:
+            # One group needs no task (a backtest samples one group per tick, and a task is an
+            # event-loop round trip each time); errors surface as the task group raises them.
+            group_id = group_ids[0]
+            try:
+                sample = await self._sample_group(group_id, previous.get(group_id), at)
+            except Exception as exc:
+                raise ExceptionGroup("unhandled errors in a TaskGroup", [exc]) from None
+            return (sample,)
         semaphore = asyncio.Semaphore(self._max_concurrency)
 
         async def one(group_id: str) -> GroupSample:

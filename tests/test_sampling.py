@@ -11,6 +11,7 @@ from autoscaler.domain.errors import AccessDeniedError, NotFoundError, Throttled
 from autoscaler.domain.models import (
     CapacityModel,
     CapacitySetting,
+    GroupSample,
     GroupState,
     GroupSummary,
     LocationState,
@@ -276,3 +277,25 @@ async def test_discover_propagates_a_failed_listing() -> None:
         await discover(fake, lambda s, t: True, need_tags=False)
     fake.fail_next("GetStreamGroup", NotFoundError("x"))
     assert await discover(fake, lambda s, t: True, need_tags=False) == ["sg-a"]
+
+
+async def test_one_group_samples_like_several() -> None:
+    fake = fake_with_groups(2)
+    clock = ManualClock(NOW)
+    alone = await Sampler(fake, clock=clock).sample(["sg-0"], {"sg-0": PREV})
+    together = await Sampler(fake, clock=clock).sample(["sg-0", "sg-1"], {"sg-0": PREV})
+    assert alone == together[:1]
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+async def test_a_bug_in_sampling_raises_the_same_way_for_one_group_or_many(groups: int) -> None:
+    class Buggy(Sampler):
+        async def _sample_group(
+            self, group_id: str, previous_at: float | None, at: float
+        ) -> GroupSample:
+            raise ZeroDivisionError(group_id)
+
+    fake = fake_with_groups(groups)
+    with pytest.raises(ExceptionGroup) as caught:
+        await Buggy(fake, clock=ManualClock(NOW)).sample([f"sg-{i}" for i in range(groups)], {})
+    assert all(isinstance(e, ZeroDivisionError) for e in caught.value.exceptions)

@@ -476,6 +476,7 @@ class _Session:
         "protocol",
         "sid",
         "summary",
+        "summary_until",
         "terminating_at",
         "user_id",
         "waiting",
@@ -523,6 +524,9 @@ class _Session:
         self.waiting = False
         self.listed = True  # False once purged (ended longer than the retention ago)
         self.summary: SessionSummary | None = None  # list_session_summaries' last one
+        # ``summary`` holds while model time is before this; a change of the session's fields
+        # (placement, terminate, end) resets it to -inf
+        self.summary_until = -math.inf
 
 
 class ServiceModel:
@@ -1026,6 +1030,7 @@ class ServiceModel:
                     break
             s.loc = target
             s.waiting = True
+            s.summary_until = -math.inf
             target.queue.append(s)
             target.n_waiting += 1
             p = self._p
@@ -1158,17 +1163,25 @@ class ServiceModel:
         """``list_stream_sessions`` as the domain's ``SessionSummary`` (same sessions, same
         order), built straight from the model: no ``SessionView`` in between, and a session's
         summary object is reused until its status or last-updated time changes (a backtest
-        lists every group every simulated minute; most sessions have not changed since)."""
+        lists every group every simulated minute; most sessions have not changed since).
+
+        A summary also carries the model time up to which it holds (``summary_until``: the
+        next time-driven phase change; the mutations reset it), so an unchanged session costs
+        one comparison instead of recomputing its status."""
         self.advance()
         group = self._readable_group(group_identifier)
         now = self._now
-        status_of = self._status_of
         out: list[SessionSummary] = []
-        for s in self._listing_source(group, status):
-            current, reason, updated = status_of(s, now)
-            if status is not None and current != status:
-                continue
+        append = out.append
+        source = group.sessions.values() if status is None else self._listing_source(group, status)
+        for s in source:
             summary = s.summary
+            if now < s.summary_until and summary is not None:
+                if status is None or summary.status == status:
+                    append(summary)
+                continue
+            current, reason, updated, until = self._status_until(s, now)
+            s.summary_until = until
             if (
                 summary is None
                 or summary.status != current
@@ -1178,8 +1191,28 @@ class ServiceModel:
             ):
                 summary = SessionSummary(s.arn, current, s.loc.name, s.created_at, updated, reason)
                 s.summary = summary
-            out.append(summary)
+            if status is None or current == status:
+                append(summary)
         return out
+
+    @staticmethod
+    def _status_until(s: _Session, now: float) -> tuple[str, str | None, float, float]:
+        """``_status_of`` and the model time until which it holds if nothing else happens to
+        the session (the next time-driven phase change, else +inf)."""
+        if s.ended_at is not None:
+            return s.end_status, s.end_reason, s.ended_at, math.inf
+        if s.terminating_at is not None:
+            return "TERMINATING", None, s.terminating_at, math.inf
+        if s.placed_at is None:
+            return _ACTIVATING, None, s.created_at, math.inf
+        if now < s.active_at:
+            return _ACTIVATING, None, s.placed_at, s.active_at
+        connected_at = s.connected_at
+        if connected_at is not None:
+            if now >= connected_at:
+                return "CONNECTED", None, connected_at, math.inf
+            return _ACTIVE, None, s.active_at, connected_at
+        return _ACTIVE, None, s.active_at, math.inf
 
     @staticmethod
     def _activating_candidates(group: _Group) -> list[_Session]:
@@ -1201,6 +1234,7 @@ class ServiceModel:
             self._reconcile(s.loc, now)
             return
         s.terminating_at = now
+        s.summary_until = -math.inf
         s.gen += 1
         s.end_status = _TERMINATED
         s.end_reason = "apiTerminated"
@@ -1528,6 +1562,7 @@ class ServiceModel:
         s.loc = loc
         s.host = host
         s.placed_at = t
+        s.summary_until = -math.inf
         usage.waits_s.append(t - s.created_at)
         active_at = t + self._start_s
         s.active_at = active_at
@@ -1592,6 +1627,7 @@ class ServiceModel:
         s.ended_at = t
         s.end_status = status
         s.end_reason = reason
+        s.summary_until = -math.inf
         group = s.group
         del group.live[s.sid]
         group.ended.append(s)
