@@ -16,39 +16,70 @@ miss-share target; ``count_quantile`` is the plain window quantile for users who
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
+import numpy.typing as npt
 
 from autoscaler.domain.models import FloatArray
 
+# Memo sizes: a policy asks for a handful of supports, dispersions and departure means per
+# hour, so these stay small and hit on most calls (a backtest asks once a simulated minute).
+_SUPPORT_MEMO = 512
+_PMF_MEMO = 1024
 
-def _log_factorials(k_max: int) -> FloatArray:
-    out = np.zeros(k_max + 1)
+
+def _readonly(a: FloatArray) -> FloatArray:
+    a.flags.writeable = False
+    return a
+
+
+@lru_cache(maxsize=_SUPPORT_MEMO)
+def _support(k_max: int) -> tuple[FloatArray, FloatArray]:
+    """``k = 0 … k_max`` and ``log k!`` on it (read-only: shared by every caller)."""
+    k = np.arange(k_max + 1, dtype=np.float64)
+    lf = np.zeros(k_max + 1)
     if k_max:
-        out[1:] = np.cumsum(np.log(np.arange(1, k_max + 1, dtype=np.float64)))
-    return out
+        lf[1:] = np.cumsum(np.log(np.arange(1, k_max + 1, dtype=np.float64)))
+    return _readonly(k), _readonly(lf)
 
 
-def arrivals_pmf(mean: float, dispersion: float) -> FloatArray:
-    """pmf of arrivals over a window: Poisson(mean), or negative binomial with variance
-    ``mean + dispersion·mean²`` when ``dispersion`` > 0. Support covers ≥ 1 − 1e-12."""
-    mean = max(float(mean), 0.0)
+@lru_cache(maxsize=_SUPPORT_MEMO)
+def _log_rising(dispersion: float, k_max: int) -> FloatArray:
+    """``log Γ(k + r) − log Γ(r) = Σ_{j<k} log(j + r)`` for ``r = 1/dispersion``, k ≤ k_max."""
+    k, _ = _support(k_max)
+    r = 1.0 / dispersion
+    return _readonly(np.concatenate(([0.0], np.cumsum(np.log(k[:-1] + r)))))
+
+
+@lru_cache(maxsize=_PMF_MEMO)
+def _pmf(mean: float, dispersion: float) -> FloatArray:
+    """``arrivals_pmf`` memoised by its exact arguments (read-only)."""
     if mean == 0.0:
-        return np.ones(1)
+        return _readonly(np.ones(1))
     var = mean + max(dispersion, 0.0) * mean * mean
     k_max = int(mean + 12.0 * math.sqrt(var) + 20)
-    k = np.arange(k_max + 1, dtype=np.float64)
-    lf = _log_factorials(k_max)
+    k, lf = _support(k_max)
     if dispersion <= 1e-9:
         logp = k * math.log(mean) - mean - lf
     else:
         r = 1.0 / dispersion
-        # log Γ(k + r) − log Γ(r) = Σ_{j<k} log(j + r)
-        lg = np.concatenate(([0.0], np.cumsum(np.log(k[:-1] + r))))
+        lg = _log_rising(dispersion, k_max)
         logp = lg - lf + r * math.log(r / (r + mean)) + k * math.log(mean / (r + mean))
     p = np.exp(logp - logp.max())
-    return np.asarray(p / p.sum(), dtype=np.float64)
+    return _readonly(np.asarray(p / p.sum(), dtype=np.float64))
+
+
+def arrivals_pmf(mean: float, dispersion: float) -> FloatArray:
+    """pmf of arrivals over a window: Poisson(mean), or negative binomial with variance
+    ``mean + dispersion·mean²`` when ``dispersion`` > 0. Support covers ≥ 1 − 1e-12.
+
+    Memoised by the exact arguments (no rounding: a hit is the array recomputing gives), with
+    the support, ``log k!`` and the rising factorial shared between calls; a copy is returned
+    so callers may write to it."""
+    return _pmf(max(float(mean), 0.0), float(dispersion)).copy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +89,17 @@ class NetArrivals:
     pmf: FloatArray
     offset: int  # value of pmf[0] (≤ 0)
     mean_arrivals: float
+    # offset + i for every i of the support (the shortfalls' common term)
+    values: FloatArray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        values = np.arange(self.pmf.shape[0], dtype=np.float64) + self.offset
+        object.__setattr__(self, "values", values)
 
     @staticmethod
     def of(mean_arrivals: float, dispersion: float, mean_departures: float) -> NetArrivals:
-        pa = arrivals_pmf(mean_arrivals, dispersion)
-        pd = arrivals_pmf(mean_departures, 0.0)
+        pa = _pmf(max(float(mean_arrivals), 0.0), float(dispersion))
+        pd = _pmf(max(float(mean_departures), 0.0), 0.0)
         # N = A − D: convolve A's pmf with D's reversed; support starts at −len(pd)+1.
         pmf = np.convolve(pa, pd[::-1])
         return NetArrivals(
@@ -77,14 +114,22 @@ class NetArrivals:
 
     def shortfall(self, buffer: int) -> float:
         """E[(N − buffer)⁺]: sessions of the window that find no idle slot."""
-        values = np.arange(self.pmf.shape[0], dtype=np.float64) + self.offset
-        return float((np.maximum(values - buffer, 0.0) * self.pmf).sum())
+        return float((np.maximum(self.values - buffer, 0.0) * self.pmf).sum())
+
+    def shortfalls(self, buffers: Sequence[int] | npt.NDArray[np.int64]) -> FloatArray:
+        """``shortfall(b)`` for every b of ``buffers`` (a range, a list, an int array) in one
+        pass, each bit for bit what ``shortfall`` returns: the same terms, each row summed in
+        the same order. For callers that scan many buffers (``slo``'s host-rounded buffer)."""
+        b = np.asarray(buffers, dtype=np.float64).reshape(-1, 1)
+        terms = np.maximum(self.values - b, 0.0)
+        terms *= self.pmf
+        return np.asarray(terms.sum(axis=1), dtype=np.float64)
 
     def buffer_for_miss_share(self, miss_share: float) -> int:
         """Smallest buffer B ≥ 0 with E[(N − B)⁺] ≤ miss_share · E[arrivals]."""
         if self.mean_arrivals <= 0.0:
             return 0
-        values = np.arange(self.pmf.shape[0], dtype=np.float64) + self.offset
+        values = self.values
         # E[(N − B)⁺] for every candidate B on the support, via tail sums.
         tail_p = np.cumsum(self.pmf[::-1])[::-1]  # P(N ≥ v)
         tail_vp = np.cumsum((values * self.pmf)[::-1])[::-1]  # E[N; N ≥ v]
