@@ -132,7 +132,14 @@ class Levels:
         return value
 
     def with_(self, name: str, value: int) -> Levels:
-        return replace(self, **{name: value})
+        # spelled out: dataclasses.replace costs several times more on this hot path
+        if name == "always_on":
+            return Levels(value, self.target_idle, self.ceiling)
+        if name == "target_idle":
+            return Levels(self.always_on, value, self.ceiling)
+        if name == "ceiling":
+            return Levels(self.always_on, self.target_idle, value)
+        return replace(self, **{name: value})  # an unknown name raises as replace does
 
     def setting(self, model: CapacityModel) -> CapacitySetting:
         if model is CapacityModel.LEGACY:
@@ -338,9 +345,11 @@ def _changes(ctx: LocationInput, before: Levels, after: Levels) -> str:
 
 def round_to_tenancy(ctx: LocationInput, p: Levels) -> Outcome:
     t = ctx.tenancy
-    out = Levels(*(round_up_to_tenancy(p.get(n), t) for n in LEVELS))
-    if out == p:
+    a, i, c = p.always_on, p.target_idle, p.ceiling
+    ra, ri, rc = round_up_to_tenancy(a, t), round_up_to_tenancy(i, t), round_up_to_tenancy(c, t)
+    if ra == a and ri == i and rc == c:
         return p, ()
+    out = Levels(ra, ri, rc)
     return out, (ctx.veto("tenancy", f"rounded up to whole hosts of {t}: {_changes(ctx, p, out)}"),)
 
 
@@ -348,13 +357,17 @@ def tolerance(ctx: LocationInput, p: Levels) -> Outcome:
     tol = ctx.behavior.tolerance
     if tol <= 0:
         return p, ()
-    out = p
-    for n in LEVELS:
-        cur, new = ctx.current.get(n), p.get(n)
-        if new != cur and abs(new - cur) / max(cur, 1) < tol and not ctx.urgent(n, new):
-            out = out.with_(n, cur)
-    if out == p:
+    current = ctx.current
+    values = [p.always_on, p.target_idle, p.ceiling]
+    changed = False
+    for k, cur in enumerate((current.always_on, current.target_idle, current.ceiling)):
+        new = values[k]
+        if new != cur and abs(new - cur) / max(cur, 1) < tol and not ctx.urgent(LEVELS[k], new):
+            values[k] = cur
+            changed = True
+    if not changed:  # a dropped change restores a differing value: out != p otherwise
         return p, ()
+    out = Levels(*values)
     return out, (
         ctx.veto("tolerance", f"ignored changes under {tol:.0%}: {_changes(ctx, out, p)}"),
     )
@@ -376,6 +389,15 @@ def _window_covered(ctx: LocationInput, window_s: float) -> bool:
 
 def stabilise(ctx: LocationInput, p: Levels) -> Outcome:
     up, down = ctx.behavior.scale_up, ctx.behavior.scale_down
+    now = ctx.now
+    if (
+        up.stabilization_window_s <= 0
+        and down.stabilization_window_s <= 0
+        and all(r.at <= now for r in ctx.recommendations)
+    ):
+        # No window: each level's lowest and highest recommendation is the proposal itself
+        # (the window is covered by definition), so nothing changes.
+        return p, ()
     out = p
     notes: list[str] = []
     for n in LEVELS:
@@ -509,22 +531,20 @@ def effective_bounds(bounds: LocationBounds, tenancy: int) -> tuple[int, int]:
 
 def clamp_to_bounds(ctx: LocationInput, p: Levels) -> Outcome:
     lo, hi = effective_bounds(ctx.bounds, ctx.tenancy)
-    out = Levels(
-        always_on=min(max(p.always_on, lo), hi),
-        target_idle=min(p.target_idle, hi),
-        ceiling=min(max(p.ceiling, lo), hi),
-    )
-    if out == p:
+    a, i, c = p.always_on, p.target_idle, p.ceiling
+    ca, ci, cc = min(max(a, lo), hi), min(i, hi), min(max(c, lo), hi)
+    if ca == a and ci == i and cc == c:
         return p, ()
+    out = Levels(always_on=ca, target_idle=ci, ceiling=cc)
     return out, (ctx.veto("bounds", f"kept within [{lo}, {hi}]: {_changes(ctx, p, out)}"),)
 
 
 def consistency(ctx: LocationInput, p: Levels) -> Outcome:
     ceiling = max(p.ceiling, p.always_on)
     idle = 0 if ctx.model is CapacityModel.LEGACY else min(p.target_idle, ceiling)
-    out = Levels(p.always_on, idle, ceiling)
-    if out == p:
+    if idle == p.target_idle and ceiling == p.ceiling:
         return p, ()
+    out = Levels(p.always_on, idle, ceiling)
     return out, (ctx.veto("consistency", f"kept 0 ≤ always-on ≤ ceiling: {_changes(ctx, p, out)}"),)
 
 
