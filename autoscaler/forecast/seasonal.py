@@ -138,6 +138,63 @@ def _interp_circular(profile: npt.NDArray[np.float64], pos: FloatArray) -> npt.N
     return np.asarray(out, dtype=np.float64)
 
 
+@dataclass(frozen=True, slots=True)
+class _Interp:
+    """``_interp_circular`` of one profile without NaN, as a lookup: rows of ``table`` are the
+    profile's rows ``a`` and then their steps to the next bucket ``b − a`` (the very values
+    the plain interpolation computes), so a call is one gather and ``a + (b − a)·frac``."""
+
+    table: npt.NDArray[np.float64]  # (2 · rows, buckets)
+    rows: int
+
+    @staticmethod
+    def of(profile: npt.NDArray[np.float64]) -> _Interp | None:
+        """None when the profile has a NaN (the plain interpolation handles those)."""
+        if bool(np.isnan(profile).any()):
+            return None
+        step = np.roll(profile, -1, axis=-1) - profile
+        return _Interp(np.concatenate((profile, step)), profile.shape[0])
+
+    def at(self, pos: FloatArray) -> npt.NDArray[np.float64]:
+        i = np.floor(pos)
+        frac = pos - i
+        # 'wrap' takes index j mod buckets, as the plain interpolation's ``% n`` does
+        ab = self.table.take(i.astype(np.int64), axis=-1, mode="wrap")
+        k = self.rows
+        return np.asarray(ab[:k] + ab[k:] * frac, dtype=np.float64)
+
+
+def _np_sum(xs: Sequence[float]) -> float:
+    """``float(np.sum(xs))`` bit for bit, in plain Python, for the dozen values of the last
+    hour (a numpy call costs more than the sum): numpy adds up to 128 contiguous values with
+    eight interleaved accumulators (fewer than 8: one, from 0), see ``pairwise_sum``."""
+    n = len(xs)
+    if n < 8:
+        res = 0.0
+        for x in xs:
+            res += x
+        return res
+    if n > 128:
+        return float(np.sum(np.asarray(xs, dtype=np.float64)))
+    r0, r1, r2, r3, r4, r5, r6, r7 = xs[:8]
+    i = 8
+    end = n - n % 8
+    while i < end:
+        r0 += xs[i]
+        r1 += xs[i + 1]
+        r2 += xs[i + 2]
+        r3 += xs[i + 3]
+        r4 += xs[i + 4]
+        r5 += xs[i + 5]
+        r6 += xs[i + 6]
+        r7 += xs[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for k in range(end, n):
+        res += xs[k]
+    return res
+
+
 def _profile(key: npt.NDArray[np.int64], num: FloatArray, den: FloatArray, size: int) -> FloatArray:
     """Weighted profile ``Σnum / Σden`` per key, smoothed over 3 neighbouring buckets
     (circular; smoothing the sums keeps gaps from leaving NaN holes); NaN where no data."""
@@ -323,9 +380,7 @@ class SeasonalForecaster:
         return cut - self.config.window_s + 3600.0
 
     def _past(self, h: LocationHistory, cut: float, qs: tuple[float, ...]) -> _Past:
-        lo = self._window_start(cut)
-        i_lo = int(h.at.searchsorted(lo))
-        i_cut = int(h.at.searchsorted(cut))
+        i_lo, i_cut = h.at.searchsorted((self._window_start(cut), cut)).tolist()
         key: tuple[object, ...] = (cut, qs, i_cut - i_lo)
         if i_cut > i_lo:
             # Exact bytes of strided rows: NaN-safe and cheap (a few hundred values).
@@ -526,8 +581,9 @@ class SeasonalForecaster:
         history_s = max(now - first_valid_at, 0.0) if first_valid_at is not None else 0.0
         pw = _profile_weight(history_s / DAY_S, cfg) if past.profile is not None else 0.0
 
-        # A dozen values: plain Python is faster than numpy calls here.
-        ys = [(i * bs, y) for i, y in enumerate(c_r.tolist()) if not math.isnan(y)]
+        # A dozen values: plain Python is faster than numpy calls here (sums as numpy's).
+        c_list = c_r.tolist()
+        ys = [(i * bs, y) for i, y in enumerate(c_list) if not math.isnan(y)]
         level = sum(y for _, y in ys[-3:]) / len(ys[-3:]) if ys else 0.0
         slope = 0.0
         if len(ys) >= 4:
@@ -535,45 +591,62 @@ class SeasonalForecaster:
             ym = sum(y for _, y in ys) / len(ys)
             sxx = sum((x - xm) ** 2 for x, _ in ys)
             slope = sum((x - xm) * (y - ym) for x, y in ys) / sxx
-        t_tot = float(bk.t_sum.sum())
-        rate_level = float(bk.a_sum.sum()) / t_tot if t_tot > 0 else 0.0
+        t_list = bk.t_sum.tolist()
+        a_list = bk.a_sum.tolist()
+        t_tot = _np_sum(t_list)
+        rate_level = _np_sum(a_list) / t_tot if t_tot > 0 else 0.0
 
         g = self._grid(past, hz, len(qs))
         grid = g.grid
-        lvl_path = np.maximum(level + slope * cfg.trend_damping_s * g.trend, 0.0)
-        m_c: FloatArray = lvl_path
-        m_a: FloatArray = np.full(grid.shape, rate_level)
+        n_g = grid.shape[0]
+        # Row 0 concurrency, row 1 arrival rate: one numpy call for both where they share one.
+        m = np.empty((2, n_g))
+        m[0] = np.maximum(level + slope * cfg.trend_damping_s * g.trend, 0.0)
+        m[1] = rate_level
         r_c = r_a = 1.0
         if pw > 0.0 and past.profile is not None:
-            # Whole-bucket positions: a lookup in the profiles interpolated at every bucket.
-            at_buckets = past.memo.get("buckets")
-            if at_buckets is None:
-                n_p = past.profile.shape[-1]
-                at_buckets = _interp_circular(past.profile, np.arange(n_p, dtype=np.float64))
-                past.memo["buckets"] = at_buckets
-            assert isinstance(at_buckets, np.ndarray)
-            idx = (b_lo + past.week_off + np.arange(n_r)) % at_buckets.shape[-1]
-            p_c, p_a = at_buckets[:, idx]
-            both = valid & np.isfinite(p_c)
+            at_buckets, interp = self._bucket_table(past)
+            n_p = at_buckets.shape[-1]
+            s0 = (b_lo + past.week_off) % n_p
+            if s0 + n_r <= n_p:
+                p_c, p_a = at_buckets[:, s0 : s0 + n_r].tolist()
+            else:
+                idx = (b_lo + past.week_off + np.arange(n_r)) % n_p
+                p_c, p_a = at_buckets.take(idx, axis=1).tolist()
+            both = [
+                (c, p)
+                for c, p in zip(c_list, p_c, strict=True)
+                if math.isfinite(c) and math.isfinite(p)
+            ]
             prior = cfg.ratio_prior_slots
-            r_c = (float(c_r[both].sum()) + prior) / (float(p_c[both].sum()) + prior)
-            a_ok = (bk.t_sum > 0) & np.isfinite(p_a)
-            r_a = (float(bk.a_sum[a_ok].sum()) + 1.0) / (
-                float((p_a[a_ok] * bk.t_sum[a_ok]).sum()) + 1.0
+            r_c = (_np_sum([c for c, _ in both]) + prior) / (_np_sum([p for _, p in both]) + prior)
+            a_ok = [
+                (a, p, t)
+                for a, p, t in zip(a_list, p_a, t_list, strict=True)
+                if t > 0 and math.isfinite(p)
+            ]
+            r_a = (_np_sum([a for a, _, _ in a_ok]) + 1.0) / (
+                _np_sum([p * t for _, p, t in a_ok]) + 1.0
             )
             pos_f = (now + grid - t0) / bs - 0.5 + past.week_off
-            relax = g.relax
-            seas_c, seas_a = _interp_circular(past.profile, pos_f)
-            seas_c = seas_c * (1 + (r_c - 1) * relax)
-            seas_a = seas_a * (1 + (r_a - 1) * relax)
-            m_c = np.where(np.isfinite(seas_c), pw * seas_c + (1 - pw) * lvl_path, lvl_path)
-            m_a = np.where(np.isfinite(seas_a), pw * seas_a + (1 - pw) * rate_level, rate_level)
-        m_c = np.maximum(m_c, 0.0)
-        m_a = np.maximum(m_a, 0.0)
+            r = np.array([[r_c], [r_a]])
+            seas = _interp_circular(past.profile, pos_f) if interp is None else interp.at(pos_f)
+            seas *= 1 + (r - 1) * g.relax
+            m = np.where(np.isfinite(seas), pw * seas + (1 - pw) * m, m)
+        m = np.maximum(m, 0.0)
+        m_c = m[0]
 
         q_c = np.maximum(m_c + g.zq * np.sqrt(m_c + 1.0), 0.0)
         gi = g.gi
-        cum_a = np.concatenate(([0.0], np.cumsum(0.5 * (m_a[1:] + m_a[:-1]) * g.d_grid)))
+        m_a = m[1]
+        cum_a = np.empty(n_g)
+        cum_a[0] = 0.0
+        np.cumsum(0.5 * (m_a[1:] + m_a[:-1]) * g.d_grid, out=cum_a[1:])
+        # Rows: concurrency, arrival rate, concurrency quantiles; at the horizons, and their
+        # running maxima (the peaks) at the horizons.
+        rows = np.vstack((m, q_c))
+        at_h = rows.take(gi, axis=1)
+        peak_h = np.maximum.accumulate(rows, axis=1).take(gi, axis=1)
         if pw > 0.0:
             week = ", weekly" if past.weekly else ""
             method = f"seasonal×level (profile weight {pw:.2f}, level ratio {r_c:.2f}{week})"
@@ -583,12 +656,12 @@ class SeasonalForecaster:
             now=now,
             horizons_s=hz,
             quantiles=qs,
-            in_use_mean=m_c[gi],
-            in_use_quantiles=q_c[:, gi],
-            in_use_peak_mean=np.maximum.accumulate(m_c)[gi],
-            in_use_peak_quantiles=np.maximum.accumulate(q_c, axis=1)[:, gi],
-            arrival_rate_mean=m_a[gi],
-            arrival_rate_peak=np.maximum.accumulate(m_a)[gi],
+            in_use_mean=at_h[0],
+            in_use_quantiles=at_h[2:],
+            in_use_peak_mean=peak_h[0],
+            in_use_peak_quantiles=peak_h[2:],
+            arrival_rate_mean=at_h[1],
+            arrival_rate_peak=peak_h[1],
             arrivals_expected=cum_a[gi],
             arrival_dispersion=g.dispersion.copy(),
             level=level,
@@ -598,6 +671,20 @@ class SeasonalForecaster:
             history_s=history_s,
             method=method,
         )
+
+    @staticmethod
+    def _bucket_table(past: _Past) -> tuple[npt.NDArray[np.float64], _Interp | None]:
+        """The past's profiles interpolated at every whole bucket, and their interpolation
+        table (None if they have a NaN); computed once per past."""
+        hit = past.memo.get("buckets")
+        if isinstance(hit, tuple):
+            return hit
+        assert past.profile is not None
+        n_p = past.profile.shape[-1]
+        at_buckets = _interp_circular(past.profile, np.arange(n_p, dtype=np.float64))
+        table = (at_buckets, _Interp.of(past.profile))
+        past.memo["buckets"] = table
+        return table
 
     def _grid(self, past: _Past, hz: FloatArray, n_q: int) -> _Grid:
         """The horizon tables of ``past`` (computed once per past and horizons)."""
