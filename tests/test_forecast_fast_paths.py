@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from autoscaler.domain.classes import round_up_to_tenancy
 from autoscaler.domain.models import FloatArray
 from autoscaler.forecast import NetArrivals, arrivals_pmf
+from autoscaler.forecast.seasonal import _Interp, _interp_circular, _np_sum
 from autoscaler.policy.builtin.slo import host_buffer_for_miss_share
 
 # ----------------------------------------------------------------------------- references
@@ -164,3 +165,64 @@ def test_host_buffer_falls_back_to_the_top_of_the_support(tenancy: int) -> None:
     top = net.offset + net.pmf.shape[0]
     got = host_buffer_for_miss_share(net, -1.0, tenancy)
     assert got == ref_host_buffer(net, -1.0, tenancy) == round_up_to_tenancy(top, tenancy)
+
+
+# ----------------------------------------------------------------------------- seasonal
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_subnormal=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    xs=st.one_of(
+        st.lists(finite, max_size=140),
+        st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=20),
+        st.lists(st.sampled_from([0.0, -0.0, 1.0, 1e16, -1e16, 0.1]), max_size=40),
+    )
+)
+def test_np_sum_is_numpy_sum(xs: list[float]) -> None:
+    expect = float(np.sum(np.asarray(xs, dtype=np.float64)))
+    got = _np_sum(xs)
+    assert bits(got) == bits(expect) or (math.isnan(got) and math.isnan(expect))
+
+
+def test_np_sum_every_length_of_the_eight_accumulator_path() -> None:
+    rng = np.random.default_rng(7)
+    for n in range(130):
+        for _ in range(20):
+            x = rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 8, n)
+            assert bits(_np_sum(x.tolist())) == bits(float(x.sum())), n
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    n=st.sampled_from([1, 2, 7, 288, 2016]),
+    rows=st.sampled_from([1, 2]),
+)
+def test_interp_table_is_the_plain_interpolation(seed: int, n: int, rows: int) -> None:
+    rng = np.random.default_rng(seed)
+    profile = rng.gamma(2.0, 40.0, (rows, n))
+    interp = _Interp.of(profile)
+    assert interp is not None
+    # Negative (a position just before bucket 0), whole, fractional and wrapped positions.
+    pos = np.concatenate(
+        (
+            [-0.5, -0.25, 0.0, n - 0.5, float(n), 2.0 * n + 0.75],
+            rng.uniform(-0.5, 3.0 * n, 300),
+            np.arange(0.0, 2.0 * n, 0.5) - 0.5,
+        )
+    )
+    assert same(interp.at(pos), _interp_circular(profile, pos))
+
+
+def test_interp_table_refuses_profiles_with_gaps() -> None:
+    profile = np.array([[1.0, np.nan, 3.0], [1.0, 2.0, 3.0]])
+    assert _Interp.of(profile) is None
+    # Infinities are no gap: the plain interpolation does the same arithmetic on them.
+    inf = np.array([[1.0, np.inf, 3.0, 0.5]])
+    table = _Interp.of(inf)
+    assert table is not None
+    pos = np.array([0.0, 0.5, 1.0, 1.5, 2.25, 3.5, -0.5])
+    with np.errstate(invalid="ignore"):
+        assert same(table.at(pos), _interp_circular(inf, pos))
