@@ -311,7 +311,7 @@ def _bucketize(
     cols[3, 1:] = np.where(rate_ok, arr, 0.0)
     cols[4, 1:] = np.where(rate_ok, dt, 0.0)
     np.cumsum(cols, axis=1, out=cols)
-    sums = cols[:, edges[1:]] - cols[:, edges[:-1]]
+    sums = cols.take(edges[1:], axis=1) - cols.take(edges[:-1], axis=1)
     return _Buckets(cnt=sums[0], csum=sums[1], csq=sums[2], a_sum=sums[3], t_sum=sums[4])
 
 
