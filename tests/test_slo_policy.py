@@ -285,3 +285,46 @@ def test_host_buffer_counts_the_partly_used_host() -> None:
     short = (net.shortfall(host) + net.shortfall(host + 1)) / 2
     assert short <= miss * net.mean_arrivals
     assert host_buffer_for_miss_share(NetArrivals.of(0.0, 0.0, 1.0), miss, 2) == 0
+
+
+def _freed(reason: str) -> float:
+    return float(reason.split("departures freeing ")[1].split(" ", maxsplit=1)[0])
+
+
+def test_release_delay_scales_departures_on_long_refill_windows(week: LocationHistory) -> None:
+    """A departure's slot counts only if the service still holds it when the window ends: on
+    Linux (refill ≈ 108 s, under the 5-minute release delay) nothing changes; on Windows
+    (≈ 7 min) the credit shrinks by 300 / window and the buffer grows."""
+    now = START + 7 * DAY - 60.0
+    in_use = int(week.in_use[-1])
+    linux = make_ctx(week, now, in_use=in_use)
+    plain = SloPolicy().decide(SloParams(departure_credit=1.0), linux)
+    delayed = SloPolicy().decide(
+        SloParams(departure_credit=1.0, release_delay_seconds=300.0), linux
+    )
+    assert delayed.setting == plain.setting
+    assert _freed(delayed.reason) == _freed(plain.reason) > 0
+    windows = make_ctx(week, now, in_use=in_use, stream_class="gen5n_win2022")
+    plain_w = SloPolicy().decide(SloParams(departure_credit=1.0), windows)
+    delayed_w = SloPolicy().decide(
+        SloParams(departure_credit=1.0, release_delay_seconds=300.0), windows
+    )
+    window_s = float(plain_w.reason.split("refill window ")[1].split("s")[0])
+    assert window_s > 300.0
+    assert _freed(delayed_w.reason) == pytest.approx(
+        _freed(plain_w.reason) * 300.0 / window_s, abs=0.051
+    )
+    assert delayed_w.setting.target_idle > plain_w.setting.target_idle
+
+
+def test_legacy_departure_credit_leaves_current_groups_alone(week: LocationHistory) -> None:
+    now = START + 7 * DAY - 60.0
+    in_use = int(week.in_use[-1])
+    ctx = make_ctx(week, now, in_use=in_use)
+    legacy = replace(ctx, capacity_model=CapacityModel.LEGACY)
+    half = SloPolicy().decide(SloParams(), legacy)
+    full = SloPolicy().decide(SloParams(legacy_departure_credit=1.0), legacy)
+    assert _freed(full.reason) == pytest.approx(2 * _freed(half.reason), abs=0.051)
+    assert full.setting.always_on < half.setting.always_on
+    same = SloPolicy().decide(SloParams(legacy_departure_credit=1.0), ctx)
+    assert same.setting == SloPolicy().decide(SloParams(), ctx).setting

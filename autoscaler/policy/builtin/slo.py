@@ -40,6 +40,11 @@ quality_tuning.py``) and checked on held-out series, seeds and windows:
   buffer at busy locations for doubt rather than for Poisson noise.
 - ``legacyMissBudgetShare``: a legacy miss while raised always-on hosts provision waits with
   the 75 s always-on timeout, so on Windows it becomes a failure (ten times scarcer budget).
+- ``releaseDelaySeconds`` and ``legacyDepartureCredit``: the slot of a session that ends
+  during a refill window is idle capacity only while the service still holds its emptied host
+  (5 minutes), so where the window is longer (Windows, 7 min) the departure credit is scaled
+  by delay / window; legacy groups, whose always-on hosts a departure frees for good until the
+  next decision lowers always-on, take their own credit (the shipped file trusts it fully).
 - ``refillFactor``: a refill window from the provisioning mean rather than its p95; it
   measured too aggressive on real traces (Windows, bursty hourly series) and is not shipped.
 """
@@ -162,6 +167,22 @@ class SloParams(BaseModel):
         description="Share of the expected departures during a refill counted as refilling "
         "the buffer (0: ignore departures, 1: trust them fully).",
     )
+    legacy_departure_credit: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        alias="legacyDepartureCredit",
+        description="departureCredit for legacy groups; None: the same.",
+    )
+    release_delay_seconds: float | None = Field(
+        default=None,
+        gt=0.0,
+        alias="releaseDelaySeconds",
+        description="The service keeps an emptied host this long before releasing it (5 min). "
+        "Set, a departure counts only if its slot is still held when the refill window ends: "
+        "the credit is scaled by min(1, this / window), which matters where provisioning is "
+        "slower than the delay (Windows). None: no scaling.",
+    )
     refill_factor: float | None = Field(
         default=None,
         gt=0.0,
@@ -266,7 +287,12 @@ class SloPolicy:
         if params.max_dispersion is not None:
             phi = min(phi, params.max_dispersion)
         in_use_now = max(0, ctx.sample.in_use)
-        departures = params.departure_credit * in_use_now * window / fc.mean_duration_s
+        credit = params.departure_credit
+        if legacy and params.legacy_departure_credit is not None:
+            credit = params.legacy_departure_credit
+        if params.release_delay_seconds is not None:
+            credit *= min(1.0, params.release_delay_seconds / window)
+        departures = credit * in_use_now * window / fc.mean_duration_s
         net = NetArrivals.of(rate * window, phi, departures)
         skew = budget_skew(rate, fc.arrival_rate_mean[3:], params.miss_budget_skew)
         share = params.miss_budget_share
