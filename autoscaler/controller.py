@@ -80,6 +80,10 @@ class ControllerOptions:
     # applied a change. 1 (the daemon): every tick, so a restart loses nothing. Backtests
     # raise it: their in-memory store is never reopened, and the JSON costs ~100 µs a tick.
     persist_memory_every: int = 1
+    # Also write it on every tick that applied a change (the daemon: a restart then never
+    # forgets a step or cooldown). A backtest, whose store is never reopened, turns it off:
+    # with a policy that changes capacity every other tick it was one JSON dump per change.
+    persist_memory_on_apply: bool = True
 
 
 def _arn_group_id(arn: str) -> str:
@@ -286,7 +290,9 @@ class Controller:
 
         self._ticks += 1
         applied = any(r.actuation is not None and r.actuation.applied for r in reports)
-        due = applied or self._ticks % max(1, self.options.persist_memory_every) == 0
+        due = (applied and self.options.persist_memory_on_apply) or (
+            self._ticks % max(1, self.options.persist_memory_every) == 0
+        )
         if due and self._memory is not self._persisted_memory:
             await self._store_call(self._store.put_state, MEMORY_KEY, self._memory.to_json())
             self._persisted_memory = self._memory

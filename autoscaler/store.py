@@ -314,6 +314,9 @@ class HistoryStore:
         # loc_id -> its history in memory; None: no memory copy at all
         self._columns: dict[int, _Columns] | None = {} if cache_columns else None
         self._data_version: int | None = None  # PRAGMA data_version when _columns was checked
+        # A database in memory has no disk to sync: the journal's synchronous=FULL switch
+        # would be two statements per write that change nothing.
+        self._sync_journal = self.path != ":memory:"
         try:
             self._configure()
             self._migrate()
@@ -749,6 +752,7 @@ class HistoryStore:
     @contextmanager
     def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Cursor]:
         """One write transaction: BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+        durable = durable and self._sync_journal
         with self._lock:
             db = self._db
             if durable:

@@ -549,9 +549,12 @@ def run_policy(
                 policies=[fitted],
                 plugins=plugins,
                 clock=world.clock,
-                # Guard memory: written hourly and on applied changes (never re-read here).
+                # Guard memory: written hourly only (never re-read here).
                 options=ControllerOptions(
-                    interval_s=interval_s, store_in_thread=False, persist_memory_every=60
+                    interval_s=interval_s,
+                    store_in_thread=False,
+                    persist_memory_every=60,
+                    persist_memory_on_apply=False,
                 ),
             )
             if instrument is not None:
