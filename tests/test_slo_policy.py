@@ -27,6 +27,7 @@ from autoscaler.policy.builtin.slo import (
     SloPolicy,
     budget_skew,
     host_buffer_for_miss_share,
+    provisioning_exceeds,
 )
 from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import PluginRegistry
@@ -328,3 +329,32 @@ def test_legacy_departure_credit_leaves_current_groups_alone(week: LocationHisto
     assert full.setting.always_on < half.setting.always_on
     same = SloPolicy().decide(SloParams(legacy_departure_credit=1.0), ctx)
     assert same.setting == SloPolicy().decide(SloParams(), ctx).setting
+
+
+def test_provisioning_tail_beyond_the_always_on_timeout() -> None:
+    # Linux: median 60 s, p95 108 s → about a quarter of hosts take longer than 75 s.
+    assert provisioning_exceeds(75.0, 108.0) == pytest.approx(0.266, abs=0.005)
+    # Windows: median 240 s → nearly every host takes longer than 75 s.
+    assert provisioning_exceeds(75.0, 432.0) > 0.999
+    assert provisioning_exceeds(1e6, 108.0) == 1e-3  # floored, never 0
+
+
+def test_legacy_failure_cap_and_refill_window(week: LocationHistory) -> None:
+    """Windows legacy misses become failures (75 s always-on timeout, 4 min provisioning), so
+    the failure cap binds there and buys more always-on; the legacy refill factor shortens the
+    window to interval + mean provisioning."""
+    now = START + 7 * DAY - 60.0
+    in_use = int(week.in_use[-1])
+    win = make_ctx(
+        week, now, in_use=in_use, stream_class="gen5n_win2022", model=CapacityModel.LEGACY
+    )
+    free = SloPolicy().decide(SloParams(miss_budget_share=1.0), win)
+    capped = SloPolicy().decide(SloParams(miss_budget_share=1.0, legacy_failure_share=1.0), win)
+    assert "≤ 0.10% of arrivals missing" in capped.reason
+    assert capped.setting.always_on > free.setting.always_on
+    short = SloPolicy().decide(SloParams(legacy_refill_factor=1.06), win)
+    assert "refill window 314s" in short.reason  # 60 s + 1.06 × 240 s
+    current = replace(win, capacity_model=CapacityModel.CURRENT)
+    assert SloPolicy().decide(
+        SloParams(legacy_failure_share=1.0, legacy_refill_factor=1.06), current
+    ) == SloPolicy().decide(SloParams(), current)

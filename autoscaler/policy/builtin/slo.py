@@ -45,6 +45,11 @@ quality_tuning.py``) and checked on held-out series, seeds and windows:
   (5 minutes), so where the window is longer (Windows, 7 min) the departure credit is scaled
   by delay / window; legacy groups, whose always-on hosts a departure frees for good until the
   next decision lowers always-on, take their own credit (the shipped file trusts it fully).
+- ``legacyFailureShare`` and ``legacyRefillFactor``: a legacy session that misses while
+  raised always-on hosts provision waits with the 75 s always-on timeout, so the miss share is
+  capped at ``slo.failed / P(provisioning > 75 s)`` (binding on Windows, where nearly every
+  such miss fails); and the buffer's window is one interval plus the mean provisioning delay,
+  since the buffer is sized for the share of sessions that miss, not for the tail delay.
 - ``refillFactor``: a refill window from the provisioning mean rather than its p95; it
   measured too aggressive on real traces (Windows, bursty hourly series) and is not shipped.
 """
@@ -67,6 +72,9 @@ _UPPER_Q = 0.99  # concurrency quantile that Maximum must stay above
 _DAY_GRID_S = tuple(900.0 * k for k in range(1, 97))  # the next day, every 15 min
 _SKEW_CLAMP = 4.0  # the day-budget skew never moves the hour's share by more than this factor
 _MAX_MISS = 0.5  # a miss-share target above this is no longer a buffer
+_Z95 = 1.6449  # standard normal 95th percentile
+# A session waiting for always-on capacity fails after this (gameliftstreams.md).
+ALWAYS_ON_PLACEMENT_TIMEOUT_S = 75.0
 
 
 def budget_skew(rate_now: float, day_rates: FloatArray, skew: float) -> float:
@@ -174,6 +182,23 @@ class SloParams(BaseModel):
         alias="legacyDepartureCredit",
         description="departureCredit for legacy groups; None: the same.",
     )
+    legacy_refill_factor: float | None = Field(
+        default=None,
+        gt=0.0,
+        alias="legacyRefillFactor",
+        description="Legacy groups: the buffer's window is one interval plus this × the "
+        "provisioning median (1.06: its mean), instead of the whole lead time (interval + "
+        "provisioning p95); None: the lead time (or refillFactor when that is set).",
+    )
+    legacy_failure_share: float | None = Field(
+        default=None,
+        gt=0.0,
+        alias="legacyFailureShare",
+        description="Legacy groups: a session that misses while raised always-on hosts "
+        "provision waits with the 75 s always-on timeout and fails if they take longer, so "
+        "the miss share is also capped at this × slo.failed / P(provisioning > 75 s) (the "
+        "class's log-normal delay; ≈ 1 on Windows, ≈ 0.27 on Linux). None: no cap.",
+    )
     release_delay_seconds: float | None = Field(
         default=None,
         gt=0.0,
@@ -219,6 +244,16 @@ class SloParams(BaseModel):
     )
 
 
+def provisioning_exceeds(seconds: float, p95_s: float) -> float:
+    """P(provisioning delay > ``seconds``) for the log-normal delay whose p95 is ``p95_s``
+    (median = p95 / PROVISIONING_P95_FACTOR, the benchmark's shape); at least 1e-3 so a
+    cap divided by it stays finite."""
+    sigma = math.log(PROVISIONING_P95_FACTOR) / _Z95
+    median = p95_s / PROVISIONING_P95_FACTOR
+    z = math.log(seconds / median) / sigma
+    return max(1e-3, 0.5 * math.erfc(z / math.sqrt(2.0)))
+
+
 def host_buffer_for_miss_share(net: NetArrivals, miss_share: float, tenancy: int) -> int:
     """Smallest target-idle T (a multiple of ``tenancy``) whose expected miss share is at most
     ``miss_share`` once the service's own rounding is counted.
@@ -232,11 +267,14 @@ def host_buffer_for_miss_share(net: NetArrivals, miss_share: float, tenancy: int
         return 0
     target = miss_share * net.mean_arrivals
     top = net.offset + net.pmf.shape[0]
-    for units in range(top // tenancy + 2):
-        t_idle = units * tenancy
-        short = sum(net.shortfall(t_idle + f) for f in range(tenancy)) / tenancy
-        if short <= target:
-            return t_idle
+    n_units = top // tenancy + 2
+    block = max(1, 16 // tenancy)  # units per vectorised pass; the answer is usually in the first
+    for first in range(0, n_units, block):
+        last = min(first + block, n_units)
+        short = net.shortfalls(np.arange(first * tenancy, last * tenancy)).tolist()
+        for i in range(0, len(short), tenancy):
+            if sum(short[i : i + tenancy]) / tenancy <= target:
+                return first * tenancy + i
     return round_up_to_tenancy(max(top, 0), tenancy)
 
 
@@ -270,7 +308,9 @@ class SloPolicy:
             refill = p95
         # Legacy: nothing refills between decisions; the buffer must last until the next
         # decision's hosts are ready (a whole lead time unless the refill is modelled).
-        if legacy:
+        if legacy and params.legacy_refill_factor is not None:
+            window = ctx.interval_s + params.legacy_refill_factor * p95 / PROVISIONING_P95_FACTOR
+        elif legacy:
             window = lead if params.refill_factor is None else ctx.interval_s + refill
         else:
             window = refill
@@ -299,6 +339,9 @@ class SloPolicy:
         if legacy and params.legacy_miss_budget_share is not None:
             share = params.legacy_miss_budget_share
         miss = min((1.0 - ctx.slo.instant) * share * skew, _MAX_MISS)
+        if legacy and params.legacy_failure_share is not None:
+            p_fail = provisioning_exceeds(ALWAYS_ON_PLACEMENT_TIMEOUT_S, p95)
+            miss = min(miss, params.legacy_failure_share * ctx.slo.failed * skew / p_fail)
         if params.quantile is not None:
             raw_buffer = max(net.quantile(params.quantile), 0)
             rule = f"quantile {params.quantile:g} of net arrivals"
