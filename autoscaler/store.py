@@ -317,6 +317,8 @@ class HistoryStore:
         # A database in memory has no disk to sync: the journal's synchronous=FULL switch
         # would be two statements per write that change nothing.
         self._sync_journal = self.path != ":memory:"
+        # Nobody else can open a database in memory: see ``_after_newest``.
+        self._private = self.path == ":memory:"
         try:
             self._configure()
             self._migrate()
@@ -385,7 +387,9 @@ class HistoryStore:
                 for s in samples
             ]
             cur.executemany(_INSERT_SAMPLE, rows)
-            self._invalidate_segments(cur, ((r[0], r[1]) for r in rows))
+            self._invalidate_segments(
+                cur, ((r[0], r[1]) for r in rows if not self._after_newest(r[0], r[1]))
+            )
             # A tick in a new bucket packs the previous one, so reads after a restart are
             # fast too (at most one lookup per location and bucket).
             newest: dict[int, int] = {}
@@ -637,7 +641,14 @@ class HistoryStore:
         """Record how a recorded intent ended. An outcome is final: recording the same status
         again is a no-op (returns False); a different one raises ``StoreError``."""
         outcome = Outcome(status)
+        insert = "INSERT INTO outcomes (decision_id, status, detail) VALUES (?, ?, ?)"
         with self._write(durable=True) as cur:
+            # The usual case first: the insert passes its foreign key (the intent exists) and
+            # primary key (no outcome yet). Otherwise it changes nothing and the checks below
+            # say which rule it broke.
+            with suppress(sqlite3.IntegrityError):
+                cur.execute(insert, (decision_id, outcome.value, detail))
+                return True
             if (
                 cur.execute(
                     "SELECT 1 FROM intents WHERE decision_id = ?", (decision_id,)
@@ -654,10 +665,7 @@ class HistoryStore:
                         f"decision {decision_id!r} already {prior[0]}, cannot become {outcome}"
                     )
                 return False
-            cur.execute(
-                "INSERT INTO outcomes (decision_id, status, detail) VALUES (?, ?, ?)",
-                (decision_id, outcome.value, detail),
-            )
+            cur.execute(insert, (decision_id, outcome.value, detail))  # raises what it broke
             return True
 
     def pending_intents(self) -> list[PendingIntent]:
@@ -938,13 +946,22 @@ class HistoryStore:
             ],
         )
 
+    def _after_newest(self, loc_id: int, at: float) -> bool:
+        """Whether a row at ``at`` is known to come after every stored row of the location,
+        so no packed bucket can hold it: a bucket is packed only once a newer bucket has a
+        row. Known only for a private (in-memory) database whose memory copy of the location
+        exists (it then holds every row); otherwise False (the caller deletes the segment)."""
+        if not self._private or self._columns is None:
+            return False
+        cols = self._columns.get(loc_id)
+        return cols is not None and at > cols.last_at
+
     @staticmethod
     def _invalidate_segments(cur: sqlite3.Cursor, keys: Iterable[tuple[int, float]]) -> None:
         """Drop the packed buckets that the rows at these (loc_id, at) fall into."""
-        cur.executemany(
-            "DELETE FROM segments WHERE loc_id = ? AND bucket = ?",
-            sorted({(loc_id, _bucket(at)) for loc_id, at in keys}),
-        )
+        buckets = sorted({(loc_id, _bucket(at)) for loc_id, at in keys})
+        if buckets:
+            cur.executemany("DELETE FROM segments WHERE loc_id = ? AND bucket = ?", buckets)
 
     @staticmethod
     def _range_sql(
