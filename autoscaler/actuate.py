@@ -65,6 +65,11 @@ class Actuator:
         gid = decision.group_id
         if decision.frozen:
             return Actuation(group_id=gid, applied=False, dry_run=dry_run or self._writer is None)
+        if not decision.location_changes and not any(d.changed for d in decision.locations):
+            # Nothing to send (most ticks): what the general path below returns for no calls.
+            if dry_run or self._writer is None:
+                return Actuation(group_id=gid, applied=False, dry_run=True)
+            return Actuation(group_id=gid, applied=False, dry_run=False)
 
         adds = {c.location: c.setting for c in decision.location_changes if c.action == "add"}
         removes = [c.location for c in decision.location_changes if c.action == "remove"]

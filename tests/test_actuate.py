@@ -14,6 +14,7 @@ from autoscaler.domain.errors import (
     ValidationError,
 )
 from autoscaler.domain.models import (
+    Actuation,
     CapacityModel,
     CapacitySetting,
     GroupDecision,
@@ -229,3 +230,17 @@ async def test_unexpected_adapter_exception_is_reported_not_raised() -> None:
     act = await Actuator(fake).apply(decision(loc("us-east-1", OLD, NEW)), dry_run=False)
     assert act.error == "UpdateStreamGroup us-east-1: unexpected RuntimeError: boom"
     assert (act.applied, act.retry_later) == (False, False)
+
+
+async def test_nothing_to_send_reports_dry_run_exactly_as_with_changes() -> None:
+    # No change at all: dry-run (or no writer) says dry_run=True, a live run False, no calls.
+    fake = fake_group(us_east_1=OLD)
+    same = decision(loc("us-east-1", OLD, OLD))
+    for actuator, dry_run, want in (
+        (Actuator(fake), True, True),
+        (Actuator(None), False, True),
+        (Actuator(fake), False, False),
+    ):
+        act = await actuator.apply(same, dry_run=dry_run)
+        assert act == Actuation(group_id="sg-1", applied=False, dry_run=want)
+    assert fake.calls == {}
