@@ -302,7 +302,7 @@ async def replay(
     loc_index: list[int] = plan.location.tolist()
     requested = [[name] for name in plan.locations]
     n = len(arrivals)
-    start = model.start_stream_session
+    start = model.start_session
     i = plan.warm_start  # the warm-start sessions were placed by build_world, not scored
     base = model.usage()[gid]
     billed_before = sum(u.allocated_slot_s for u in base.values())
@@ -324,7 +324,7 @@ async def replay(
             clock.set(at)
             k = loc_index[i]
             try:
-                view = start(
+                session_id, wait_s = start(
                     gid,
                     application_identifier=app_id,
                     locations=requested[k],
@@ -336,8 +336,8 @@ async def replay(
                 waits.append(0.0)
                 tally.fail_times.append((arrivals[i], k))
             else:
-                if view.wait_s is None:
-                    pending.append((view.session_id, at, k))
+                if wait_s is None:
+                    pending.append((session_id, at, k))
                 else:
                     tally.instant += 1
                     waits.append(0.0)

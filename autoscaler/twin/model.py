@@ -958,6 +958,57 @@ class ServiceModel:
     ) -> SessionView:
         """``end_after_s`` (not part of the API) schedules a client-side end, used by load
         generators and backtests instead of a later TerminateStreamSession call."""
+        s = self._start(
+            group_identifier,
+            application_identifier=application_identifier,
+            protocol=protocol,
+            locations=locations,
+            user_id=user_id,
+            description=description,
+            connection_timeout_s=connection_timeout_s,
+            session_length_s=session_length_s,
+            end_after_s=end_after_s,
+        )
+        return self._session_view(s, self._now)
+
+    def start_session(
+        self,
+        group_identifier: str,
+        *,
+        application_identifier: str,
+        locations: list[str] | None = None,
+        end_after_s: float | None = None,
+    ) -> tuple[str, float | None]:
+        """``start_stream_session`` with the defaults, returning only (session id, wait):
+        the wait is 0 when placed at once and None while waiting. For load generators and
+        backtests, which start hundreds of thousands of sessions and read nothing else."""
+        s = self._start(
+            group_identifier,
+            application_identifier=application_identifier,
+            protocol="WebRTC",
+            locations=locations,
+            user_id=None,
+            description="",
+            connection_timeout_s=120,
+            session_length_s=43200,
+            end_after_s=end_after_s,
+        )
+        placed_at = s.placed_at
+        return s.sid, None if placed_at is None else placed_at - s.created_at
+
+    def _start(
+        self,
+        group_identifier: str,
+        *,
+        application_identifier: str,
+        protocol: str,
+        locations: list[str] | None,
+        user_id: str | None,
+        description: str,
+        connection_timeout_s: int,
+        session_length_s: int,
+        end_after_s: float | None,
+    ) -> _Session:
         self.advance()
         group = self._group(group_identifier)
         if group.status == _EXPIRED:
@@ -1042,7 +1093,7 @@ class ServiceModel:
                 timeout = p.placement_timeout_on_demand_linux_s
             self._at(now + timeout, _EV_PLACEMENT_TIMEOUT, s, s.gen)
             self._reconcile(target, now)
-        return self._session_view(s, now)
+        return s
 
     @staticmethod
     def _check_session_args(
