@@ -4,42 +4,76 @@ What it measures (``shared/docs/benchmark.md``): for each real trace × regime (
 class, capacity model), ``autoscaler.backtest.runner.backtest`` replays the demand through the
 controller's real pipeline in virtual time, runs our policy (``policies/default.yaml``, shipped
 parameters, never tuned per trace) and the baselines (each tuned on the very trace it is scored
-on), and scores cost against the in-use bound and the SLO. Per regime it reports how often ours
-meets the SLO, its median cost_ratio, and its median cost relative to the cheapest baseline
-that meets the SLO there (< 1: ours is cheaper than anything a user could have tuned by
-hand, in hindsight). Plus the speed of one run: a window of the 20-game trace at peak 400
-(30 days in the full run), in sessions and decisions per second of wall time.
+on), and scores cost against the in-use bound and the SLO. It then checks the issue's three
+targets case by case: ours meets the SLO; ours costs less than every baseline that meets it;
+and where demand swings ≥ 4× within a day or provisioning takes minutes (Windows), ours' idle
+overhead (cost_ratio − 1) is at most 0.6× the cheapest baseline's.
+
+Tiers (``--tier``):
+
+- ``quick``: six cases, 2-day windows, 1 seed (minutes);
+- ``standard``: nine representative series (typical, steep, flat, steepest, evening, the small
+  game, three Hypixel modes) × every regime (peak 40 and 400, a tenancy-2 Linux class, a
+  tenancy-1 Linux class, a Windows class, both capacity models): 108 cases, 2-day windows,
+  1 seed (about an hour on 2 cores once the baselines are cached, longer the first time);
+- ``full``: every series of the 20-game file, the small game and five Hypixel modes × every
+  regime, 7-day windows, 3 seeds (days of CPU on this machine: resumable, see below).
+
+Why a cache: the baselines' hindsight sweeps are ~25 runs per case and do not depend on our
+policy, so they are stored per case under ``.bench-cache/decision/<fingerprint>/`` (the
+fingerprint hashes the code that decides a baseline's result: everything in ``autoscaler/``
+but our own plugin and the daemon's I/O). Rerunning after a change to our policy replays only
+ours; a change to the model or the baselines starts a fresh cache. A case's baselines are
+written as soon as they finish, so an interrupted run (Ctrl-C, a session ending) resumes where
+it stopped and ``full`` fills in over several runs; Ctrl-C prints the cases that finished.
 
 The traces are read from ``/work/shared/traces`` (not shipped with the project); without them
 the bench says so and returns an empty result.
 
-Run: ``python -m bench.decision_bench [--quick] [--jobs N]``. ``--quick`` (a few minutes on 2
-cores): 2-day windows, 1 seed, six cases; the full run: 7-day windows, 3 seeds, every trace ×
-every regime (hours).
+Run: ``python -m bench.decision_bench [--tier quick|standard|full] [--only TEXT] [--jobs N]
+[--json FILE] [--markdown FILE]`` (``--quick`` is ``--tier quick``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from autoscaler.backtest.runner import backtest, load_plans, model_params, run_policy
+import numpy as np
+
+from autoscaler.backtest import baselines
+from autoscaler.backtest.runner import (
+    DEFAULT_POLICY_FILE,
+    MAX_INTERP_GAP_S,
+    backtest,
+    backtest_registry,
+    load_plans,
+    model_params,
+    run_policy,
+    summarise,
+)
+from autoscaler.backtest.sessions import SessionPlan
+from autoscaler.backtest.traces import longest_stretch, read_trace
+from autoscaler.domain.classes import stream_class_info
 from autoscaler.domain.models import CapacityModel
 from autoscaler.policy.config import load_policy_file
 
+ROOT = Path(__file__).resolve().parent.parent
 TRACES = Path("/work/shared/traces")
+DEFAULT_CACHE = ROOT / ".bench-cache" / "decision"
 STEAM = "steamdb_20games_hourly_2025-09-20_2025-11-21.csv"
 SMALL = "super_animal_royale_hourly_2025-04-20_2025-12-16.csv"
 HYPIXEL = "hypixel_by_gamemode_2025-03-08_2025-05-01.csv"
-SERIES: tuple[tuple[str, str], ...] = (
+REPRESENTATIVE: tuple[tuple[str, str], ...] = (
     (STEAM, "Counter-Strike2"),  # typical
     (STEAM, "PUBG Battlegrounds"),  # steep
     (STEAM, "Team Fortress 2"),  # flat
@@ -50,8 +84,28 @@ SERIES: tuple[tuple[str, str], ...] = (
     (HYPIXEL, "BEDWARS"),
     (HYPIXEL, "DUELS"),
 )
+HYPIXEL_MODES = ("SKYBLOCK", "BEDWARS", "DUELS", "SKYWARS", "BUILD_BATTLE")
 CLASSES = ("gen4n_high", "gen4n_ultra", "gen5n_win2022")  # tenancy 2, tenancy-1 Linux, Windows
 PEAKS = (40.0, 400.0)
+MODELS = ("current", "legacy")
+SWING_TARGET = 4.0  # daily max / min at or above this: the idle-overhead target applies
+OVERHEAD_TARGET = 0.6  # ours' idle overhead ≤ this × the cheapest baseline's there
+# Code that cannot change a baseline's result: our own plugin and the daemon's I/O.
+_NOT_BASELINE_CODE = (
+    "policy/builtin/slo.py",
+    "cli.py",
+    "commands/",
+    "demo.py",
+    "service.py",
+    "runtime.py",
+    "settings.py",
+    "aws/",
+    "ha.py",
+    "logs.py",
+    "metrics.py",
+    "twin/emulator.py",
+    "twin/protocol.py",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +122,22 @@ class Case:
     def regime(self) -> str:
         return f"peak {self.peak:g} {self.stream_class} {self.capacity_model}"
 
+    @property
+    def key(self) -> str:
+        raw = (
+            f"{self.file}|{self.series}|{self.peak:g}|{self.stream_class}|"
+            f"{self.capacity_model}|{self.days:g}d|{self.seeds}s"
+        )
+        return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
-def cases(quick: bool) -> list[Case]:
-    if quick:
+
+def _steam_series() -> list[str]:
+    header = (TRACES / STEAM).open(encoding="utf-8").readline().strip().split(",")
+    return [c for c in header if c != "timestamp"]
+
+
+def cases(tier: str) -> list[Case]:
+    if tier == "quick":
         return [
             Case(STEAM, "PUBG Battlegrounds", 40, "gen4n_high", "current", 2, 1),
             Case(STEAM, "Counter-Strike2", 40, "gen4n_ultra", "current", 2, 1),
@@ -79,17 +146,68 @@ def cases(quick: bool) -> list[Case]:
             Case(HYPIXEL, "BEDWARS", 40, "gen4n_high", "legacy", 2, 1),
             Case(STEAM, "Rust", 400, "gen4n_high", "current", 1, 1),
         ]
+    if tier == "standard":
+        series, days, seeds = list(REPRESENTATIVE), 2.0, 1
+    elif tier == "full":
+        series = [(STEAM, s) for s in _steam_series()]
+        series += [(SMALL, "super_animal_royale_players")]
+        series += [(HYPIXEL, m) for m in HYPIXEL_MODES]
+        days, seeds = 7.0, 3
+    else:
+        raise ValueError(f"unknown tier {tier!r} (quick, standard, full)")
     return [
-        Case(f, s, peak, cls, model, 7, 3)
-        for f, s in SERIES
+        Case(f, s, peak, cls, model, days, seeds)
+        for f, s in series
         for peak in PEAKS
         for cls in CLASSES
-        for model in ("current", "legacy")
+        for model in MODELS
     ]
 
 
-def run_case(case: Case) -> dict[str, Any]:
+def baseline_fingerprint(package: Path = ROOT / "autoscaler") -> str:
+    """Hash of the code a baseline's result depends on (see ``_NOT_BASELINE_CODE``)."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if any(rel == x or (x.endswith("/") and rel.startswith(x)) for x in _NOT_BASELINE_CODE):
+            continue
+        digest.update(rel.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def daily_swing(case: Case) -> float:
+    """Largest max/min of the case's demand within one day of its window (the trace's own
+    resolution; a day whose minimum is 0 counts as an unbounded swing)."""
+    loaded = read_trace(TRACES / case.file, case.series)
+    if isinstance(loaded, SessionPlan):  # pragma: no cover - the bench's traces are series
+        return 1.0
+    stretch = longest_stretch(loaded, MAX_INTERP_GAP_S)
+    t = np.asarray(stretch.times)
+    v = np.asarray(stretch.values)
+    start = float(t[0])
+    worst = 1.0
+    for day in range(max(1, round(case.days))):
+        lo, hi = start + day * 86400.0, start + (day + 1) * 86400.0
+        window = v[(t >= lo) & (t < hi)]
+        if window.size == 0:
+            continue
+        top, bottom = float(window.max()), float(window.min())
+        worst = max(worst, top / bottom if bottom > 0 else float("inf"))
+    return worst
+
+
+def _cache_file(cache: Path, case: Case) -> Path:
+    return cache / baseline_fingerprint() / f"{case.key}.json"
+
+
+def run_case(case: Case, cache: Path) -> dict[str, Any]:
+    """Ours (always replayed) and the baselines (from the cache, else run and cached)."""
     started = time.perf_counter()
+    stored = _cache_file(cache, case)
+    known: dict[str, Any] | None = None
+    if stored.is_file():
+        known = json.loads(stored.read_text(encoding="utf-8"))
     report = backtest(
         TRACES / case.file,
         case.series,
@@ -98,17 +216,57 @@ def run_case(case: Case) -> dict[str, Any]:
         capacity_model=case.capacity_model,
         days=case.days,
         seeds=case.seeds,
+        baselines_to_run=() if known is not None else baselines.BASELINE_IDS,
     )
-    report["case"] = asdict(case)
-    report["case_wall_s"] = time.perf_counter() - started
-    return report
+    if report.get("interrupted"):
+        raise KeyboardInterrupt
+    ours = [r for r in report["results"] if r["policy"] == "ours"]
+    if known is None:
+        known = {
+            "case": asdict(case),
+            "results": [r for r in report["results"] if r["policy"] != "ours"],
+            "unavailable": report["unavailable"],
+        }
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        partial = stored.with_suffix(".tmp")
+        partial.write_text(json.dumps(known, indent=1, default=str), encoding="utf-8")
+        partial.replace(stored)  # whole file or none: a killed run leaves no half entry
+    rows = ours + known["results"]
+    return {
+        "case": asdict(case),
+        "results": rows,
+        "summary": summarise(rows),
+        "unavailable": known["unavailable"],
+        "swing": daily_swing(case),
+        "windows": stream_class_info(case.stream_class).windows,
+        "case_wall_s": time.perf_counter() - started,
+    }
+
+
+def verdict(rep: dict[str, Any]) -> dict[str, Any]:
+    """The three targets for one case (None where a target does not apply or cannot be
+    judged: no baseline met the SLO)."""
+    ours = next((r for r in rep["results"] if r["policy"] == "ours"), None)
+    best_id = rep["summary"]["cheapest_baseline"]
+    best = next((r for r in rep["results"] if r["policy"] == best_id), None)
+    meets = bool(ours and ours["meets_slo"])
+    cheaper = None if best is None or ours is None else ours["cost"] < best["cost"]
+    qualifies = rep["swing"] >= SWING_TARGET or rep["windows"]
+    overhead = None
+    if qualifies and best is not None and ours is not None and best["cost_ratio"] > 1.0:
+        overhead = (ours["cost_ratio"] - 1.0) / (best["cost_ratio"] - 1.0)
+    return {
+        "meets_slo": meets,
+        "cheapest": cheaper,
+        "qualifies": qualifies,
+        "overhead_vs_cheapest": overhead,
+        "overhead_met": None if overhead is None else overhead <= OVERHEAD_TARGET,
+    }
 
 
 def speed(days: float) -> dict[str, float]:
     """Wall time of one run of our policy on ``days`` of the 20-game trace at peak 400."""
     (plan,), _ = load_plans(TRACES / STEAM, "Counter-Strike2", peak=400, days=days, seeds=[1])
-    from autoscaler.backtest.runner import DEFAULT_POLICY_FILE, backtest_registry  # noqa: PLC0415
-
     registry = backtest_registry()
     policy = load_policy_file(DEFAULT_POLICY_FILE, resolve_params=registry.validate_params)
     started = time.perf_counter()
@@ -129,133 +287,182 @@ def speed(days: float) -> dict[str, float]:
         "wall_s": wall,
         "sessions_per_s": plan.size / wall,
         "decisions_per_s": out.decisions / wall,
-        "projected_30_day_s": wall * 30.0 / days,
     }
 
 
-def _row(report: dict[str, Any], policy: str) -> dict[str, Any] | None:
-    return next((r for r in report["results"] if r["policy"] == policy), None)
-
-
-def summarise(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarise_regimes(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     by_regime: dict[str, list[dict[str, Any]]] = {}
     for rep in reports:
-        regime = Case(**rep["case"]).regime
-        by_regime.setdefault(regime, []).append(rep)
+        by_regime.setdefault(Case(**rep["case"]).regime, []).append(rep)
     out: list[dict[str, Any]] = []
     for regime, reps in sorted(by_regime.items()):
-        ours = [r for r in (_row(rep, "ours") for rep in reps) if r is not None]
-        vs = [
-            rep["summary"]["ours_vs_cheapest"]
-            for rep in reps
-            if rep["summary"]["ours_vs_cheapest"] is not None
-        ]
+        ours = [r for rep in reps for r in rep["results"] if r["policy"] == "ours"]
+        vs = [rep["summary"]["ours_vs_cheapest"] for rep in reps]
+        vs = [v for v in vs if v is not None]
+        checks = [verdict(rep) for rep in reps]
         out.append(
             {
                 "regime": regime,
                 "cases": len(reps),
-                "ours_meets_slo": sum(1 for r in ours if r["meets_slo"]),
+                "ours_meets_slo": sum(1 for c in checks if c["meets_slo"]),
+                "ours_cheapest": sum(1 for c in checks if c["cheapest"]),
                 "median_cost_ratio": statistics.median(r["cost_ratio"] for r in ours)
                 if ours
                 else None,
                 "median_vs_cheapest_baseline": statistics.median(vs) if vs else None,
+                "overhead_cases": sum(1 for c in checks if c["overhead_met"] is not None),
+                "overhead_met": sum(1 for c in checks if c["overhead_met"]),
             }
         )
     return out
 
 
-def run(quick: bool = True, jobs: int = 2) -> dict[str, Any]:
+def run(
+    tier: str = "quick",
+    *,
+    jobs: int = 2,
+    only: str | None = None,
+    cache: Path = DEFAULT_CACHE,
+    on_case: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     if not TRACES.is_dir():
         print(f"decision bench skipped: no traces at {TRACES}")
         return {"skipped": f"no traces at {TRACES}"}
-    todo = cases(quick)
+    todo = [c for c in cases(tier) if not only or only in f"{c.series} {c.regime}"]
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        reports = list(pool.map(run_case, todo))
-    figure = speed(2.0 if quick else 30.0)
-    return {
-        "quick": quick,
-        "cases": [
-            {
-                **rep["case"],
-                "results": {
-                    r["policy"]: {
-                        "cost_ratio": r["cost_ratio"],
-                        "instant": r["instant"],
-                        "failed": r["failed"],
-                        "meets_slo": r["meets_slo"],
-                        "params": {k: v for k, v in r["params"].items() if k != "tuned_over"},
-                    }
-                    for r in rep["results"]
-                },
-                "summary": rep["summary"],
-                "unavailable": rep["unavailable"],
-                "wall_s": rep["case_wall_s"],
-            }
-            for rep in reports
-        ],
-        "regimes": summarise(reports),
+    reports: list[dict[str, Any]] = []
+    interrupted = False
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs))
+    try:
+        futures: list[Future[dict[str, Any]]] = [pool.submit(run_case, c, cache) for c in todo]
+        for done in as_completed(futures):
+            rep = done.result()
+            reports.append(rep)
+            if on_case is not None:
+                on_case(rep)
+    except KeyboardInterrupt:
+        interrupted = True
+        pool.shutdown(wait=False, cancel_futures=True)
+    else:
+        pool.shutdown()
+    order = {c.key: i for i, c in enumerate(todo)}
+    reports.sort(key=lambda rep: order[Case(**rep["case"]).key])
+    figure = None if interrupted else speed(2.0 if tier == "quick" else 7.0)
+    result: dict[str, Any] = {
+        "tier": tier,
+        "fingerprint": baseline_fingerprint(),
+        "cases": [{**rep, "verdict": verdict(rep)} for rep in reports],
+        "regimes": summarise_regimes(reports),
         "speed": figure,
+        "planned": len(todo),
         "wall_s": time.perf_counter() - started,
     }
+    if interrupted:
+        result["interrupted"] = True
+    return result
 
 
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-def print_report(result: dict[str, Any]) -> None:
-    if "skipped" in result:
-        return
-    print(
-        "case                                    regime                           ours   "
-        "ours ratio  cheapest baseline (ratio)   ours/cheapest"
+def case_line(rep: dict[str, Any]) -> str:
+    c = rep["case"]
+    ours: dict[str, Any] = next((r for r in rep["results"] if r["policy"] == "ours"), {})
+    best = rep["summary"]["cheapest_baseline"]
+    best_row = next((r for r in rep["results"] if r["policy"] == best), None)
+    v = rep.get("verdict") or verdict(rep)
+    swing = "∞" if rep["swing"] == float("inf") else f"{rep['swing']:.1f}×"
+    return (
+        f"| {c['series'][:24]} | {c['peak']:g} {c['stream_class']} {c['capacity_model']} | "
+        f"{swing} | {'meets' if v['meets_slo'] else '**misses**'} "
+        f"({ours.get('instant', 0) * 100:.2f} % / {ours.get('failed', 0) * 100:.2f} %) | "
+        f"{_fmt(ours.get('cost_ratio'), '.3f')} | {best or '-'} "
+        f"{_fmt(best_row['cost_ratio'] if best_row else None, '.3f')} | "
+        f"{_fmt(rep['summary']['ours_vs_cheapest'], '.3f')} | "
+        f"{_fmt(v['overhead_vs_cheapest'], '.2f')} |"
     )
-    for c in result["cases"]:
-        ours = c["results"].get("ours", {})
-        best = c["summary"]["cheapest_baseline"]
-        best_ratio = c["results"][best]["cost_ratio"] if best else None
-        name = f"{c['series'][:22]} {c['days']:g}d×{c['seeds']}"
-        regime = f"peak {c['peak']:g} {c['stream_class']} {c['capacity_model']}"
-        print(
-            f"{name:39s} {regime:32s} {'meets' if ours.get('meets_slo') else 'MISSES':6s} "
-            f"{_fmt(ours.get('cost_ratio'), '.3f'):>10s}  "
-            f"{(best or '-'):17s} ({_fmt(best_ratio, '.3f')})   "
-            f"{_fmt(c['summary']['ours_vs_cheapest'], '.3f'):>6s}"
-        )
-    print()
-    print(
-        "regime                            cases  ours meets SLO  median cost_ratio  "
-        "median ours/cheapest"
-    )
+
+
+CASE_HEADER = (
+    "| series | regime | daily swing | ours vs SLO (instant / failed) | ours cost_ratio | "
+    "cheapest baseline | ours / cheapest | idle overhead ÷ cheapest's |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [CASE_HEADER, *(case_line(rep) for rep in result["cases"])]
+    lines += [
+        "",
+        "| regime | cases | ours meets SLO | ours cheapest | median cost_ratio | "
+        "median ours / cheapest | idle-overhead target met |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in result["regimes"]:
-        print(
-            f"{r['regime']:33s} {r['cases']:5d}  {r['ours_meets_slo']:>6d}/{r['cases']:<7d} "
-            f"{_fmt(r['median_cost_ratio'], '.3f'):>17s}  "
-            f"{_fmt(r['median_vs_cheapest_baseline'], '.3f'):>20s}"
+        lines.append(
+            f"| {r['regime']} | {r['cases']} | {r['ours_meets_slo']}/{r['cases']} | "
+            f"{r['ours_cheapest']}/{r['cases']} | {_fmt(r['median_cost_ratio'], '.3f')} | "
+            f"{_fmt(r['median_vs_cheapest_baseline'], '.3f')} | "
+            f"{r['overhead_met']}/{r['overhead_cases']} |"
         )
-    s = result["speed"]
-    print()
-    print(
-        f"speed: {s['days']:g} days at peak 400 (ours, gen4n_high): {s['sessions']:.0f} sessions, "
-        f"{s['decisions']:.0f} decisions in {s['wall_s']:.1f} s = {s['sessions_per_s']:.0f} "
-        f"sessions/s, {s['decisions_per_s']:.0f} decisions/s (30 days ≈ "
-        f"{s['projected_30_day_s']:.0f} s)"
-    )
-    print(f"bench wall time {result['wall_s']:.0f} s")
+    checks = [c["verdict"] for c in result["cases"]]
+    vs = [c["summary"]["ours_vs_cheapest"] for c in result["cases"]]
+    vs = [v for v in vs if v is not None]
+    n = len(checks)
+    lines += [
+        "",
+        f"Targets over {n} cases: ours meets the SLO in "
+        f"{sum(1 for c in checks if c['meets_slo'])}/{n}; ours is cheaper than every baseline "
+        f"that meets it in {sum(1 for c in checks if c['cheapest'])}/{n} (median ours/cheapest "
+        f"{_fmt(statistics.median(vs) if vs else None, '.3f')}, worst "
+        f"{_fmt(max(vs) if vs else None, '.3f')}); idle overhead ≤ {OVERHEAD_TARGET:g}× the "
+        f"cheapest's in {sum(1 for c in checks if c['overhead_met'])}/"
+        f"{sum(1 for c in checks if c['overhead_met'] is not None)} qualifying cases "
+        f"(swing ≥ {SWING_TARGET:g}× or Windows).",
+    ]
+    s = result.get("speed")
+    if s:
+        lines.append(
+            f"Speed: {s['days']:g} days at peak 400 (ours, gen4n_high): {s['sessions']:.0f} "
+            f"sessions, {s['decisions']:.0f} decisions in {s['wall_s']:.1f} s wall = "
+            f"{s['sessions_per_s']:.0f} sessions/s, {s['decisions_per_s']:.0f} decisions/s."
+        )
+    if result.get("interrupted"):
+        lines.append(f"Interrupted: {n} of {result['planned']} cases finished.")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a few minutes on 2 cores")
+    parser.add_argument("--tier", choices=("quick", "standard", "full"), default="quick")
+    parser.add_argument("--quick", action="store_true", help="same as --tier quick")
+    parser.add_argument("--only", help="only cases whose series or regime contains this")
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
-    parser.add_argument("--json", help="also write the full result here")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="baseline cache")
+    parser.add_argument("--json", type=Path, help="also write the full result here")
+    parser.add_argument("--markdown", type=Path, help="also write the tables here")
     args = parser.parse_args(argv)
-    result = run(quick=args.quick, jobs=args.jobs)
-    print_report(result)
+    tier = "quick" if args.quick else args.tier
+    print(CASE_HEADER, flush=True)
+    result = run(
+        tier,
+        jobs=args.jobs,
+        only=args.only,
+        cache=args.cache,
+        on_case=lambda rep: print(case_line(rep), flush=True),
+    )
+    if "skipped" in result:
+        return 0
+    text = markdown(result)
+    print()
+    print(text.split("\n\n", 1)[1] if "\n\n" in text else text)
+    print(f"bench wall time {result['wall_s']:.0f} s (tier {tier})")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
-    return 0
+        args.json.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(text + "\n", encoding="utf-8")
+    return 130 if result.get("interrupted") else 0
 
 
 if __name__ == "__main__":

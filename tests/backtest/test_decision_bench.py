@@ -1,0 +1,101 @@
+"""The decision bench's bookkeeping: which cases a tier holds, which code invalidates the
+baseline cache, and how each case is judged against the issue's three targets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoscaler.backtest.runner import summarise
+from bench import decision_bench as db
+
+
+def _report(
+    ours: tuple[float, bool], best: tuple[float, bool], *, swing: float, windows: bool = False
+) -> dict[str, Any]:
+    rows = [
+        {"policy": "ours", "cost": ours[0] * 100, "cost_ratio": ours[0], "meets_slo": ours[1]},
+        {"policy": "buffer", "cost": best[0] * 100, "cost_ratio": best[0], "meets_slo": best[1]},
+    ]
+    return {
+        "case": {
+            "file": "f.csv",
+            "series": "S",
+            "peak": 40.0,
+            "stream_class": "gen4n_high",
+            "capacity_model": "current",
+            "days": 2.0,
+            "seeds": 1,
+        },
+        "results": rows,
+        "summary": summarise(rows),
+        "swing": swing,
+        "windows": windows,
+    }
+
+
+def test_verdict_judges_each_target() -> None:
+    win = db.verdict(_report((1.05, True), (1.20, True), swing=5.0))
+    assert win == {
+        "meets_slo": True,
+        "cheapest": True,
+        "qualifies": True,
+        "overhead_vs_cheapest": pytest.approx(0.25),
+        "overhead_met": True,
+    }
+    lose = db.verdict(_report((1.15, True), (1.20, True), swing=5.0))
+    assert lose["cheapest"] is True
+    assert lose["overhead_met"] is False  # 0.15 / 0.20 = 0.75 > 0.6
+    flat = db.verdict(_report((1.25, False), (1.20, True), swing=2.0))
+    assert flat["meets_slo"] is False
+    assert flat["cheapest"] is False
+    assert flat["overhead_vs_cheapest"] is None  # flat demand on Linux: target n/a
+    windows = db.verdict(_report((1.10, True), (1.20, True), swing=1.5, windows=True))
+    assert windows["overhead_met"] is True
+    nobody = db.verdict(_report((1.10, True), (1.20, False), swing=9.0))
+    assert nobody["cheapest"] is None
+
+
+def test_tiers_cover_every_regime() -> None:
+    standard = db.cases("standard")
+    assert len(standard) == len(db.REPRESENTATIVE) * 12
+    assert {c.regime for c in standard} == {
+        f"peak {p:g} {c} {m}" for p in db.PEAKS for c in db.CLASSES for m in db.MODELS
+    }
+    assert len({c.key for c in standard}) == len(standard)
+    assert len(db.cases("quick")) == 6
+    with pytest.raises(ValueError, match="unknown tier"):
+        db.cases("huge")
+
+
+def test_fingerprint_ignores_our_plugin_but_not_the_model(tmp_path: Path) -> None:
+    package = tmp_path / "autoscaler"
+    shutil.copytree(db.ROOT / "autoscaler", package)
+    before = db.baseline_fingerprint(package)
+    slo = package / "policy" / "builtin" / "slo.py"
+    slo.write_text(slo.read_text() + "\n# tuned\n")
+    assert db.baseline_fingerprint(package) == before
+    model = package / "twin" / "model.py"
+    model.write_text(model.read_text() + "\n# changed\n")
+    assert db.baseline_fingerprint(package) != before
+
+
+def test_markdown_reports_the_targets() -> None:
+    reps = [
+        _report((1.05, True), (1.20, True), swing=5.0),
+        _report((1.25, True), (1.20, True), swing=2.0),
+    ]
+    result = {
+        "cases": [{**r, "verdict": db.verdict(r)} for r in reps],
+        "regimes": db.summarise_regimes(reps),
+        "speed": None,
+        "planned": 2,
+    }
+    text = db.markdown(result)
+    assert "ours meets the SLO in 2/2" in text
+    assert "cheaper than every baseline that meets it in 1/2" in text
+    assert "in 1/1 qualifying cases" in text
+    assert "| peak 40 gen4n_high current | 2 | 2/2 | 1/2 |" in text
