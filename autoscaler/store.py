@@ -866,10 +866,11 @@ class HistoryStore:
         """The memory copy of a location (caller locks), read from SQLite if missing or if
         another connection has committed since the last check."""
         assert self._columns is not None
-        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
-        if version != self._data_version:
-            self._columns.clear()
-            self._data_version = version
+        if not self._private:  # in memory, no other connection can commit
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            if version != self._data_version:
+                self._columns.clear()
+                self._data_version = version
         cols = self._columns.get(loc_id)
         if cols is None:
             cols = _Columns(self._read_columns(loc_id, -np.inf, None))

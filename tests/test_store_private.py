@@ -11,6 +11,8 @@ backfills, prunes and reads.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -92,3 +94,13 @@ def test_packed_buckets_equal_their_rows_in_a_private_cached_store(
         store._columns = None  # the SQLite path: packed buckets and rows
         h = store.history("sg-1", "us-east-1", since=0)
         assert h.in_use.tolist() == [v for _, v in sorted(model.items())]
+
+
+def test_only_a_file_store_checks_for_other_writers(tmp_path: Path) -> None:
+    for path, checks in ((tmp_path / "h.db", True), (":memory:", False)):
+        with HistoryStore(path, retention_s=3600.0, cache_columns=True) as store:
+            store.append_samples([_sample(T0, 1)])
+            sent: list[str] = []
+            store._db.set_trace_callback(sent.append)
+            assert store.history("sg-1", "us-east-1", since=0).in_use.tolist() == [1.0]
+            assert ("PRAGMA data_version" in sent) is checks
