@@ -134,7 +134,7 @@ class InProcessReader:
 
     async def get_stream_group(self, group_id: str) -> GroupState:
         self._count("GetStreamGroup")
-        return group_state_of(self._model.get_stream_group(group_id))
+        return self._model.group_state(group_id)  # == group_state_of(get_stream_group(...))
 
     async def list_tags(self, arn: str) -> dict[str, str]:
         self._count("ListTagsForResource")

@@ -105,10 +105,16 @@ from typing import Any
 
 import numpy as np
 
-from autoscaler.domain.classes import STREAM_CLASSES, StreamClassInfo
+from autoscaler.domain.classes import STREAM_CLASSES, StreamClassInfo, stream_class_info
 from autoscaler.domain.clock import Clock
 from autoscaler.domain.errors import ConflictError, NotFoundError, ValidationError
-from autoscaler.domain.models import SessionSummary
+from autoscaler.domain.models import (
+    CapacityModel,
+    CapacitySetting,
+    GroupState,
+    LocationState,
+    SessionSummary,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -811,6 +817,51 @@ class ServiceModel:
         """``identifier`` is an id or an ARN."""
         self.advance()
         return self._group_view(self._group(identifier))
+
+    def group_state(self, identifier: str) -> GroupState:
+        """``get_stream_group`` as the domain's ``GroupState`` (exactly what
+        ``inprocess.group_state_of`` makes of the view), built straight from the model: the
+        backtest reads its group every simulated minute."""
+        self.advance()
+        group = self._group(identifier)
+        legacy = False
+        locations: list[LocationState] = []
+        for loc in group.locations.values():
+            if loc.on_demand is not None:
+                legacy = True
+                setting = CapacitySetting(always_on=loc.always_on, on_demand=loc.on_demand)
+            else:
+                setting = CapacitySetting(
+                    always_on=loc.always_on,
+                    target_idle=loc.target_idle or 0,
+                    maximum=loc.maximum or 0,
+                )
+            locations.append(
+                LocationState(
+                    name=loc.name,
+                    status=loc.status,
+                    setting=setting,
+                    requested=loc.always_on,
+                    allocated=loc.alloc,
+                    idle=loc.alloc - loc.in_use,
+                )
+            )
+        return GroupState(
+            group_id=group.gid,
+            arn=group.arn,
+            status=group.status,
+            stream_class=group.info.name,
+            tenancy=stream_class_info(group.info.name).tenancy,
+            capacity_model=CapacityModel.LEGACY if legacy else CapacityModel.CURRENT,
+            locations=tuple(locations),
+            primary_location=group.region,
+            description=group.description,
+            status_reason=group.reason,
+            created_at=group.created_at,
+            last_updated_at=group.last_updated_at,
+            expires_at=group.expires_at,
+            tags=dict(group.tags),
+        )
 
     def list_stream_groups(self) -> list[StreamGroupView]:
         """Stable order (creation order) so NextToken pagination is well defined."""
