@@ -226,10 +226,16 @@ class GuardMemory:
                 rec = AppliedRecord(at, Levels.of(d.current), Levels.of(d.decided))
                 applied[key] = (*applied.get(key, ()), rec)
         stamps = dict(self.last_applied_at)
-        if decision.changed_locations:
+        if any(d.changed for d in decision.locations):
             stamps[g] = at
-        return replace(
-            self, applied=applied, last_applied=last, last_applied_at=stamps, drift_seen_at=drift
+        return GuardMemory(  # every field given: cheaper than dataclasses.replace
+            recommendations=self.recommendations,
+            applied=applied,
+            last_applied_at=stamps,
+            last_applied=last,
+            drift_seen_at=drift,
+            failures=self.failures,
+            month_spend=self.month_spend,
         )
 
     def to_json(self) -> str:

@@ -17,6 +17,7 @@ from autoscaler.domain.models import CapacityModel, LocationBounds
 from autoscaler.domain.policy import Behavior, DirectionBehavior
 from autoscaler.guard import (
     LEVELS,
+    GuardMemory,
     Levels,
     LocationInput,
     RecommendationRecord,
@@ -86,3 +87,17 @@ def test_rules_return_the_same_object_when_nothing_changes(
         out, vetoes = rule(ctx, p)
         assert (out is p) == (not vetoes)
         assert (out == p) == (not vetoes)
+
+
+def test_memory_fields_are_all_carried_by_the_direct_constructions() -> None:
+    # guard_group and GuardMemory.record_applied build the new memory field by field (faster
+    # than dataclasses.replace): a new field must be added there too, or it would be reset.
+    assert [f.name for f in dataclasses.fields(GuardMemory)] == [
+        "recommendations",
+        "applied",
+        "last_applied_at",
+        "last_applied",
+        "drift_seen_at",
+        "failures",
+        "month_spend",
+    ]
