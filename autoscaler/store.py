@@ -29,9 +29,14 @@ columns are also kept in memory, append-only, so ``history`` is a slice with no 
 SQLite stays the source of truth: the memory copy is filled from it on first read, extended
 only by this store's own in-order appends once they are committed, and dropped whenever it
 could differ (a backfill, a prune, an append at or before its newest row, or a commit by any
-other connection, detected with ``PRAGMA data_version`` before every read). It costs ~80
-bytes per sample row held (≈1.6 MB per location for 14 days of one-minute ticks), which is
-why the daemon, with thousands of locations, leaves it off.
+other connection, detected with ``PRAGMA data_version`` before every read of a file). It
+costs ~80 bytes per sample row held (≈1.6 MB per location for 14 days of one-minute ticks),
+which is why the daemon, with thousands of locations, leaves it off.
+
+A database in memory (backtests) is private to its connection, which saves statements that
+could not change anything there: no ``data_version`` check, no ``synchronous=FULL`` switch
+around journal writes (no disk), and no packed-bucket delete for a row after the newest one
+(a bucket is packed only once a newer bucket has a row).
 
 The API is synchronous. The controller calls it from a worker thread (``asyncio.to_thread``);
 one connection is shared under a lock, so any thread may call, one at a time.
