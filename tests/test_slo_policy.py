@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from autoscaler.policy.builtin.slo import (
     budget_skew,
     host_buffer_for_miss_share,
     provisioning_exceeds,
+    sticky_maximum,
 )
 from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import PluginRegistry
@@ -358,3 +360,25 @@ def test_legacy_failure_cap_and_refill_window(week: LocationHistory) -> None:
     assert SloPolicy().decide(
         SloParams(legacy_failure_share=1.0, legacy_refill_factor=1.06), current
     ) == SloPolicy().decide(SloParams(), current)
+
+
+def test_sticky_maximum_moves_only_outside_its_band() -> None:
+    assert sticky_maximum(40, 45, 0.25, 1) == 45  # within [40, 50]: kept
+    assert sticky_maximum(40, 50, 0.25, 1) == 50
+    assert sticky_maximum(40, 39, 0.25, 1) == 45  # too low: the middle of the band
+    assert sticky_maximum(40, 51, 0.25, 1) == 45  # too high: back to the middle
+    assert sticky_maximum(41, 0, 0.25, 2) == 48  # 41 × 1.125 = 46.1 → whole 2-slot hosts
+
+
+def test_maximum_slack_keeps_the_ceiling_across_small_moves(week: LocationHistory) -> None:
+    now = START + 7 * DAY - 60.0
+    in_use = int(week.in_use[-1])
+    ctx = make_ctx(week, now, in_use=in_use)
+    need = SloPolicy().decide(SloParams(), ctx).setting.maximum
+    sticky = SloParams(maximum_slack=0.25)
+    held = replace(
+        ctx, sample=replace(ctx.sample, setting=CapacitySetting(0, 2, math.floor(need * 1.2)))
+    )
+    assert SloPolicy().decide(sticky, held).setting.maximum == math.floor(need * 1.2)
+    low = replace(ctx, sample=replace(ctx.sample, setting=CapacitySetting(0, 2, need - 1)))
+    assert SloPolicy().decide(sticky, low).setting.maximum == math.ceil(need * 1.125)

@@ -153,6 +153,15 @@ class SloParams(BaseModel):
         description="Maximum ≥ (1 + this) × the 99 % forecast concurrency (and the buffer "
         "above today's demand plus this share of it).",
     )
+    maximum_slack: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=2.0,
+        alias="maximumSlack",
+        description="Hysteresis on Maximum: keep the current Maximum while it is between what "
+        "is needed and (1 + this) × that, else move to the middle of that band; None: follow "
+        "the need every tick (an UpdateStreamGroup whenever it moves).",
+    )
     lead_time_seconds: float | None = Field(
         default=None,
         gt=0.0,
@@ -278,6 +287,19 @@ def host_buffer_for_miss_share(net: NetArrivals, miss_share: float, tenancy: int
     return round_up_to_tenancy(max(top, 0), tenancy)
 
 
+def sticky_maximum(needed: int, current: int, slack: float, tenancy: int) -> int:
+    """Maximum with hysteresis: keep ``current`` while it lies in [needed, needed × (1 +
+    slack)]; otherwise move to needed × (1 + slack / 2), the middle of that band.
+
+    Why: Maximum is a ceiling against runaway cost, never what is bought, and the value it is
+    derived from (a forecast quantile, today's demand) moves a little every tick; following
+    it exactly would send an UpdateStreamGroup for nothing most minutes (against a 5 per
+    second account quota shared by every group)."""
+    if needed <= current <= math.floor(needed * (1.0 + slack) + _EPSILON):
+        return current
+    return round_up_to_tenancy(math.ceil(needed * (1.0 + slack / 2.0) - _EPSILON), tenancy)
+
+
 def demand_now(ctx: PolicyContext) -> int:
     """Uncensored demand this tick: sessions holding or waiting for a slot, plus failures."""
     s = ctx.sample
@@ -381,6 +403,8 @@ class SloPolicy:
             ),
             t,
         )
+        if params.maximum_slack is not None:
+            maximum = sticky_maximum(maximum, ctx.sample.setting.ceiling, params.maximum_slack, t)
         maximum = min(maximum, cap)
         always_on = min(always_on, maximum)
         why = (
