@@ -84,6 +84,10 @@ class ControllerOptions:
     # forgets a step or cooldown). A backtest, whose store is never reopened, turns it off:
     # with a policy that changes capacity every other tick it was one JSON dump per change.
     persist_memory_on_apply: bool = True
+    # The store is pruned to its retention (samples, finished journal entries) this often,
+    # in the tick that first finds it due; None never prunes (a backtest's in-memory store
+    # lives for one run and never holds more than the run).
+    prune_every_s: float | None = 3600.0
 
 
 def _arn_group_id(arn: str) -> str:
@@ -154,6 +158,7 @@ class Controller:
         self._memory = self._load_memory()
         self._persisted_memory: GuardMemory | None = None  # the memory last written
         self._ticks = 0
+        self._pruned_at: float | None = None
         self._paused_all, self._paused_groups = self._load_pause()
         # group id → the planning of an earlier tick that missed its deadline, still running
         self._overdue: dict[str, asyncio.Future[GroupPlan]] = {}
@@ -296,6 +301,7 @@ class Controller:
         if due and self._memory is not self._persisted_memory:
             await self._store_call(self._store.put_state, MEMORY_KEY, self._memory.to_json())
             self._persisted_memory = self._memory
+        await self._prune_if_due(now)
         calls: dict[str, int] = {}
         if self._call_counts is not None:
             after = self._call_counts()
@@ -314,6 +320,22 @@ class Controller:
         if self._audit is not None:
             await self._store_call(self._audit.write, tick_report)
         return tick_report
+
+    async def _prune_if_due(self, now: float) -> None:
+        """Keep the history and journal within the store's retention: without this a daemon's
+        database grows by every sample it ever took. A failed prune is logged and retried at
+        the next due time; it never fails the tick."""
+        every = self.options.prune_every_s
+        if every is None or (self._pruned_at is not None and now - self._pruned_at < every):
+            return
+        self._pruned_at = now
+        try:
+            deleted = await self._store_call(self._store.prune, now)
+        except Exception:
+            log.exception("pruning the history store failed; retrying in %.0fs", every)
+            return
+        if deleted:
+            log.info("pruned the history store", extra={"samples_deleted": deleted})
 
     async def _plan_all(
         self, samples: Sequence[GroupSample], assigned: Mapping[str, Policy]
