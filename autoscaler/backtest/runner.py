@@ -21,6 +21,10 @@ allocated slot-seconds metered over ``[0, horizon]``, the same window as the in-
 after the horizon the world runs on (no new sessions, no ticks) until every session still
 waiting has been placed or has failed, so late arrivals are scored too.
 
+A controller-driven run starts where the policy's first decision puts capacity
+(``first_decision``: one tick on a throwaway copy of the world), warmed up like a static
+setting, so no policy is scored on the minutes its first buffer takes to provision.
+
 Start waits are read per session from the model (``get_stream_session``; not an API call the
 controller makes, so not counted) for the few sessions that did not start at once; a failed
 session's wait is the time it waited before failing.
@@ -481,6 +485,85 @@ def controller_initial(
     }
 
 
+def _controller_for(
+    world: World,
+    plan: SessionPlan,
+    policy: Policy,
+    adapter: InProcessGameLiftStreams,
+    *,
+    interval_s: float,
+    registry: PluginRegistry | None,
+) -> tuple[HistoryStore, Controller]:
+    """A controller managing ``world``'s group with ``policy``, on an in-memory store."""
+    top = max(high_maximum(plan, world.tenancy).values(), default=world.tenancy)
+    fitted = fit_policy(policy, world.group_id, top)
+    # In memory, with the column cache: history reads are slices (same rows as SQLite's).
+    store = HistoryStore(
+        ":memory:", retention_s=fitted.history_window_s + 86400.0, cache_columns=True
+    )
+    controller = Controller(
+        reader=adapter,
+        writer=adapter,
+        store=store,
+        policies=[fitted],
+        plugins=registry or PluginRegistry(),
+        clock=world.clock,
+        # Guard memory: written hourly only (never re-read here).
+        options=ControllerOptions(
+            interval_s=interval_s,
+            store_in_thread=False,
+            persist_memory_every=60,
+            persist_memory_on_apply=False,
+            prune_every_s=None,
+        ),
+    )
+    return store, controller
+
+
+def first_decision(
+    plan: SessionPlan,
+    *,
+    policy: Policy,
+    stream_class: str,
+    capacity_model: CapacityModel,
+    seed: int,
+    interval_s: float = 60.0,
+    params: ModelParams | None = None,
+    registry: PluginRegistry | None = None,
+) -> dict[str, CapacitySetting]:
+    """Where a controller-driven run starts: the setting the policy's first tick applies at
+    t=0, asked of a throwaway copy of the world started at ``controller_initial``.
+
+    Why: a run that started at the bare warm-start capacity would score every policy on the
+    minutes its first buffer takes to provision (on Windows legacy, those sessions wait with
+    the 75 s always-on timeout and fail), an artefact of the harness that the static
+    baselines, warmed up to their own setting, do not pay. Starting where the first decision
+    puts capacity is a controller that was already running when the window opens."""
+    tenancy = stream_class_info(stream_class).tenancy
+    world = build_world(
+        plan,
+        stream_class=stream_class,
+        capacity_model=capacity_model,
+        seed=seed,
+        initial=controller_initial(plan, tenancy, capacity_model),
+        params=params,
+    )
+    adapter = InProcessGameLiftStreams(world.model, world.region)
+
+    async def probe() -> None:
+        store, controller = _controller_for(
+            world, plan, policy, adapter, interval_s=interval_s, registry=registry
+        )
+        try:
+            await controller.tick()
+        finally:
+            store.close()
+
+    asyncio.run(probe())
+    state = world.model.group_state(world.group_id)
+    return {loc.name: loc.setting for loc in state.locations}
+
+
 def run_policy(
     plan: SessionPlan,
     *,
@@ -504,11 +587,19 @@ def run_policy(
 
     ``instrument`` (benchmarks only) sees the controller, adapter and store before the first
     tick, e.g. to time their methods; it must not change what they do."""
-    tenancy = stream_class_info(stream_class).tenancy
     if initial is None:
         if policy is None:
             raise ValueError("a static run (policy None) needs its capacity in 'initial'")
-        initial = controller_initial(plan, tenancy, capacity_model)
+        initial = first_decision(
+            plan,
+            policy=policy,
+            stream_class=stream_class,
+            capacity_model=capacity_model,
+            seed=seed,
+            interval_s=interval_s,
+            params=params,
+            registry=registry,
+        )
     world = build_world(
         plan,
         stream_class=stream_class,
@@ -531,32 +622,13 @@ def run_policy(
                 progress=progress,
             )
         )
-    top = max(high_maximum(plan, tenancy).values(), default=tenancy)
-    fitted = fit_policy(policy, world.group_id, top)
-    plugins = registry or PluginRegistry()
     adapter = InProcessGameLiftStreams(world.model, world.region)
 
     async def go() -> RunOutcome:
-        # In memory, with the column cache: history reads are slices (same rows as SQLite's).
-        store = HistoryStore(
-            ":memory:", retention_s=fitted.history_window_s + 86400.0, cache_columns=True
+        store, controller = _controller_for(
+            world, plan, policy, adapter, interval_s=interval_s, registry=registry
         )
         try:
-            controller = Controller(
-                reader=adapter,
-                writer=adapter,
-                store=store,
-                policies=[fitted],
-                plugins=plugins,
-                clock=world.clock,
-                # Guard memory: written hourly only (never re-read here).
-                options=ControllerOptions(
-                    interval_s=interval_s,
-                    store_in_thread=False,
-                    persist_memory_every=60,
-                    persist_memory_on_apply=False,
-                ),
-            )
             if instrument is not None:
                 instrument(controller, adapter, store)
             return await replay(

@@ -594,7 +594,17 @@ class SeasonalForecaster:
         t_list = bk.t_sum.tolist()
         a_list = bk.a_sum.tolist()
         t_tot = _np_sum(t_list)
-        rate_level = _np_sum(a_list) / t_tot if t_tot > 0 else 0.0
+        # Arrival rate over the recent window. Where less of it was observed than its
+        # complete buckets (a fresh start, a gap), the unobserved time is filled with the
+        # steady-state rate level / mean duration (Little's law) instead of reading 0 or a
+        # minute's noise as the rate; with the window observed, this is plain A / T.
+        observed_s = (wr - 1) * bs
+        if t_tot >= observed_s:
+            rate_level = _np_sum(a_list) / t_tot if t_tot > 0 else 0.0
+        else:
+            rate_level = (_np_sum(a_list) + level / past.mean_dur * (observed_s - t_tot)) / (
+                observed_s
+            )
 
         g = self._grid(past, hz, len(qs))
         grid = g.grid
