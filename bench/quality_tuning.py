@@ -41,6 +41,7 @@ from autoscaler.backtest.traces import longest_stretch, read_trace
 from autoscaler.domain.models import CapacityModel
 from autoscaler.domain.policy import Behavior, Policy
 from autoscaler.policy.config import load_policy_file
+from bench.decision_bench import hindsight_baselines
 
 TRACES = Path("/work/shared/traces")
 STEAM = "steamdb_20games_hourly_2025-09-20_2025-11-21.csv"
@@ -157,29 +158,12 @@ def _row(scored_agg: Any, name: str) -> dict[str, Any]:
 
 
 def run_baselines(case: TuneCase) -> list[dict[str, Any]]:
-    """Every baseline of ``shared/docs/benchmark.md`` on the case, tuned in hindsight."""
+    """Every baseline of ``shared/docs/benchmark.md`` on the case, tuned in hindsight (the
+    decision bench's own tuning, so both harnesses compare against the same picks)."""
     policy = load_policy_file(
         DEFAULT_POLICY_FILE, resolve_params=backtest_registry().validate_params
     )
-    bt = _bt(case, policy)
-    fleet = bt.fleets[0]
-    rows: list[dict[str, Any]] = []
-    top = dict(fleet.peak)
-    static = baselines.static_peak(dataclasses.replace(fleet, peak=top))
-    rows.append(
-        _row(bt.evaluate(baselines.STATIC_PEAK, lambda _f: static).aggregate, "static-peak")
-    )
-    native = bt.native_idle()
-    if not isinstance(native, baselines.Unavailable):
-        rows.append(_row(native.aggregate, baselines.NATIVE_IDLE))
-    grids: list[tuple[str, list[baselines.Candidate] | baselines.Unavailable]] = [
-        (baselines.TARGET_TRACKING, baselines.target_tracking(fleet, bt.registry)),
-        (baselines.BUFFER, baselines.buffer(fleet, bt.registry)),
-        (baselines.HOURLY_PREDICTIVE, baselines.hourly_predictive(fleet)),
-    ]
-    for name, grid in grids:
-        if not isinstance(grid, baselines.Unavailable):
-            rows.append(_row(bt.sweep(name, grid).aggregate, name))
+    rows, _ = hindsight_baselines(_bt(case, policy))
     return rows
 
 
