@@ -314,8 +314,10 @@ def test_release_delay_scales_departures_on_long_refill_windows(week: LocationHi
     )
     window_s = float(plain_w.reason.split("refill window ")[1].split("s")[0])
     assert window_s > 300.0
+    # Both readings are rounded to 0.1 in the reason (and the window to 1 s), so they agree
+    # within 0.05 + 0.05 × 300 / window plus the window's share.
     assert _freed(delayed_w.reason) == pytest.approx(
-        _freed(plain_w.reason) * 300.0 / window_s, abs=0.051
+        _freed(plain_w.reason) * 300.0 / window_s, abs=0.1
     )
     assert delayed_w.setting.target_idle > plain_w.setting.target_idle
 

@@ -69,9 +69,13 @@ class ForecastConfig:
     trend_damping_s: float = 3600.0  # the fallback trend's effect saturates after this long
     profile_full_days: float = 2.0  # history span from which the profile gets full weight
     # span from which the weekly profile is blended in: most weekdays seen twice (the
-    # window the seasonal part reads is one hour short of the 14-day history, see _window_start)
+    # window the seasonal part reads is one refresh short of the 14-day history, see
+    # _window_start)
     weekly_min_days: float = 13.0
     weekly_weight: float = 0.5
+    # The seasonal part (profiles, error tables) is recomputed from rows before the last
+    # multiple of this (a few ms a time); the level ratio reads the last hour on every call.
+    seasonal_refresh_s: float = 3 * 3600.0
     outage_expected_min: float = 3.0  # a zero bucket where the profile expects ≥ this is an outage
     residual_days: float = 3.0  # in-sample residuals are taken from this many recent days
     max_row_gap_s: float = (
@@ -293,7 +297,7 @@ def _bucketize(
     conc = np.maximum(in_use, 0.0) + np.where(waiting > 0, waiting, 0.0)  # NaN > 0 is False
     fail = h.placement_failures[i0:i1]
     fail0 = np.where(ok & (fail > 0), fail, 0.0)
-    cs_f = np.cumsum(fail0)
+    cs_f = fail0.cumsum()  # methods, not np.* wrappers: same results, less dispatch
     if cs_f.shape[0] and cs_f[-1] > 0:
         # Lost concurrency: failures of the last mean duration each held a slot that long.
         j = np.searchsorted(at, at - mean_dur, side="right")
@@ -301,7 +305,7 @@ def _bucketize(
     dt = _rows_dt(h, i0, i1)
     arr = h.arrivals[i0:i1]
     rate_ok = ok & np.isfinite(arr) & (dt > 0) & (dt <= cfg.max_row_gap_s)
-    edges = np.searchsorted(at, t0 + (b_lo + np.arange(n + 1, dtype=np.float64)) * cfg.bucket_s)
+    edges = at.searchsorted(t0 + (b_lo + np.arange(n + 1, dtype=np.float64)) * cfg.bucket_s)
     conc_ok = np.where(ok, conc, 0.0)
     cols = np.empty((5, at.shape[0] + 1))
     cols[:, 0] = 0.0
@@ -310,16 +314,17 @@ def _bucketize(
     cols[2, 1:] = conc_ok * conc_ok
     cols[3, 1:] = np.where(rate_ok, arr, 0.0)
     cols[4, 1:] = np.where(rate_ok, dt, 0.0)
-    np.cumsum(cols, axis=1, out=cols)
+    cols.cumsum(axis=1, out=cols)
     sums = cols.take(edges[1:], axis=1) - cols.take(edges[:-1], axis=1)
     return _Buckets(cnt=sums[0], csum=sums[1], csq=sums[2], a_sum=sums[3], t_sum=sums[4])
 
 
 @dataclass(frozen=True, slots=True)
 class _Past:
-    """What the forecaster derives from rows before an hour boundary ``cut``: the seasonal
-    profiles and the error tables. It changes once an hour, so it is memoised (see
-    ``SeasonalForecaster``); everything about the last hour is recomputed on every call."""
+    """What the forecaster derives from rows before a refresh boundary ``cut`` (a multiple of
+    ``seasonal_refresh_s``): the seasonal profiles and the error tables. It changes once a
+    refresh, so it is memoised (see ``SeasonalForecaster``); everything about the last hour is
+    recomputed on every call."""
 
     t0: float  # day-aligned origin of the bucket grid
     week_off: int  # bucket-of-week of bucket 0
@@ -355,8 +360,11 @@ class _Grid:
 class SeasonalForecaster:
     """Forecasts one location's demand; one instance serves every location.
 
-    Results depend only on the arguments. The part derived from rows older than the last whole
-    hour (profiles, error tables) is memoised in a small LRU keyed by that hour, the quantiles
+    Results depend only on the arguments. The part derived from rows older than the last
+    refresh boundary (profiles, error tables; ``ForecastConfig.seasonal_refresh_s``, 3 hours:
+    recomputing costs a few ms, and a 4-day half-life profile barely moves in 3 hours while
+    the level ratio follows the last hour on every call) is memoised in a small LRU keyed by
+    that boundary, the quantiles
     and a fingerprint of those rows (count, first and last time, strided sums of three
     columns); stored history is append-only, so a hit returns exactly what recomputing would.
     ``cache_size=0`` disables it (the tests compare both).
@@ -367,17 +375,20 @@ class SeasonalForecaster:
         per_day = DAY_S / self.config.bucket_s
         if abs(per_day - round(per_day)) > 1e-9 or 3600.0 % self.config.bucket_s:
             raise ValueError("bucket_s must divide an hour")
+        refresh = self.config.seasonal_refresh_s
+        if refresh <= 0.0 or refresh % 3600.0 or DAY_S % refresh:
+            raise ValueError("seasonal_refresh_s must be whole hours dividing a day")
         self._cache: OrderedDict[tuple[object, ...], _Past] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    # --- the hourly part ---------------------------------------------------------------------
+    # --- the part refreshed every few hours ----------------------------------------------------
     def _window_start(self, cut: float) -> float:
-        """Oldest row the seasonal part uses. One hour short of the window: the caller's
-        history slides by one row per tick, so only the rows it holds for the whole hour
-        after ``cut`` keep the hourly memo valid (otherwise, once the history is full, every
+        """Oldest row the seasonal part uses. One refresh period short of the window: the
+        caller's history slides by one row per tick, so only the rows it holds for the whole
+        period after ``cut`` keep the memo valid (otherwise, once the history is full, every
         tick would recompute the seasonal profile)."""
-        return cut - self.config.window_s + 3600.0
+        return cut - self.config.window_s + self.config.seasonal_refresh_s
 
     def _past(self, h: LocationHistory, cut: float, qs: tuple[float, ...]) -> _Past:
         i_lo, i_cut = h.at.searchsorted((self._window_start(cut), cut)).tolist()
@@ -559,7 +570,8 @@ class SeasonalForecaster:
         qs = tuple(float(q) for q in quantiles)
         if any(not 0.0 < q < 1.0 for q in qs):
             raise ValueError("quantiles must be in (0, 1)")
-        cut = math.floor(now / 3600.0) * 3600.0
+        refresh = cfg.seasonal_refresh_s
+        cut = math.floor(now / refresh) * refresh
         past = self._past(history, cut, qs)
         t0 = past.t0
         wr = max(1, round(cfg.recent_s / bs))
@@ -568,8 +580,8 @@ class SeasonalForecaster:
         cur = math.floor((now - t0) / bs)
         b_lo = max(cur - wr + 1, 0)
         n_r = cur - b_lo + 1
-        i_s = int(np.searchsorted(history.at, t0 + b_lo * bs - past.mean_dur, side="left"))
-        i_e = int(np.searchsorted(history.at, now, side="right"))
+        i_s = int(history.at.searchsorted(t0 + b_lo * bs - past.mean_dur, side="left"))
+        i_e = int(history.at.searchsorted(now, side="right"))
         bk = _bucketize(
             history, i0=i_s, i1=i_e, t0=t0, b_lo=b_lo, n=n_r, mean_dur=past.mean_dur, cfg=cfg
         )
@@ -651,10 +663,10 @@ class SeasonalForecaster:
         m_a = m[1]
         cum_a = np.empty(n_g)
         cum_a[0] = 0.0
-        np.cumsum(0.5 * (m_a[1:] + m_a[:-1]) * g.d_grid, out=cum_a[1:])
+        (0.5 * (m_a[1:] + m_a[:-1]) * g.d_grid).cumsum(out=cum_a[1:])
         # Rows: concurrency, arrival rate, concurrency quantiles; at the horizons, and their
         # running maxima (the peaks) at the horizons.
-        rows = np.vstack((m, q_c))
+        rows = np.concatenate((m, q_c))
         at_h = rows.take(gi, axis=1)
         peak_h = np.maximum.accumulate(rows, axis=1).take(gi, axis=1)
         if pw > 0.0:

@@ -70,6 +70,7 @@ from autoscaler.policy.plugin import PROVISIONING_P95_FACTOR, PolicyContext
 _EPSILON = 1e-9
 _UPPER_Q = 0.99  # concurrency quantile that Maximum must stay above
 _DAY_GRID_S = tuple(900.0 * k for k in range(1, 97))  # the next day, every 15 min
+_DAY_GRID = np.array(_DAY_GRID_S)  # built once: a 99-float np.array per call cost ~10 µs
 _SKEW_CLAMP = 4.0  # the day-budget skew never moves the hour's share by more than this factor
 _MAX_MISS = 0.5  # a miss-share target above this is no longer a buffer
 _Z95 = 1.6449  # standard normal 95th percentile
@@ -86,9 +87,11 @@ def budget_skew(rate_now: float, day_rates: FloatArray, skew: float) -> float:
     α the share is scaled by ``λ_now^(−α) · Σλ / Σλ^(1−α)`` over the day's forecast rates,
     which keeps the arrival-weighted share of the day unchanged. Clamped to [1/4, 4]; 1 when
     there is nothing to spread (α 0, no forecast rate)."""
+    if skew <= 0.0 or rate_now <= 0.0:
+        return 1.0
     rates = np.maximum(np.asarray(day_rates, dtype=np.float64), 0.0)
     total = float(rates.sum())
-    if skew <= 0.0 or total <= 0.0 or rate_now <= 0.0:
+    if total <= 0.0:
         return 1.0
     weighted = float(np.power(rates[rates > 0.0], 1.0 - skew).sum())
     factor = math.pow(rate_now, -skew) * total / weighted
@@ -337,12 +340,10 @@ class SloPolicy:
         else:
             window = refill
         ahead = lead + params.prewarm_seconds
-        horizons = [0.0, lead + window, ahead]
+        horizons = np.array([0.0, lead + window, ahead])
         if params.miss_budget_skew > 0.0:
-            horizons.extend(_DAY_GRID_S)
-        fc = self._forecaster.forecast(
-            ctx.history, ctx.now, np.array(horizons), quantiles=(_UPPER_Q,)
-        )
+            horizons = np.concatenate((horizons, _DAY_GRID))
+        fc = self._forecaster.forecast(ctx.history, ctx.now, horizons, quantiles=(_UPPER_Q,))
         demand = demand_now(ctx)
         rate = float(fc.arrival_rate_peak[1])  # peak mean rate until the buffer's window ends
         phi = float(fc.arrival_dispersion[1])
