@@ -260,12 +260,15 @@ def plan_group(
             plans.append(_hold(loc, ls, in_use, "no sample for this location this tick: holding"))
             continue
         bounds = policy.bounds_for(loc.name)
+        # An empty history only when one is missing (building it costs two arrays and an
+        # object per location and tick; the controller always passes one).
+        history = histories.get(loc.name)
         ctx = PolicyContext(
             now=now,
             group=state,
             location=loc.name,
             sample=ls,
-            history=histories.get(loc.name, LocationHistory.empty()),
+            history=history if history is not None else LocationHistory.empty(),
             bounds=bounds,
             tenancy=tenancy,
             capacity_model=model,
