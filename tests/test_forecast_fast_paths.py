@@ -16,9 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.domain.classes import round_up_to_tenancy
-from autoscaler.domain.models import FloatArray
+from autoscaler.domain.models import FloatArray, LocationHistory
 from autoscaler.forecast import NetArrivals, arrivals_pmf
-from autoscaler.forecast.seasonal import _Interp, _interp_circular, _np_sum
+from autoscaler.forecast.seasonal import (
+    ForecastConfig,
+    _bucketize,
+    _Buckets,
+    _Interp,
+    _interp_circular,
+    _np_sum,
+    _rows_dt,
+)
 from autoscaler.policy.builtin.slo import host_buffer_for_miss_share
 
 # ----------------------------------------------------------------------------- references
@@ -167,7 +175,85 @@ def test_host_buffer_falls_back_to_the_top_of_the_support(tenancy: int) -> None:
     assert got == ref_host_buffer(net, -1.0, tenancy) == round_up_to_tenancy(top, tenancy)
 
 
+def ref_bucketize(
+    h: LocationHistory, i0: int, i1: int, t0: float, b_lo: int, n: int, mean_dur: float
+) -> _Buckets:
+    """``seasonal._bucketize`` as it was: np.where for every masked column, failures'
+    cumulative sum always, ``_rows_dt``, one take per edge side."""
+    cfg = ForecastConfig()
+    at = h.at[i0:i1]
+    in_use = h.in_use[i0:i1]
+    ok = h.complete[i0:i1] & np.isfinite(at) & np.isfinite(in_use)
+    waiting = h.waiting[i0:i1]
+    conc = np.maximum(in_use, 0.0) + np.where(waiting > 0, waiting, 0.0)
+    fail = h.placement_failures[i0:i1]
+    cs_f = np.cumsum(np.where(ok & (fail > 0), fail, 0.0))
+    if cs_f.shape[0] and cs_f[-1] > 0:
+        j = np.searchsorted(at, at - mean_dur, side="right")
+        conc = conc + cs_f - np.where(j > 0, cs_f[np.maximum(j - 1, 0)], 0.0)
+    dt = _rows_dt(h, i0, i1)
+    arr = h.arrivals[i0:i1]
+    rate_ok = ok & np.isfinite(arr) & (dt > 0) & (dt <= cfg.max_row_gap_s)
+    edges = np.searchsorted(at, t0 + (b_lo + np.arange(n + 1, dtype=np.float64)) * cfg.bucket_s)
+    conc_ok = np.where(ok, conc, 0.0)
+    cols = np.empty((5, at.shape[0] + 1))
+    cols[:, 0] = 0.0
+    cols[0, 1:] = ok
+    cols[1, 1:] = conc_ok
+    cols[2, 1:] = conc_ok * conc_ok
+    cols[3, 1:] = np.where(rate_ok, arr, 0.0)
+    cols[4, 1:] = np.where(rate_ok, dt, 0.0)
+    np.cumsum(cols, axis=1, out=cols)
+    sums = cols.take(edges[1:], axis=1) - cols.take(edges[:-1], axis=1)
+    return _Buckets(cnt=sums[0], csum=sums[1], csq=sums[2], a_sum=sums[3], t_sum=sums[4])
+
+
 # ----------------------------------------------------------------------------- seasonal
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    rows=st.integers(min_value=0, max_value=200),
+    dirt=st.sampled_from([0.0, 0.05, 0.3]),
+    fails=st.booleans(),
+)
+def test_bucketize_is_the_plain_computation(seed: int, rows: int, dirt: float, fails: bool) -> None:
+    """Gaps, NaN, −0, negative and missing values, failures or none, from row 0 or later."""
+    rng = np.random.default_rng(seed)
+    step = rng.choice([60.0, 60.0, 60.0, 1200.0, 0.0], rows)  # a long gap, a repeated time
+    at = 1_700_000_000.0 + np.cumsum(step)
+
+    def col(scale: float) -> FloatArray:
+        x = np.round(rng.gamma(2.0, scale, rows))
+        odd = rng.random(rows) < dirt
+        x[odd] = rng.choice([np.nan, -0.0, -3.0, np.inf], int(odd.sum()))
+        return x
+
+    fail = col(1.0) if fails else np.zeros(rows)
+    h = LocationHistory(
+        at=at,
+        in_use=col(50.0),
+        waiting=col(2.0),
+        arrivals=col(3.0),
+        placement_failures=fail,
+        departures=col(3.0),
+        allocated=col(60.0),
+        idle=col(5.0),
+        complete=rng.random(rows) >= dirt,
+    )
+    i0 = int(rng.integers(0, max(rows // 3, 1)))
+    t0 = math.floor(1_700_000_000.0 / 86400.0) * 86400.0
+    b_lo = int((1_700_000_000.0 - t0) // 300.0) + int(rng.integers(0, 5))
+    n = int(rng.integers(1, 40))
+    with np.errstate(invalid="ignore"):  # inf − inf in the sums, as before
+        got = _bucketize(
+            h, i0=i0, i1=rows, t0=t0, b_lo=b_lo, n=n, mean_dur=600.0, cfg=ForecastConfig()
+        )
+        ref = ref_bucketize(h, i0, rows, t0, b_lo, n, 600.0)
+    for name in ("cnt", "csum", "csq", "a_sum", "t_sum"):
+        assert same(getattr(got, name), getattr(ref, name)), name
+
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_subnormal=False)
 
