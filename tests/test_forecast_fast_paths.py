@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from autoscaler.domain.classes import round_up_to_tenancy
 from autoscaler.domain.models import FloatArray, LocationHistory
-from autoscaler.forecast import NetArrivals, arrivals_pmf
+from autoscaler.forecast import NetArrivals, SeasonalForecaster, arrivals_pmf
 from autoscaler.forecast.seasonal import (
     ForecastConfig,
     _bucketize,
@@ -27,6 +27,7 @@ from autoscaler.forecast.seasonal import (
     _np_sum,
     _rows_dt,
 )
+from autoscaler.forecast.synthetic import Diurnal, history
 from autoscaler.policy.builtin.slo import host_buffer_for_miss_share
 
 # ----------------------------------------------------------------------------- references
@@ -313,3 +314,33 @@ def test_interp_table_refuses_profiles_with_gaps() -> None:
     pos = np.array([0.0, 0.5, 1.0, 1.5, 2.25, 3.5, -0.5])
     with np.errstate(invalid="ignore"):
         assert same(table.at(pos), _interp_circular(inf, pos))
+
+
+@pytest.mark.parametrize("days", [0.3, 1.0, 3.0, 15.0])
+def test_rate_horizons_are_the_rates_of_horizons_on_the_grid(days: float) -> None:
+    """``rate_horizons_s`` gives what ``arrival_rate_mean`` gives at those horizons, bit for
+    bit, and leaves the forecast at the other horizons as it was (shorter grid)."""
+    start = 1_700_006_400.0
+    h = history(Diurnal(peak=200.0), start, start + days * 86400.0, seed=4)
+    hz = np.array([0.0, 276.0, 876.0])
+    day = 900.0 * np.arange(1, 97, dtype=np.float64)
+    for k, now in enumerate(start + days * 86400.0 - np.array([60.0, 1830.0, 7260.0])):
+        fc = SeasonalForecaster(cache_size=k)  # with and without the memo
+        full = fc.forecast(h, float(now), np.concatenate((hz, day)), quantiles=(0.5, 0.99))
+        split = fc.forecast(h, float(now), hz, quantiles=(0.5, 0.99), rate_horizons_s=day)
+        plain = fc.forecast(h, float(now), hz, quantiles=(0.5, 0.99))
+        assert same(split.arrival_rate_at, full.arrival_rate_mean[3:])
+        assert plain.arrival_rate_at.shape == (0,)
+        for name in (
+            "in_use_mean",
+            "in_use_quantiles",
+            "in_use_peak_mean",
+            "in_use_peak_quantiles",
+            "arrival_rate_mean",
+            "arrival_rate_peak",
+            "arrivals_expected",
+            "arrival_dispersion",
+        ):
+            got = getattr(split, name)
+            assert same(got, getattr(plain, name)), name
+            assert same(got, np.ascontiguousarray(getattr(full, name)[..., :3])), name
