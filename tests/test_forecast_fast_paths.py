@@ -164,7 +164,13 @@ def test_host_buffer_is_the_one_call_per_buffer_scan(
     a: float, phi: float, d: float, miss: float, tenancy: int
 ) -> None:
     net = NetArrivals.of(a, phi, d)
-    assert host_buffer_for_miss_share(net, miss, tenancy) == ref_host_buffer(net, miss, tenancy)
+    expect = ref_host_buffer(net, miss, tenancy)
+    assert host_buffer_for_miss_share(net, miss, tenancy) == expect
+    # A hint only moves the scan's start: right, too high, too low, past the support.
+    raw = net.buffer_for_miss_share(miss)
+    top = net.offset + net.pmf.shape[0]
+    for hint in {raw, raw + 1, raw + 3 * tenancy, 2 * raw, raw // 3, 3 * tenancy, top, top + 50}:
+        assert host_buffer_for_miss_share(net, miss, tenancy, hint=hint) == expect, hint
 
 
 @pytest.mark.parametrize("tenancy", [1, 2, 4])
@@ -174,6 +180,8 @@ def test_host_buffer_falls_back_to_the_top_of_the_support(tenancy: int) -> None:
     top = net.offset + net.pmf.shape[0]
     got = host_buffer_for_miss_share(net, -1.0, tenancy)
     assert got == ref_host_buffer(net, -1.0, tenancy) == round_up_to_tenancy(top, tenancy)
+    for hint in (10, top, top + 40):
+        assert host_buffer_for_miss_share(net, -1.0, tenancy, hint=hint) == got
 
 
 def ref_bucketize(

@@ -266,7 +266,9 @@ def provisioning_exceeds(seconds: float, p95_s: float) -> float:
     return max(1e-3, 0.5 * math.erfc(z / math.sqrt(2.0)))
 
 
-def host_buffer_for_miss_share(net: NetArrivals, miss_share: float, tenancy: int) -> int:
+def host_buffer_for_miss_share(
+    net: NetArrivals, miss_share: float, tenancy: int, *, hint: int | None = None
+) -> int:
     """Smallest target-idle T (a multiple of ``tenancy``) whose expected miss share is at most
     ``miss_share`` once the service's own rounding is counted.
 
@@ -274,14 +276,30 @@ def host_buffer_for_miss_share(net: NetArrivals, miss_share: float, tenancy: int
     T plus the free slots of the partly used host, ``f = −in_use mod tenancy``. Sessions come
     and go between decisions, so f is taken as uniform on ``0 … tenancy − 1`` (fullest-host
     packing leaves one partly used host) and the shortfall is averaged over it. Rounding a
-    buffer sized without this up to a whole host pays those free slots twice."""
+    buffer sized without this up to a whole host pays those free slots twice.
+
+    ``hint`` (the whole-slot ``buffer_for_miss_share``, which the answer is close to) only
+    moves where the scan starts: the averaged shortfall falls as T grows, so when it is still
+    above the target one host below the start, every smaller T is too, and the answer is the
+    one a scan from 0 finds (else the scan starts from 0)."""
     if net.mean_arrivals <= 0.0:
         return 0
     target = miss_share * net.mean_arrivals
     top = net.offset + net.pmf.shape[0]
     n_units = top // tenancy + 2
     block = max(1, 16 // tenancy)  # units per vectorised pass; the answer is usually in the first
-    for first in range(0, n_units, block):
+    start = 0
+    if hint is not None and hint >= 3 * tenancy:
+        unit = min(hint // tenancy - 2, n_units - 1)  # a host or two below the hint, ≥ 1
+        # One pass holds the host below the start (to confirm it misses) and a block after it.
+        lo = (unit - 1) * tenancy
+        short = net.shortfalls(np.arange(lo, lo + (block + 1) * tenancy)).tolist()
+        if sum(short[:tenancy]) / tenancy > target:
+            for i in range(tenancy, len(short), tenancy):
+                if sum(short[i : i + tenancy]) / tenancy <= target:
+                    return lo + i
+            start = min(unit + block, n_units)
+    for first in range(start, n_units, block):
         last = min(first + block, n_units)
         short = net.shortfalls(np.arange(first * tenancy, last * tenancy)).tolist()
         for i in range(0, len(short), tenancy):
@@ -380,7 +398,7 @@ class SloPolicy:
         buffer = round_up_to_tenancy(max(raw_buffer, params.min_idle), t)
         if params.partial_host_credit and params.quantile is None and t > 1:
             buffer = max(
-                host_buffer_for_miss_share(net, miss, t),
+                host_buffer_for_miss_share(net, miss, t, hint=raw_buffer),
                 round_up_to_tenancy(params.min_idle, t),
             )
             rule += f", {t}-slot hosts' free slots counted"
