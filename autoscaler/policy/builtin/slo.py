@@ -285,7 +285,7 @@ def host_buffer_for_miss_share(
     if net.mean_arrivals <= 0.0:
         return 0
     target = miss_share * net.mean_arrivals
-    top = net.offset + net.pmf.shape[0]
+    top = net.offset + int(net.pmf.shape[0])
     n_units = top // tenancy + 2
     block = max(1, 16 // tenancy)  # units per vectorised pass; the answer is usually in the first
     start = 0
@@ -293,10 +293,10 @@ def host_buffer_for_miss_share(
         unit = min(hint // tenancy - 2, n_units - 1)  # a host or two below the hint, ≥ 1
         # One pass holds the host below the start (to confirm it misses) and a block after it.
         lo = (unit - 1) * tenancy
-        short = net.shortfalls(np.arange(lo, lo + (block + 1) * tenancy)).tolist()
-        if sum(short[:tenancy]) / tenancy > target:
-            for i in range(tenancy, len(short), tenancy):
-                if sum(short[i : i + tenancy]) / tenancy <= target:
+        first_pass: list[float] = net.shortfalls(np.arange(lo, lo + (block + 1) * tenancy)).tolist()
+        if sum(first_pass[:tenancy]) / tenancy > target:
+            for i in range(tenancy, len(first_pass), tenancy):
+                if sum(first_pass[i : i + tenancy]) / tenancy <= target:
                     return lo + i
             start = min(unit + block, n_units)
     for first in range(start, n_units, block):
