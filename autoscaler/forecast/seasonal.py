@@ -392,6 +392,7 @@ class SeasonalForecaster:
         self._cache: OrderedDict[tuple[object, ...], _Past] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._trend_memo: dict[tuple[int, ...], tuple[list[float], float]] = {}
 
     # --- the part refreshed every few hours ----------------------------------------------------
     def _window_start(self, cut: float) -> float:
@@ -614,14 +615,14 @@ class SeasonalForecaster:
 
         # A dozen values: plain Python is faster than numpy calls here (sums as numpy's).
         c_list = c_r.tolist()
-        ys = [(i * bs, y) for i, y in enumerate(c_list) if not math.isnan(y)]
-        level = sum(y for _, y in ys[-3:]) / len(ys[-3:]) if ys else 0.0
+        idx = tuple(i for i, y in enumerate(c_list) if not math.isnan(y))
+        ys = [c_list[i] for i in idx]
+        level = sum(ys[-3:]) / len(ys[-3:]) if ys else 0.0
         slope = 0.0
         if len(ys) >= 4:
-            xm = sum(x for x, _ in ys) / len(ys)
-            ym = sum(y for _, y in ys) / len(ys)
-            sxx = sum((x - xm) ** 2 for x, _ in ys)
-            slope = sum((x - xm) * (y - ym) for x, y in ys) / sxx
+            dxs, sxx = self._trend_xs(idx, bs)
+            ym = sum(ys) / len(ys)
+            slope = sum([dx * (y - ym) for dx, y in zip(dxs, ys, strict=True)]) / sxx
         t_list = bk.t_sum.tolist()
         a_list = bk.a_sum.tolist()
         t_tot = _np_sum(t_list)
@@ -668,10 +669,15 @@ class SeasonalForecaster:
             r_a = (_np_sum([a for a, _, _ in a_ok]) + 1.0) / (
                 _np_sum([p * t for _, p, t in a_ok]) + 1.0
             )
-            pos_f = (now + g.leads - t0) / bs - 0.5 + past.week_off
-            r = np.array([[r_c], [r_a]])
+            # (now + leads − t0) / bs − 0.5 + week_off, in place (the same operations)
+            pos_f = now + g.leads
+            pos_f -= t0
+            pos_f /= bs
+            pos_f -= 0.5
+            pos_f += past.week_off
+            r_1 = np.array([[r_c - 1.0], [r_a - 1.0]])
             seas = _interp_circular(past.profile, pos_f) if interp is None else interp.at(pos_f)
-            seas *= 1 + (r - 1) * g.relax
+            seas *= 1 + r_1 * g.relax
             m = np.where(np.isfinite(seas), pw * seas + (1 - pw) * m, m)
         m = np.maximum(m, 0.0)
         rate_at = m[1, n_g:]
@@ -714,6 +720,19 @@ class SeasonalForecaster:
             method=method,
             arrival_rate_at=rate_at,
         )
+
+    def _trend_xs(self, idx: tuple[int, ...], bs: float) -> tuple[list[float], float]:
+        """The recent trend's centred times ``x − x̄`` and ``Σ(x − x̄)²`` for the valid buckets
+        ``idx`` (memoised: almost always the same dozen)."""
+        hit = self._trend_memo.get(idx)
+        if hit is None:
+            xs = [i * bs for i in idx]
+            xm = sum(xs) / len(xs)
+            hit = ([x - xm for x in xs], sum([(x - xm) ** 2 for x in xs]))
+            if len(self._trend_memo) >= 64:
+                self._trend_memo.clear()
+            self._trend_memo[idx] = hit
+        return hit
 
     @staticmethod
     def _bucket_table(past: _Past) -> tuple[npt.NDArray[np.float64], _Interp | None]:
