@@ -61,12 +61,12 @@ from autoscaler.backtest.runner import (
     DEFAULT_POLICY_FILE,
     MAX_INTERP_GAP_S,
     Backtest,
-    _pick,
-    _Scored,
+    Scored,
     backtest,
     backtest_registry,
     load_plans,
     model_params,
+    pick_cheapest,
     result_row,
     run_policy,
     summarise,
@@ -208,9 +208,7 @@ def daily_swing(case: Case) -> float:
     return worst
 
 
-def lean_first(
-    bt: Backtest, label: str, grid: Sequence[baselines.Candidate]
-) -> tuple[_Scored, int]:
+def lean_first(bt: Backtest, label: str, grid: Sequence[baselines.Candidate]) -> tuple[Scored, int]:
     """The cheapest candidate of ``grid`` that meets the SLO, searched leanest first.
 
     Why: a baseline family is monotone in its knob (a higher utilisation target or a smaller
@@ -222,7 +220,7 @@ def lean_first(
     families: dict[str, list[baselines.Candidate]] = {}
     for c in grid:
         families.setdefault(next(iter(c.params)), []).append(c)
-    scored: list[_Scored] = []
+    scored: list[Scored] = []
     for knob, members in families.items():
         lean_first_order = sorted(
             members, key=lambda c: -c.params[knob] if "tilization" in knob else c.params[knob]
@@ -232,7 +230,7 @@ def lean_first(
             scored.append(got)
             if got.aggregate.meets_slo:
                 break
-    return _pick(scored, grid=[dict(s.candidate.params) for s in scored]), len(scored)
+    return pick_cheapest(scored, grid=[dict(s.candidate.params) for s in scored]), len(scored)
 
 
 def hindsight_baselines(bt: Backtest) -> tuple[list[dict[str, Any]], dict[str, str]]:

@@ -764,7 +764,7 @@ def load_plans(
 
 
 @dataclass(slots=True)
-class _Scored:
+class Scored:
     candidate: baselines.Candidate
     aggregate: Aggregate
     results: list[Result]
@@ -806,7 +806,7 @@ class Backtest:
 
     def evaluate(
         self, label: str, make: Callable[[baselines.Fleet], baselines.Candidate]
-    ) -> _Scored:
+    ) -> Scored:
         """Run one candidate on every seed's plan and score it."""
         results: list[Result] = []
         candidate: baselines.Candidate | None = None
@@ -836,19 +836,19 @@ class Backtest:
                 )
             )
         assert candidate is not None
-        return _Scored(candidate, aggregate(results), results)
+        return Scored(candidate, aggregate(results), results)
 
-    def sweep(self, label: str, candidates: Sequence[baselines.Candidate]) -> _Scored:
+    def sweep(self, label: str, candidates: Sequence[baselines.Candidate]) -> Scored:
         """Every candidate; the cheapest meeting the SLO on every seed, else the one with the
         best instant share (reported as missing the SLO)."""
         scored = [self.evaluate(label, _constant(c)) for c in candidates]
-        return _pick(scored, grid=[dict(c.params) for c in candidates])
+        return pick_cheapest(scored, grid=[dict(c.params) for c in candidates])
 
-    def native_idle(self) -> _Scored | baselines.Unavailable:
+    def native_idle(self) -> Scored | baselines.Unavailable:
         first = baselines.native_idle(self.fleets[0], self.tenancy)
         if isinstance(first, baselines.Unavailable):
             return first
-        seen: dict[int, _Scored] = {}
+        seen: dict[int, Scored] = {}
 
         def meets(k: int) -> bool:
             def make(fleet: baselines.Fleet) -> baselines.Candidate:
@@ -863,7 +863,9 @@ class Backtest:
         best, tried = baselines.smallest_meeting(
             meets, step=self.tenancy, upper=round_up_to_tenancy(upper, self.tenancy)
         )
-        return _pick(list(seen.values()), grid=[{"target_idle": k} for k in tried], prefer=best)
+        return pick_cheapest(
+            list(seen.values()), grid=[{"target_idle": k} for k in tried], prefer=best
+        )
 
 
 def _constant(
@@ -872,9 +874,9 @@ def _constant(
     return lambda _fleet: candidate
 
 
-def _pick(
-    scored: Sequence[_Scored], *, grid: list[dict[str, Any]], prefer: int | None = None
-) -> _Scored:
+def pick_cheapest(
+    scored: Sequence[Scored], *, grid: list[dict[str, Any]], prefer: int | None = None
+) -> Scored:
     meeting = [s for s in scored if s.aggregate.meets_slo]
     if prefer is not None:
         chosen = next(s for s in scored if s.candidate.params.get("target_idle") == prefer)
@@ -884,7 +886,7 @@ def _pick(
         chosen = max(scored, key=lambda s: (s.aggregate["instant"].mean, -s.aggregate["cost"].mean))
     params = {**chosen.candidate.params, "tuned_over": grid}
     agg = dataclasses.replace(chosen.aggregate, params=params)
-    return _Scored(chosen.candidate, agg, chosen.results)
+    return Scored(chosen.candidate, agg, chosen.results)
 
 
 def result_row(agg: Aggregate) -> dict[str, Any]:
@@ -1000,7 +1002,7 @@ def backtest(
     unavailable: dict[str, str] = {}
     rows: list[dict[str, Any]] = report["results"]
 
-    def keep(scored: _Scored, name: str) -> None:
+    def keep(scored: Scored, name: str) -> None:
         agg = dataclasses.replace(scored.aggregate, policy=name)
         row = result_row(agg)
         rows.append(row)
@@ -1048,7 +1050,7 @@ def backtest(
     return report
 
 
-def _run_baseline(bt: Backtest, which: str) -> _Scored | baselines.Unavailable:
+def _run_baseline(bt: Backtest, which: str) -> Scored | baselines.Unavailable:
     fleet = bt.fleets[0]
     if which == baselines.STATIC_PEAK:
         # One level for every seed: the highest of the seeds' peaks (so params agree).
