@@ -173,6 +173,43 @@ def test_host_buffer_is_the_one_call_per_buffer_scan(
         assert host_buffer_for_miss_share(net, miss, tenancy, hint=hint) == expect, hint
 
 
+def ref_buffer_for_miss_share(net: NetArrivals, miss_share: float) -> int:
+    """``NetArrivals.buffer_for_miss_share`` as it was: the B ≥ 0 mask and flatnonzero."""
+    if net.mean_arrivals <= 0.0:
+        return 0
+    values = net.values
+    tail_p = np.cumsum(net.pmf[::-1])[::-1]
+    tail_vp = np.cumsum((values * net.pmf)[::-1])[::-1]
+    b = values - 1.0
+    short = tail_vp - b * tail_p
+    ok = np.flatnonzero((short <= miss_share * net.mean_arrivals) & (b >= 0))
+    if ok.size == 0:
+        return int(values[-1])
+    return int(b[ok[0]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.floats(min_value=0.0, max_value=150.0, allow_subnormal=False),
+    phi=dispersions,
+    d=st.floats(min_value=0.0, max_value=80.0, allow_subnormal=False),
+    miss=st.sampled_from([-1.0, 0.0, 1e-4, 0.001, 0.01, 0.2, 0.5, 5.0]),
+)
+def test_buffer_for_miss_share_is_the_masked_search(
+    a: float, phi: float, d: float, miss: float
+) -> None:
+    net = NetArrivals.of(a, phi, d)
+    assert net.buffer_for_miss_share(miss) == ref_buffer_for_miss_share(net, miss)
+
+
+@pytest.mark.parametrize("offset", [-3, 0, 2])
+def test_buffer_for_miss_share_on_a_support_starting_anywhere(offset: int) -> None:
+    # Built directly (NetArrivals.of always starts at or below 0).
+    net = NetArrivals(pmf=np.array([0.1, 0.2, 0.4, 0.2, 0.1]), offset=offset, mean_arrivals=3.0)
+    for miss in (-1.0, 0.0, 0.01, 0.05, 0.2, 1.0, 10.0):
+        assert net.buffer_for_miss_share(miss) == ref_buffer_for_miss_share(net, miss), miss
+
+
 @pytest.mark.parametrize("tenancy", [1, 2, 4])
 def test_host_buffer_falls_back_to_the_top_of_the_support(tenancy: int) -> None:
     # A miss share no buffer meets within the support (0 allowed, the support has mass).

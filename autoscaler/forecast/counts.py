@@ -131,15 +131,18 @@ class NetArrivals:
             return 0
         values = self.values
         # E[(N − B)⁺] for every candidate B on the support, via tail sums.
-        tail_p = np.cumsum(self.pmf[::-1])[::-1]  # P(N ≥ v)
-        tail_vp = np.cumsum((values * self.pmf)[::-1])[::-1]  # E[N; N ≥ v]
+        tail_p = self.pmf[::-1].cumsum()[::-1]  # P(N ≥ v)
+        tail_vp = (values * self.pmf)[::-1].cumsum()[::-1]  # E[N; N ≥ v]
         # For B = v − 1: E[(N − B)⁺] = E[N; N ≥ v] − B · P(N ≥ v).
         b = values - 1.0
         short = tail_vp - b * tail_p
-        ok = np.flatnonzero((short <= miss_share * self.mean_arrivals) & (b >= 0))
-        if ok.size == 0:
+        # B ≥ 0 from index 1 − offset on (values are offset + i); first B meeting the share
+        i0 = max(1 - self.offset, 0)
+        ok = short[i0:] <= miss_share * self.mean_arrivals
+        first = int(ok.argmax()) if ok.shape[0] else 0
+        if ok.shape[0] == 0 or not ok[first]:
             return int(values[-1])
-        return int(b[ok[0]])
+        return int(b[i0 + first])
 
     def cdf_at(self, buffer: int) -> float:
         """P(N ≤ buffer): the window quantile a buffer achieves."""
