@@ -934,6 +934,165 @@ def guard_group(
     cost the policy's other groups already planned this tick (the budget is per policy).
     Returns the decision and the new memory; ``memory`` is not changed.
     """
+    quiet = _guard_group_quiet(
+        plan,
+        state=state,
+        sample=sample,
+        policy=policy,
+        memory=memory,
+        now=now,
+        paused=paused,
+        budget_spent_elsewhere_per_hour=budget_spent_elsewhere_per_hour,
+    )
+    if quiet is not None:
+        return quiet
+    return _guard_group_chain(
+        plan,
+        state=state,
+        sample=sample,
+        policy=policy,
+        memory=memory,
+        now=now,
+        paused=paused,
+        budget_spent_elsewhere_per_hour=budget_spent_elsewhere_per_hour,
+    )
+
+
+def _guard_group_quiet(
+    plan: GroupPlan,
+    *,
+    state: GroupState,
+    sample: GroupSample,
+    policy: Policy,
+    memory: GuardMemory,
+    now: float,
+    paused: bool,
+    budget_spent_elsewhere_per_hour: float,
+) -> tuple[GroupDecision, GuardMemory] | None:
+    """``_guard_group_chain``'s result for the common quiet tick, or None when it is not one.
+
+    Quiet: the group is ACTIVE and not paused, its data fresh and complete, no location change
+    asked, no monthly cap, not forecast-only; every location ACTIVE, without drift, and each
+    planned one proposes exactly its current levels, which already sit on whole hosts, within
+    bounds, consistent, at least in-use, and under the hourly cap. Then tolerance,
+    stabilisation, step limits and cooldown cannot move a level (each only pulls a change back
+    towards the current value, and there is none), and every other rule is checked here
+    directly. The memory is what the chain records: this tick's recommendations (so the
+    stabilisation windows see it), applied changes pruned to the step periods, failures reset.
+    """
+    if (
+        state.status != "ACTIVE"
+        or paused
+        or policy.paused
+        or plan.failed
+        or plan.location_changes
+        or plan.tenancy < 1
+        or policy.mode is Mode.FORECAST_ONLY
+        or policy.budget.max_cost_per_month is not None
+        or policy.fallback.failure_threshold <= 0  # fallback would act with no failure
+        or is_stale(sample, policy, now)
+    ):
+        return None
+    g = plan.group_id
+    t = plan.tenancy
+    legacy = plan.capacity_model is CapacityModel.LEGACY
+    last_applied = memory.last_applied
+    quiet: list[tuple[LocationPlan, Levels]] = []
+    ceilings = 0
+    for lp in plan.locations:
+        s = lp.sample
+        if lp.status != "ACTIVE" or s is None or not s.complete:
+            return None
+        if not lp.planned:
+            continue
+        cur = lp.current
+        p = Levels.of(lp.proposed)
+        a, i, c = p.always_on, p.target_idle, p.ceiling
+        if a != cur.always_on or i != cur.idle_target or c != cur.ceiling:
+            return None
+        last = last_applied.get((g, lp.location))
+        if last is not None and last != cur:
+            return None  # drift
+        if round_up_to_tenancy(a, t) != a or round_up_to_tenancy(i, t) != i:
+            return None
+        if round_up_to_tenancy(c, t) != c or c < round_up_to_tenancy(lp.in_use, t):
+            return None
+        lo, hi = effective_bounds(policy.bounds_for(lp.location), t)
+        if not (lo <= a <= hi and i <= hi and lo <= c <= hi):
+            return None
+        if c < a or (i != 0 if legacy else i > c):  # consistency
+            return None
+        quiet.append((lp, p))
+        ceilings += c
+    cap = policy.budget.max_cost_per_hour
+    if cap is not None:
+        price = policy.price_for(plan.stream_class)
+        # budget_cut's own test, same arithmetic (written so that a NaN takes the chain too)
+        if price > 0 and not ceilings * price <= cap - budget_spent_elsewhere_per_hour + 1e-9:
+            return None
+
+    behavior = policy.behavior
+    up, down = behavior.scale_up, behavior.scale_down
+    keep_recs = max(up.stabilization_window_s, down.stabilization_window_s)
+    keep_applied = max((r.period_s for d in (up, down) for r in d.rules), default=0.0)
+    recs = dict(memory.recommendations)
+    applied = dict(memory.applied)
+    here: set[Key] = set()
+    for lp in plan.locations:
+        key = (g, lp.location)
+        here.add(key)
+        if key in applied:
+            applied[key] = _prune_applied(applied[key], now, keep_applied)
+    model = plan.capacity_model
+    decided: dict[str, CapacitySetting] = {}
+    for lp, p in quiet:
+        key = (g, lp.location)
+        pruned = _prune_recs(recs.get(key, ()), now, 2 * keep_recs)
+        recs[key] = (*pruned, RecommendationRecord(now, p))
+        decided[lp.location] = p.setting(model)
+    failures = dict(memory.failures)
+    failures[g] = 0
+    new_memory = GuardMemory(
+        recommendations={k: r for k, r in recs.items() if r and (k[0] != g or k in here)},
+        applied={k: r for k, r in applied.items() if r and (k[0] != g or k in here)},
+        last_applied_at=memory.last_applied_at,
+        last_applied={k: s for k, s in last_applied.items() if k[0] != g or k in here},
+        drift_seen_at={k: t for k, t in memory.drift_seen_at.items() if k[0] != g or k in here},
+        failures=failures,
+        month_spend=dict(memory.month_spend),
+    )
+    decision = GroupDecision(
+        group_id=g,
+        at=now,
+        capacity_model=model,
+        locations=tuple(
+            LocationDecision(
+                location=lp.location,
+                current=lp.current,
+                proposed=lp.proposed,
+                decided=decided.get(lp.location, lp.current),
+                in_use=lp.in_use,
+                reason=lp.reason,
+                forecast_in_use=lp.forecast_in_use,
+            )
+            for lp in plan.locations
+        ),
+    )
+    return decision, new_memory
+
+
+def _guard_group_chain(
+    plan: GroupPlan,
+    *,
+    state: GroupState,
+    sample: GroupSample,
+    policy: Policy,
+    memory: GuardMemory,
+    now: float,
+    paused: bool = False,
+    budget_spent_elsewhere_per_hour: float = 0.0,
+) -> tuple[GroupDecision, GuardMemory]:
+    """Every rule in order, for any tick: the reference ``_guard_group_quiet`` must match."""
     g = plan.group_id
     model = plan.capacity_model
     behavior = policy.behavior
