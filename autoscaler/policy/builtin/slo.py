@@ -291,14 +291,16 @@ def host_buffer_for_miss_share(
     start = 0
     if hint is not None and hint >= 3 * tenancy:
         unit = min(hint // tenancy - 2, n_units - 1)  # a host or two below the hint, ≥ 1
-        # One pass holds the host below the start (to confirm it misses) and a block after it.
+        # One pass holds the host below the start (to confirm it misses) and the few hosts
+        # after it where the answer lies (the work grows with the buffers scanned).
+        near = min(block, 4)
         lo = (unit - 1) * tenancy
-        first_pass: list[float] = net.shortfalls(np.arange(lo, lo + (block + 1) * tenancy)).tolist()
+        first_pass: list[float] = net.shortfalls(np.arange(lo, lo + (near + 1) * tenancy)).tolist()
         if sum(first_pass[:tenancy]) / tenancy > target:
             for i in range(tenancy, len(first_pass), tenancy):
                 if sum(first_pass[i : i + tenancy]) / tenancy <= target:
                     return lo + i
-            start = min(unit + block, n_units)
+            start = min(unit + near, n_units)
     for first in range(start, n_units, block):
         last = min(first + block, n_units)
         short = net.shortfalls(np.arange(first * tenancy, last * tenancy)).tolist()
