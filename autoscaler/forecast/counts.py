@@ -54,6 +54,12 @@ def _log_rising(dispersion: float, k_max: int) -> FloatArray:
     return _readonly(np.concatenate(([0.0], np.cumsum(np.log(k[:-1] + r)))))
 
 
+@lru_cache(maxsize=_SUPPORT_MEMO)
+def _values(n: int, offset: int) -> FloatArray:
+    """``offset + i`` for ``i < n`` (read-only: shared by every NetArrivals of that support)."""
+    return _readonly(np.arange(n, dtype=np.float64) + offset)
+
+
 @lru_cache(maxsize=_PMF_MEMO)
 def _pmf(mean: float, dispersion: float) -> FloatArray:
     """``arrivals_pmf`` memoised by its exact arguments (read-only)."""
@@ -89,12 +95,11 @@ class NetArrivals:
     pmf: FloatArray
     offset: int  # value of pmf[0] (≤ 0)
     mean_arrivals: float
-    # offset + i for every i of the support (the shortfalls' common term)
+    # offset + i for every i of the support (the shortfalls' common term; read-only, shared)
     values: FloatArray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        values = np.arange(self.pmf.shape[0], dtype=np.float64) + self.offset
-        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "values", _values(int(self.pmf.shape[0]), int(self.offset)))
 
     @staticmethod
     def of(mean_arrivals: float, dispersion: float, mean_departures: float) -> NetArrivals:
