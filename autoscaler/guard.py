@@ -934,12 +934,13 @@ def guard_group(
     cost the policy's other groups already planned this tick (the budget is per policy).
     Returns the decision and the new memory; ``memory`` is not changed.
     """
+    # mostly positional: passing keywords costs a few tenths of a µs each, every tick
     quiet = _guard_group_quiet(
         plan,
-        state=state,
-        sample=sample,
-        policy=policy,
-        memory=memory,
+        state,
+        sample,
+        policy,
+        memory,
         now=now,
         paused=paused,
         budget_spent_elsewhere_per_hour=budget_spent_elsewhere_per_hour,
@@ -960,11 +961,11 @@ def guard_group(
 
 def _guard_group_quiet(
     plan: GroupPlan,
-    *,
     state: GroupState,
     sample: GroupSample,
     policy: Policy,
     memory: GuardMemory,
+    *,
     now: float,
     paused: bool,
     budget_spent_elsewhere_per_hour: float,
@@ -997,13 +998,14 @@ def _guard_group_quiet(
     t = plan.tenancy
     legacy = plan.capacity_model is CapacityModel.LEGACY
     last_applied = memory.last_applied
-    quiet: list[tuple[LocationPlan, Levels]] = []
+    quiet: list[Levels | None] = []  # per location of the plan; None: not planned
     ceilings = 0
     for lp in plan.locations:
         s = lp.sample
         if lp.status != "ACTIVE" or s is None or not s.complete:
             return None
         if not lp.planned:
+            quiet.append(None)
             continue
         cur = lp.current
         p = Levels.of(lp.proposed)
@@ -1022,7 +1024,7 @@ def _guard_group_quiet(
             return None
         if c < a or (i != 0 if legacy else i > c):  # consistency
             return None
-        quiet.append((lp, p))
+        quiet.append(p)
         ceilings += c
     cap = policy.budget.max_cost_per_hour
     if cap is not None:
@@ -1031,25 +1033,40 @@ def _guard_group_quiet(
         if price > 0 and not ceilings * price <= cap - budget_spent_elsewhere_per_hour + 1e-9:
             return None
 
-    behavior = policy.behavior
-    up, down = behavior.scale_up, behavior.scale_down
-    keep_recs = max(up.stabilization_window_s, down.stabilization_window_s)
-    keep_applied = max((r.period_s for d in (up, down) for r in d.rules), default=0.0)
+    keep_recs, keep_applied = _keep_for(policy.behavior)
     recs = dict(memory.recommendations)
     applied = dict(memory.applied)
     here: set[Key] = set()
-    for lp in plan.locations:
+    model = plan.capacity_model
+    current_model = model is CapacityModel.CURRENT
+    out: list[LocationDecision] = []
+    for lp, lv in zip(plan.locations, quiet, strict=True):
         key = (g, lp.location)
         here.add(key)
         if key in applied:
             applied[key] = _prune_applied(applied[key], now, keep_applied)
-    model = plan.capacity_model
-    decided: dict[str, CapacitySetting] = {}
-    for lp, p in quiet:
-        key = (g, lp.location)
-        pruned = _prune_recs(recs.get(key, ()), now, 2 * keep_recs)
-        recs[key] = (*pruned, RecommendationRecord(now, p))
-        decided[lp.location] = p.setting(model)
+        decided = lp.current  # what the chain leaves a location it does not plan
+        if lv is not None:
+            pruned = _prune_recs(recs.get(key, ()), now, 2 * keep_recs)
+            recs[key] = (*pruned, RecommendationRecord(now, lv))
+            prop = lp.proposed
+            if current_model and prop.on_demand is None and prop.maximum >= lv.always_on:
+                # lv.setting(model) would hold these very field objects (max keeps the first
+                # of equals): the proposal itself is that setting
+                decided = prop
+            else:
+                decided = lv.setting(model)
+        out.append(
+            LocationDecision(
+                location=lp.location,
+                current=lp.current,
+                proposed=lp.proposed,
+                decided=decided,
+                in_use=lp.in_use,
+                reason=lp.reason,
+                forecast_in_use=lp.forecast_in_use,
+            )
+        )
     failures = dict(memory.failures)
     failures[g] = 0
     new_memory = GuardMemory(
@@ -1061,24 +1078,27 @@ def _guard_group_quiet(
         failures=failures,
         month_spend=dict(memory.month_spend),
     )
-    decision = GroupDecision(
-        group_id=g,
-        at=now,
-        capacity_model=model,
-        locations=tuple(
-            LocationDecision(
-                location=lp.location,
-                current=lp.current,
-                proposed=lp.proposed,
-                decided=decided.get(lp.location, lp.current),
-                in_use=lp.in_use,
-                reason=lp.reason,
-                forecast_in_use=lp.forecast_in_use,
-            )
-            for lp in plan.locations
-        ),
-    )
+    decision = GroupDecision(group_id=g, at=now, capacity_model=model, locations=tuple(out))
     return decision, new_memory
+
+
+# The last behaviour seen and its keep times; holding it means its identity is not reused.
+_KEEP_MEMO: list[tuple[Behavior | None, tuple[float, float]]] = [(None, (0.0, 0.0))]
+
+
+def _keep_for(behavior: Behavior) -> tuple[float, float]:
+    """How long recommendations and applied changes are kept (as ``_guard_group_chain``
+    computes them), memoised for the last behaviour seen: a policy's is the same every tick."""
+    memo = _KEEP_MEMO[0]  # one read: another thread may replace it meanwhile
+    if memo[0] is behavior:
+        return memo[1]
+    up, down = behavior.scale_up, behavior.scale_down
+    keep = (
+        max(up.stabilization_window_s, down.stabilization_window_s),
+        max((r.period_s for d in (up, down) for r in d.rules), default=0.0),
+    )
+    _KEEP_MEMO[0] = (behavior, keep)
+    return keep
 
 
 def _guard_group_chain(

@@ -407,32 +407,40 @@ def test_a_plain_quiet_tick_takes_the_quiet_path_and_records_the_recommendation(
             )
 
 
-def _broken_variants() -> dict[str, Callable[..., tuple[GroupDecision, GuardMemory] | None]]:
+Quiet = Callable[..., tuple[GroupDecision, GuardMemory] | None]
+
+
+def _broken_variants() -> dict[str, Quiet]:
     """Quiet paths wrong on purpose: each must make the comparison above fail."""
     real = guard._guard_group_quiet
 
-    def no_recommendation(plan: GroupPlan, **kw: Any) -> tuple[GroupDecision, GuardMemory] | None:
-        out = real(plan, **kw)
+    def broken(change: Callable[[GroupPlan, dict[str, Any], Any], Any]) -> Quiet:
+        # called as guard_group calls it: plan, state, sample, policy, memory, keywords
+        def variant(plan: GroupPlan, *args: Any, **kw: Any) -> Any:
+            names = ("state", "sample", "policy", "memory")
+            full = {**dict(zip(names, args, strict=False)), **kw}
+            return change(plan, full, real(plan, **full))
+
+        return variant
+
+    def no_recommendation(plan: GroupPlan, kw: dict[str, Any], out: Any) -> Any:
         if out is None:
             return None
         old = kw["memory"].recommendations
         return out[0], dataclasses.replace(out[1], recommendations=dict(old))
 
-    def applied_not_pruned(plan: GroupPlan, **kw: Any) -> tuple[GroupDecision, GuardMemory] | None:
-        out = real(plan, **kw)
+    def applied_not_pruned(plan: GroupPlan, kw: dict[str, Any], out: Any) -> Any:
         if out is None:
             return None
         return out[0], dataclasses.replace(out[1], applied=dict(kw["memory"].applied))
 
-    def failures_kept(plan: GroupPlan, **kw: Any) -> tuple[GroupDecision, GuardMemory] | None:
-        out = real(plan, **kw)
+    def failures_kept(plan: GroupPlan, kw: dict[str, Any], out: Any) -> Any:
         if out is None:
             return None
         return out[0], dataclasses.replace(out[1], failures=dict(kw["memory"].failures))
 
-    def too_eager(plan: GroupPlan, **kw: Any) -> tuple[GroupDecision, GuardMemory] | None:
+    def too_eager(plan: GroupPlan, kw: dict[str, Any], out: Any) -> Any:
         # quiet whenever the proposals equal the current levels, whatever else holds
-        out = real(plan, **kw)
         if out is not None or any(
             Levels.of(lp.proposed) != Levels.of(lp.current) for lp in plan.locations
         ):
@@ -442,10 +450,10 @@ def _broken_variants() -> dict[str, Callable[..., tuple[GroupDecision, GuardMemo
         return dataclasses.replace(decision, locations=kept, vetoes=()), memory
 
     return {
-        "no_recommendation": no_recommendation,
-        "applied_not_pruned": applied_not_pruned,
-        "failures_kept": failures_kept,
-        "too_eager": too_eager,
+        "no_recommendation": broken(no_recommendation),
+        "applied_not_pruned": broken(applied_not_pruned),
+        "failures_kept": broken(failures_kept),
+        "too_eager": broken(too_eager),
     }
 
 
