@@ -47,9 +47,10 @@ quality_tuning.py``) and checked on held-out series, seeds and windows:
   next decision lowers always-on, take their own credit (the shipped file trusts it fully).
 - ``legacyFailureShare`` and ``legacyRefillFactor``: a legacy session that misses while
   raised always-on hosts provision waits with the 75 s always-on timeout, so the miss share is
-  capped at ``slo.failed / P(provisioning > 75 s)`` (binding on Windows, where nearly every
-  such miss fails); and the buffer's window is one interval plus the mean provisioning delay,
-  since the buffer is sized for the share of sessions that miss, not for the tail delay.
+  capped at ``slo.failed / P(the awaited host needs > 75 s more)`` (binding on Windows, where
+  nearly every such miss fails); and the buffer's window is one interval plus the mean
+  provisioning delay, since the buffer is sized for the share of sessions that miss, not for
+  the tail delay.
 - ``refillFactor``: a refill window from the provisioning mean rather than its p95; it
   measured too aggressive on real traces (Windows, bursty hourly series) and is not shipped.
 """
@@ -208,8 +209,9 @@ class SloParams(BaseModel):
         alias="legacyFailureShare",
         description="Legacy groups: a session that misses while raised always-on hosts "
         "provision waits with the 75 s always-on timeout and fails if they take longer, so "
-        "the miss share is also capped at this × slo.failed / P(provisioning > 75 s) (the "
-        "class's log-normal delay; ≈ 1 on Windows, ≈ 0.27 on Linux). None: no cap.",
+        "the miss share is also capped at this × slo.failed / P(the awaited host needs more "
+        "than 75 s more), that host having been asked for half an interval earlier (the "
+        "class's log-normal delay; ≈ 0.99 on Windows, ≈ 0.06 on Linux). None: no cap.",
     )
     release_delay_seconds: float | None = Field(
         default=None,
@@ -387,7 +389,9 @@ class SloPolicy:
             share = params.legacy_miss_budget_share
         miss = min((1.0 - ctx.slo.instant) * share * skew, _MAX_MISS)
         if legacy and params.legacy_failure_share is not None:
-            p_fail = provisioning_exceeds(ALWAYS_ON_PLACEMENT_TIMEOUT_S, p95)
+            # The host a miss waits for was asked for at the last decision, on average half
+            # an interval ago: it fails if that host needs longer than the timeout from now.
+            p_fail = provisioning_exceeds(ALWAYS_ON_PLACEMENT_TIMEOUT_S + ctx.interval_s / 2, p95)
             miss = min(miss, params.legacy_failure_share * ctx.slo.failed * skew / p_fail)
         if params.quantile is not None:
             raw_buffer = max(net.quantile(params.quantile), 0)
