@@ -19,9 +19,10 @@ advancing it, scoring waits); the rest split the tick. Derived rows (``derive+as
 ``planner``, ``guard``, ``tick other``) are a total minus its timed parts.
 
 Why 30 days and not a short run scaled up: once a location has 14 days of history, the
-controller's sliding 14-day window drops a row every tick, so the forecaster's hourly memo of
-its seasonal part no longer hits and that part is recomputed on every call (milliseconds);
-the first 14 days cost a fraction of the last 16.
+controller's sliding 14-day window drops a row every tick and the forecaster's memo of its
+seasonal part (kept for ``ForecastConfig.seasonal_refresh_s``, 3 h) is rebuilt on schedule
+from a longer history than in the first days; the first 14 days are not representative of
+the last 16.
 
 Run: ``python -m bench.backtest_speed [--days 30] [--peak 400] [--seed 1] [--json]``.
 """
@@ -256,7 +257,7 @@ def main() -> None:
         f" {r['us_per_decision']:.0f} µs per decision"
     )
     projected = r["wall_s"] * 30.0 / r["days"] if r["days"] > 0 else 0.0
-    # Under 14 days of history the forecaster's hourly memo always hits (see the report):
+    # Under 14 days of history the forecaster's seasonal memo is cheaper (see the report):
     # a shorter run does not project a 30-day one; run --days 30 for the target.
     verdict = (
         "goal met" if projected <= GOAL_S else "target met" if projected <= TARGET_S else "over"

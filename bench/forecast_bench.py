@@ -2,7 +2,8 @@
 
 Speed: the forecaster runs per location per tick; a 30-day backtest makes 43,200 calls, so the
 figure that matters is the cost per tick with 14 days of 1-minute history (20,160 rows), where
-the hourly part (profiles, error tables) is memoised and recomputed once an hour. Reported:
+the seasonal part (profiles, error tables) is memoised and recomputed every
+``seasonal_refresh_s`` (3 h). Reported:
 per-tick cost over a simulated day of ticks, the uncached cost (the once-an-hour part), and the
 ``slo`` plugin's whole ``decide``.
 
