@@ -4,7 +4,7 @@ Speed: the forecaster runs per location per tick; a 30-day backtest makes 43,200
 figure that matters is the cost per tick with 14 days of 1-minute history (20,160 rows), where
 the seasonal part (profiles, error tables) is memoised and recomputed every
 ``seasonal_refresh_s`` (3 h). Reported:
-per-tick cost over a simulated day of ticks, the uncached cost (the once-an-hour part), and the
+per-tick cost over a simulated day of ticks, the uncached cost (the every-3-hours part), and the
 ``slo`` plugin's whole ``decide``.
 
 Accuracy (when ``../shared/traces`` exists; never copied into the project): a few real
