@@ -9,23 +9,27 @@ shortfall or a forecast flips one. So each memo or vectorised path is compared h
 from __future__ import annotations
 
 import math
+from dataclasses import fields, replace
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.domain.classes import round_up_to_tenancy
 from autoscaler.domain.models import FloatArray, LocationHistory
-from autoscaler.forecast import NetArrivals, SeasonalForecaster, arrivals_pmf
+from autoscaler.forecast import Forecast, NetArrivals, SeasonalForecaster, arrivals_pmf, seasonal
 from autoscaler.forecast.seasonal import (
     ForecastConfig,
     _bucketize,
     _Buckets,
+    _Grid,
     _Interp,
     _interp_circular,
     _np_sum,
     _rows_dt,
+    _small_tail,
 )
 from autoscaler.forecast.synthetic import Diurnal, history
 from autoscaler.policy.builtin.slo import host_buffer_for_miss_share
@@ -389,3 +393,113 @@ def test_rate_horizons_are_the_rates_of_horizons_on_the_grid(days: float) -> Non
             got = getattr(split, name)
             assert same(got, getattr(plain, name)), name
             assert same(got, np.ascontiguousarray(getattr(full, name)[..., :3])), name
+
+
+# ------------------------------------------------------------ the small-grid forecast tail
+
+
+def ref_tail(g: _Grid, m: npt.NDArray[np.float64]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The numpy tail of ``SeasonalForecaster.forecast`` before the small-grid path: rows at
+    the horizons, their running maxima at the horizons, expected arrivals at the horizons."""
+    n_g = g.n_g
+    m_c = m[0]
+    q_c = np.maximum(m_c + g.zq * np.sqrt(m_c + 1.0), 0.0)
+    m_a = m[1]
+    cum_a = np.empty(n_g)
+    cum_a[0] = 0.0
+    (0.5 * (m_a[1:] + m_a[:-1]) * g.d_grid).cumsum(out=cum_a[1:])
+    rows = np.concatenate((m, q_c))
+    return (
+        rows.take(g.gi, axis=1),
+        np.maximum.accumulate(rows, axis=1).take(g.gi, axis=1),
+        cum_a[g.gi],
+    )
+
+
+def small_grid(hz: FloatArray, n_q: int, seed: int) -> _Grid:
+    """The forecaster's own ``_Grid`` for ``hz`` over a past with random error tables."""
+    rng = np.random.default_rng(seed)
+    fc = SeasonalForecaster()
+    start = 1_700_006_400.0
+    h = history(Diurnal(peak=50.0), start, start + 86400.0, seed=seed)
+    qs = tuple(sorted(rng.uniform(0.05, 0.995, n_q).tolist()))
+    past = fc._past(h, start + 86400.0 - 3 * 3600.0, qs)
+    past = replace(past, z_at_lag=rng.normal(0.0, 2.0, past.z_at_lag.shape), memo={})
+    return fc._grid(past, hz, np.zeros(0), n_q)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_h=st.integers(0, 6),
+    n_q=st.integers(1, 3),
+    kind=st.sampled_from(["smooth", "zeros", "tiny", "huge", "mixed"]),
+)
+def test_small_tail_is_the_numpy_tail(seed: int, n_h: int, n_q: int, kind: str) -> None:
+    rng = np.random.default_rng(seed)
+    hz = np.maximum(rng.uniform(-100.0, 4000.0, n_h), 0.0)
+    if n_h and rng.random() < 0.3:
+        hz[0] = 300.0 * rng.integers(0, 5)  # a horizon on the grid itself
+    g = small_grid(hz, n_q, seed)
+    shape = (2, g.n_g)
+    if kind == "smooth":
+        m = rng.uniform(0.0, 500.0, shape)
+    elif kind == "zeros":
+        m = np.where(rng.random(shape) < 0.5, 0.0, rng.uniform(0, 3, shape))
+    elif kind == "tiny":
+        m = rng.uniform(0.0, 1e-300, shape)
+    elif kind == "huge":
+        m = rng.uniform(0.0, 1e300, shape)
+    else:
+        m = rng.choice([0.0, 1.0, 2.5, 1e-9, 7e5], shape)
+    m = np.maximum(m, 0.0)  # what the forecast hands the tail
+    out = _small_tail(g, *m.tolist())
+    assert out is not None
+    at_h, peak_h, arrivals = ref_tail(g, m)
+    n_r = 2 + n_q
+    assert same(out[:n_r], at_h)
+    assert same(out[n_r:-1], peak_h)
+    assert same(out[-1], arrivals)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_small_tail_declines_non_finite_means(bad: float) -> None:
+    """NaN and ∞ (where numpy's max rules and inf − inf would matter) go to the numpy tail."""
+    g = small_grid(np.array([0.0, 276.0, 768.0]), 1, 3)
+    m = np.ones((2, g.n_g))
+    m[1, 2] = bad
+    assert _small_tail(g, *m.tolist()) is None
+
+
+FIELDS = [f.name for f in fields(Forecast)]
+
+
+@pytest.mark.parametrize("days", [0.05, 0.3, 1.0, 3.0, 15.0])
+def test_forecast_with_the_small_tail_is_the_numpy_forecast(
+    days: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole forecasts, every field bit for bit, with the small-grid tail and with the numpy
+    tail forced (``_SMALL_GRID`` 0), over horizons, quantiles and rate horizons as callers
+    ask them (slo's, a predictive one's), at many instants."""
+    start = 1_700_006_400.0
+    h = history(Diurnal(peak=120.0), start, start + days * 86400.0, seed=int(days * 10))
+    cases: list[tuple[tuple[float, ...], tuple[float, ...], FloatArray | tuple[float, ...]]] = [
+        ((0.0, 276.0, 768.0), (0.99,), 900.0 * np.arange(1, 97, dtype=np.float64)),
+        ((0.0, 276.0, 768.0), (0.99,), ()),
+        ((0.0, 60.0, 600.0, 1800.0, 3600.0), (0.5, 0.9, 0.99), ()),
+        ((), (0.5,), ()),
+    ]
+    ends = start + days * 86400.0 - np.linspace(0.0, min(days, 1.0) * 86400.0 * 0.9, 12)
+    fast = SeasonalForecaster()
+    for now in ends.tolist():
+        for hz, qs, rh in cases:
+            got = fast.forecast(h, now, hz, qs, rate_horizons_s=rh)
+            with monkeypatch.context() as mp:
+                mp.setattr(seasonal, "_SMALL_GRID", 0)
+                want = SeasonalForecaster().forecast(h, now, hz, qs, rate_horizons_s=rh)
+            for name in FIELDS:
+                a, b = getattr(got, name), getattr(want, name)
+                if isinstance(a, np.ndarray):
+                    assert same(a, b), name
+                else:
+                    assert bits(a) == bits(b) if isinstance(a, float) else a == b, name

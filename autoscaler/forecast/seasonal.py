@@ -52,6 +52,10 @@ WEEK_S = 7 * DAY_S
 _STD_NORMAL = NormalDist()
 _N_LAGS = 8  # error tables at leads of 1, 2, 4, … 128 buckets
 _MEMO_ENTRIES = 32  # horizon tables kept per memoised past
+# Grids up to this many points (the usual few horizons a bucket or more apart: ~7) get the
+# forecast's tail (quantiles, peaks, arrivals) in plain floats: a numpy call costs more than
+# its dozen elements; longer grids keep the vectorised tail.
+_SMALL_GRID = 48
 
 _Profiles = tuple[FloatArray, FloatArray | None, FloatArray, FloatArray | None, FloatArray | None]
 
@@ -200,6 +204,40 @@ def _np_sum(xs: Sequence[float]) -> float:
     for k in range(end, n):
         res += xs[k]
     return res
+
+
+def _small_tail(g: _Grid, m_c: list[float], m_a: list[float]) -> npt.NDArray[np.float64] | None:
+    """The forecast's tail on a small grid in plain floats, bit for bit what the numpy tail
+    computes, or None where it might not be (a NaN or an infinity: then the numpy tail runs).
+
+    Why it is exact: each element goes through the same IEEE operations in the same order
+    (cumsum is sequential in numpy too). The means are ``np.maximum(·, 0.0)`` outputs, so
+    they hold no −0.0 (numpy returns the +0.0) and, being finite, no NaN; the quantiles are
+    too; so a running maximum is the plain ``max`` of the prefix (numpy's NaN and signed-zero
+    rules never apply). Rows of the result (flattened): concurrency, arrival rate, each
+    concurrency quantile at the horizons; the same rows' running maxima at the horizons; the
+    expected arrivals at the horizons."""
+    if not math.isfinite(sum(m_c) + sum(m_a)):  # all ≥ 0: an inf or a NaN shows in the sum
+        return None
+    gi = g.gi_l
+    sq = [math.sqrt(x + 1.0) for x in m_c]
+    rows = [m_c, m_a]
+    for zr in g.zq_l:
+        q = [x + z * s for x, z, s in zip(m_c, zr, sq, strict=True)]
+        rows.append([x if x > 0.0 else 0.0 for x in q])  # x finite: np.maximum(x, 0.0)
+    flat = [r[i] for r in rows for i in gi]
+    flat += [max(r[: i + 1]) for r in rows for i in gi]
+    # cumsum of the trapezoids from 0.0 (its first sum is the first term itself, as numpy's)
+    cum = [0.0]
+    if len(m_a) > 1:
+        d = g.d_l
+        acc = 0.5 * (m_a[1] + m_a[0]) * d[0]
+        cum.append(acc)
+        for k in range(2, len(m_a)):
+            acc += 0.5 * (m_a[k] + m_a[k - 1]) * d[k - 1]
+            cum.append(acc)
+    flat += [cum[i] for i in gi]
+    return np.array(flat, dtype=np.float64).reshape(2 * len(rows) + 1, len(gi))
 
 
 def _profile(key: npt.NDArray[np.int64], num: FloatArray, den: FloatArray, size: int) -> FloatArray:
@@ -366,6 +404,10 @@ class _Grid:
     relax: FloatArray  # exp(−leads / ratio_relax_s)
     zq: npt.NDArray[np.float64]  # (quantiles, grid) standardised error quantiles
     dispersion: FloatArray  # φ at each horizon
+    # The same as plain floats, for the small-grid tail (``_small_tail``; read-only)
+    gi_l: tuple[int, ...]
+    d_l: tuple[float, ...]
+    zq_l: tuple[tuple[float, ...], ...]
 
 
 class SeasonalForecaster:
@@ -605,16 +647,21 @@ class SeasonalForecaster:
         bk = _bucketize(
             history, i0=i_s, i1=i_e, t0=t0, b_lo=b_lo, n=n_r, mean_dur=past.mean_dur, cfg=cfg
         )
-        c_r = bk.conc
-        valid = np.isfinite(c_r)
+        # ``bk.conc`` as floats: the same IEEE division for a dozen buckets, without the numpy
+        # calls (NaN where no usable row)
+        c_list = [
+            s / n if n > 0 else math.nan
+            for s, n in zip(bk.csum.tolist(), bk.cnt.tolist(), strict=True)
+        ]
         first_valid_at = past.first_valid_at
-        if first_valid_at is None and valid.any():
-            first_valid_at = t0 + (b_lo + float(np.argmax(valid))) * bs
+        if first_valid_at is None:
+            first = next((i for i, c in enumerate(c_list) if math.isfinite(c)), None)
+            if first is not None:
+                first_valid_at = t0 + (b_lo + float(first)) * bs
         history_s = max(now - first_valid_at, 0.0) if first_valid_at is not None else 0.0
         pw = _profile_weight(history_s / DAY_S, cfg) if past.profile is not None else 0.0
 
         # A dozen values: plain Python is faster than numpy calls here (sums as numpy's).
-        c_list = c_r.tolist()
         idx = tuple(i for i, y in enumerate(c_list) if not math.isnan(y))
         ys = [c_list[i] for i in idx]
         level = sum(ys[-3:]) / len(ys[-3:]) if ys else 0.0
@@ -682,19 +729,24 @@ class SeasonalForecaster:
         m = np.maximum(m, 0.0)
         rate_at = m[1, n_g:]
         m = m[:, :n_g]
-        m_c = m[0]
-
-        q_c = np.maximum(m_c + g.zq * np.sqrt(m_c + 1.0), 0.0)
-        gi = g.gi
-        m_a = m[1]
-        cum_a = np.empty(n_g)
-        cum_a[0] = 0.0
-        (0.5 * (m_a[1:] + m_a[:-1]) * g.d_grid).cumsum(out=cum_a[1:])
-        # Rows: concurrency, arrival rate, concurrency quantiles; at the horizons, and their
-        # running maxima (the peaks) at the horizons.
-        rows = np.concatenate((m, q_c))
-        at_h = rows.take(gi, axis=1)
-        peak_h = np.maximum.accumulate(rows, axis=1).take(gi, axis=1)
+        out = _small_tail(g, *m.tolist()) if n_g <= _SMALL_GRID else None
+        if out is not None:
+            n_r = 2 + len(qs)
+            at_h, peak_h, arrivals = out[:n_r], out[n_r:-1], out[-1]
+        else:
+            m_c = m[0]
+            q_c = np.maximum(m_c + g.zq * np.sqrt(m_c + 1.0), 0.0)
+            gi = g.gi
+            m_a = m[1]
+            cum_a = np.empty(n_g)
+            cum_a[0] = 0.0
+            (0.5 * (m_a[1:] + m_a[:-1]) * g.d_grid).cumsum(out=cum_a[1:])
+            # Rows: concurrency, arrival rate, concurrency quantiles; at the horizons, and
+            # their running maxima (the peaks) at the horizons.
+            rows = np.concatenate((m, q_c))
+            at_h = rows.take(gi, axis=1)
+            peak_h = np.maximum.accumulate(rows, axis=1).take(gi, axis=1)
+            arrivals = cum_a[gi]
         if pw > 0.0:
             week = ", weekly" if past.weekly else ""
             method = f"seasonal×level (profile weight {pw:.2f}, level ratio {r_c:.2f}{week})"
@@ -710,7 +762,7 @@ class SeasonalForecaster:
             in_use_peak_quantiles=peak_h[2:],
             arrival_rate_mean=at_h[1],
             arrival_rate_peak=peak_h[1],
-            arrivals_expected=cum_a[gi],
+            arrivals_expected=arrivals,
             arrival_dispersion=g.dispersion.copy(),
             level=level,
             level_ratio=r_c,
@@ -759,16 +811,22 @@ class SeasonalForecaster:
         h_max = float(hz.max()) if hz.size else 0.0
         grid = np.sort(np.concatenate((np.arange(0.0, h_max + bs, bs), hz)))
         leads = np.concatenate((grid, rh))
+        gi = np.searchsorted(grid, hz)
+        d_grid = np.diff(grid)
+        zq = np.vstack([np.interp(grid, past.lag_s, past.z_at_lag[i]) for i in range(n_q)])
         g = _Grid(
             grid=grid,
-            gi=np.searchsorted(grid, hz),
-            d_grid=np.diff(grid),
+            gi=gi,
+            d_grid=d_grid,
             leads=leads,
             n_g=grid.shape[0],
             trend=1 - np.exp(-leads / cfg.trend_damping_s),
             relax=np.exp(-leads / cfg.ratio_relax_s),
-            zq=np.vstack([np.interp(grid, past.lag_s, past.z_at_lag[i]) for i in range(n_q)]),
+            zq=zq,
             dispersion=np.interp(hz, past.lag_s, past.phi_at_lag),
+            gi_l=tuple(gi.tolist()),
+            d_l=tuple(d_grid.tolist()),
+            zq_l=tuple(tuple(row) for row in zq.tolist()),
         )
         if len(past.memo) >= _MEMO_ENTRIES:  # horizons that change every call: stay bounded
             past.memo.clear()
