@@ -185,8 +185,17 @@ class ScheduledParams(CompositeParams):
         alias="prewarmSeconds",
         description="Floors start this long before their window, seconds; None: lead time.",
     )
-    windows: list[CronWindow] = Field(default_factory=list)
-    events: list[Event] = Field(default_factory=list)
+    windows: list[CronWindow] = Field(
+        default_factory=list,
+        description="Recurring windows: {cron, durationSeconds, timeZone?} plus limits: "
+        "floors (minAlwaysOn, minTargetIdle, minMaximum), ceilings (maxAlwaysOn, "
+        "maxTargetIdle, maxMaximum) or exact values (alwaysOn, targetIdle, maximum).",
+    )
+    events: list[Event] = Field(
+        default_factory=list,
+        description="One-off events: {start, end} (ISO 8601 with an offset) plus the same "
+        "limits as windows; an active event beats the windows on the fields it constrains.",
+    )
     base: PolicyRef | None = Field(
         default=None, description="Inner policy {plugin, params}; None: hold current capacity."
     )
