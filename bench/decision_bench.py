@@ -281,14 +281,11 @@ def case_backtest(case: Case, policy: Policy) -> Backtest:
     )
 
 
-def _cache_file(cache: Path, case: Case) -> Path:
-    return cache / baseline_fingerprint() / f"{case.key}.json"
-
-
 def run_case(case: Case, cache: Path) -> dict[str, Any]:
-    """Ours (always replayed) and the baselines (from the cache, else run and cached)."""
+    """Ours (always replayed) and the baselines (from ``cache``, the fingerprint's folder,
+    else run and stored there)."""
     started = time.perf_counter()
-    stored = _cache_file(cache, case)
+    stored = cache / f"{case.key}.json"
     known: dict[str, Any] | None = None
     if stored.is_file():
         known = json.loads(stored.read_text(encoding="utf-8"))
@@ -412,12 +409,16 @@ def run(
         print(f"decision bench skipped: no traces at {TRACES}")
         return {"skipped": f"no traces at {TRACES}"}
     todo = [c for c in cases(tier) if not only or only in f"{c.series} {c.regime}"]
+    fingerprint = baseline_fingerprint()
     started = time.perf_counter()
     reports: list[dict[str, Any]] = []
     interrupted = False
     pool = ProcessPoolExecutor(max_workers=max(1, jobs))
     try:
-        futures: list[Future[dict[str, Any]]] = [pool.submit(run_case, c, cache) for c in todo]
+        # One fingerprint for the whole run, taken before any case starts: the workers run
+        # the code they imported at start, whatever is edited on disk meanwhile.
+        folder = cache / fingerprint
+        futures: list[Future[dict[str, Any]]] = [pool.submit(run_case, c, folder) for c in todo]
         for done in as_completed(futures):
             rep = done.result()
             reports.append(rep)
@@ -433,7 +434,7 @@ def run(
     figure = None if interrupted else speed(2.0 if tier == "quick" else 7.0)
     result: dict[str, Any] = {
         "tier": tier,
-        "fingerprint": baseline_fingerprint(),
+        "fingerprint": fingerprint,
         "cases": [{**rep, "verdict": verdict(rep)} for rep in reports],
         "regimes": summarise_regimes(reports),
         "speed": figure,
