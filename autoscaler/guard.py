@@ -1082,23 +1082,14 @@ def _guard_group_quiet(
     return decision, new_memory
 
 
-# The last behaviour seen and its keep times; holding it means its identity is not reused.
-_KEEP_MEMO: list[tuple[Behavior | None, tuple[float, float]]] = [(None, (0.0, 0.0))]
-
-
 def _keep_for(behavior: Behavior) -> tuple[float, float]:
-    """How long recommendations and applied changes are kept (as ``_guard_group_chain``
-    computes them), memoised for the last behaviour seen: a policy's is the same every tick."""
-    memo = _KEEP_MEMO[0]  # one read: another thread may replace it meanwhile
-    if memo[0] is behavior:
-        return memo[1]
+    """How long recommendations (the longer stabilisation window) and applied changes (the
+    longest step-rule period) are kept; both guard paths prune memory with these."""
     up, down = behavior.scale_up, behavior.scale_down
-    keep = (
+    return (
         max(up.stabilization_window_s, down.stabilization_window_s),
         max((r.period_s for d in (up, down) for r in d.rules), default=0.0),
     )
-    _KEEP_MEMO[0] = (behavior, keep)
-    return keep
 
 
 def _guard_group_chain(
@@ -1176,13 +1167,7 @@ def _guard_group_chain(
     failures[g] = failures.get(g, 0) + 1 if failed else 0
     fallback_active = failures[g] >= policy.fallback.failure_threshold
 
-    keep_recs = max(
-        behavior.scale_up.stabilization_window_s, behavior.scale_down.stabilization_window_s
-    )
-    keep_applied = max(
-        (r.period_s for d in (behavior.scale_up, behavior.scale_down) for r in d.rules),
-        default=0.0,
-    )
+    keep_recs, keep_applied = _keep_for(behavior)
     recs = dict(memory.recommendations)
     applied = dict(memory.applied)
     last_applied = dict(memory.last_applied)
