@@ -64,6 +64,7 @@ from autoscaler.backtest.runner import (
     Scored,
     backtest,
     backtest_registry,
+    constant_candidate,
     load_plans,
     model_params,
     pick_cheapest,
@@ -101,6 +102,8 @@ PEAKS = (40.0, 400.0)
 MODELS = ("current", "legacy")
 SWING_TARGET = 4.0  # daily max / min at or above this: the idle-overhead target applies
 OVERHEAD_TARGET = 0.6  # ours' idle overhead ≤ this × the cheapest baseline's there
+# Baseline knobs whose higher values buy less capacity (buffers: lower values do).
+_LEANER_WHEN_HIGHER = frozenset({"targetUtilization"})
 # Code that cannot change a baseline's result: our own plugin and the daemon's I/O.
 _NOT_BASELINE_CODE = (
     "policy/builtin/slo.py",
@@ -208,29 +211,25 @@ def daily_swing(case: Case) -> float:
     return worst
 
 
-def lean_first(bt: Backtest, label: str, grid: Sequence[baselines.Candidate]) -> tuple[Scored, int]:
+def lean_first(bt: Backtest, label: str, grid: Sequence[baselines.Candidate]) -> Scored:
     """The cheapest candidate of ``grid`` that meets the SLO, searched leanest first.
 
     Why: a baseline family is monotone in its knob (a higher utilisation target or a smaller
     buffer costs less and serves worse), so its cheapest SLO-meeting member is the first one
     that meets the SLO when walking from the leanest; the rest of the sweep cannot win and is
-    not run (~2 runs per family instead of 4-5). Families are the candidates sharing a knob;
-    leanest = highest utilisation, smallest buffer. Returns the pick (as ``Backtest.sweep``
-    reports it, over the candidates actually run) and the number of candidates run."""
+    not run (~2 runs per family instead of 4-5). Families are the candidates sharing a knob.
+    Returns the pick as ``Backtest.sweep`` reports it, over the candidates actually run."""
     families: dict[str, list[baselines.Candidate]] = {}
     for c in grid:
         families.setdefault(next(iter(c.params)), []).append(c)
     scored: list[Scored] = []
     for knob, members in families.items():
-        lean_first_order = sorted(
-            members, key=lambda c: -c.params[knob] if "tilization" in knob else c.params[knob]
-        )
-        for c in lean_first_order:
-            got = bt.evaluate(label, lambda _f, c=c: c)  # type: ignore[misc]
-            scored.append(got)
-            if got.aggregate.meets_slo:
+        members.sort(key=lambda c: c.params[knob], reverse=knob in _LEANER_WHEN_HIGHER)
+        for c in members:
+            scored.append(bt.evaluate(label, constant_candidate(c)))
+            if scored[-1].aggregate.meets_slo:
                 break
-    return pick_cheapest(scored, grid=[dict(s.candidate.params) for s in scored]), len(scored)
+    return pick_cheapest(scored, grid=[dict(s.candidate.params) for s in scored])
 
 
 def hindsight_baselines(bt: Backtest) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -258,7 +257,7 @@ def hindsight_baselines(bt: Backtest) -> tuple[list[dict[str, Any]], dict[str, s
         if isinstance(grid, baselines.Unavailable):
             unavailable[name] = grid.reason
             continue
-        best, _ = lean_first(bt, name, grid)
+        best = lean_first(bt, name, grid)
         rows.append(result_row(dataclasses.replace(best.aggregate, policy=name)))
     return rows, unavailable
 

@@ -34,7 +34,9 @@ from autoscaler.backtest.runner import (
     MAX_INTERP_GAP_S,
     Backtest,
     backtest_registry,
+    constant_candidate,
     model_params,
+    result_row,
 )
 from autoscaler.backtest.sessions import SessionPlan, plan_sessions
 from autoscaler.backtest.traces import longest_stretch, read_trace
@@ -145,18 +147,6 @@ def _bt(case: TuneCase, policy: Policy) -> Backtest:
     )
 
 
-def _row(scored_agg: Any, name: str) -> dict[str, Any]:
-    return {
-        "policy": name,
-        "cost": scored_agg["cost"].mean,
-        "cost_ratio": scored_agg["cost_ratio"].mean,
-        "instant": scored_agg["instant"].mean,
-        "failed": scored_agg["failed"].mean,
-        "meets_slo": scored_agg.meets_slo,
-        "params": {k: v for k, v in scored_agg.params.items() if k != "tuned_over"},
-    }
-
-
 def run_baselines(case: TuneCase) -> list[dict[str, Any]]:
     """Every baseline of ``shared/docs/benchmark.md`` on the case, tuned in hindsight (the
     decision bench's own tuning, so both harnesses compare against the same picks)."""
@@ -198,7 +188,8 @@ def run_ours(case: TuneCase, overrides: Mapping[str, Any], behavior: str) -> dic
     bt = _bt(case, policy)
     candidate = baselines.Candidate("ours", {}, policy=policy)
     started = time.perf_counter()
-    row = _row(bt.evaluate("ours", lambda _f: candidate).aggregate, "ours")
+    agg = bt.evaluate("ours", constant_candidate(candidate)).aggregate
+    row = result_row(dataclasses.replace(agg, policy="ours"))
     row["wall_s"] = time.perf_counter() - started
     return row
 

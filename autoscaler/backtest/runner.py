@@ -841,7 +841,7 @@ class Backtest:
     def sweep(self, label: str, candidates: Sequence[baselines.Candidate]) -> Scored:
         """Every candidate; the cheapest meeting the SLO on every seed, else the one with the
         best instant share (reported as missing the SLO)."""
-        scored = [self.evaluate(label, _constant(c)) for c in candidates]
+        scored = [self.evaluate(label, constant_candidate(c)) for c in candidates]
         return pick_cheapest(scored, grid=[dict(c.params) for c in candidates])
 
     def native_idle(self) -> Scored | baselines.Unavailable:
@@ -868,7 +868,7 @@ class Backtest:
         )
 
 
-def _constant(
+def constant_candidate(
     candidate: baselines.Candidate,
 ) -> Callable[[baselines.Fleet], baselines.Candidate]:
     return lambda _fleet: candidate
@@ -1055,7 +1055,9 @@ def _run_baseline(bt: Backtest, which: str) -> Scored | baselines.Unavailable:
     if which == baselines.STATIC_PEAK:
         # One level for every seed: the highest of the seeds' peaks (so params agree).
         top = {name: max(f.peak[name] for f in bt.fleets) for name in bt.fleets[0].locations}
-        return bt.evaluate(which, _constant(baselines.static_peak(replace(fleet, peak=top))))
+        return bt.evaluate(
+            which, constant_candidate(baselines.static_peak(replace(fleet, peak=top)))
+        )
     if which == baselines.NATIVE_IDLE:
         return bt.native_idle()
     grid: list[baselines.Candidate] | baselines.Unavailable
