@@ -36,7 +36,9 @@ The traces are read from ``/work/shared/traces`` (not shipped with the project);
 the bench says so and returns an empty result.
 
 Run: ``python -m bench.decision_bench [--tier quick|standard|full] [--only TEXT] [--jobs N]
-[--json FILE] [--markdown FILE]`` (``--quick`` is ``--tier quick``).
+[--days D] [--seeds K] [--json FILE] [--markdown FILE]`` (``--quick`` is ``--tier quick``;
+``--days``/``--seeds`` override the tier's window and seeds: ``--tier full --days 2 --seeds 1``
+is every series on the standard tier's footing, about as long again as ``standard``).
 """
 
 from __future__ import annotations
@@ -150,7 +152,21 @@ def _steam_series() -> list[str]:
     return [c for c in header if c != "timestamp"]
 
 
-def cases(tier: str) -> list[Case]:
+def cases(tier: str, *, days: float | None = None, seeds: int | None = None) -> list[Case]:
+    """The tier's cases; ``days`` and ``seeds`` override its window length and seed count
+    (e.g. every series of ``full`` on the standard tier's 2-day windows and one seed)."""
+    chosen = _tier_cases(tier)
+    if days is None and seeds is None:
+        return chosen
+    return [
+        dataclasses.replace(
+            c, days=c.days if days is None else days, seeds=c.seeds if seeds is None else seeds
+        )
+        for c in chosen
+    ]
+
+
+def _tier_cases(tier: str) -> list[Case]:
     if tier == "quick":
         return [
             Case(STEAM, "PUBG Battlegrounds", 40, "gen4n_high", "current", 2, 1),
@@ -401,13 +417,19 @@ def run(
     *,
     jobs: int = 2,
     only: str | None = None,
+    days: float | None = None,
+    seeds: int | None = None,
     cache: Path = DEFAULT_CACHE,
     on_case: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     if not TRACES.is_dir():
         print(f"decision bench skipped: no traces at {TRACES}")
         return {"skipped": f"no traces at {TRACES}"}
-    todo = [c for c in cases(tier) if not only or only in f"{c.series} {c.regime}"]
+    todo = [
+        c
+        for c in cases(tier, days=days, seeds=seeds)
+        if not only or only in f"{c.series} {c.regime}"
+    ]
     fingerprint = baseline_fingerprint()
     started = time.perf_counter()
     reports: list[dict[str, Any]] = []
@@ -522,6 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="same as --tier quick")
     parser.add_argument("--only", help="only cases whose series or regime contains this")
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("--days", type=float, help="window length per case (default: the tier's)")
+    parser.add_argument("--seeds", type=int, help="seeds per case (default: the tier's)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="baseline cache")
     parser.add_argument("--json", type=Path, help="also write the full result here")
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
@@ -532,6 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tier,
         jobs=args.jobs,
         only=args.only,
+        days=args.days,
+        seeds=args.seeds,
         cache=args.cache,
         on_case=lambda rep: print(case_line(rep), flush=True),
     )

@@ -71,6 +71,16 @@ def test_tiers_cover_every_regime() -> None:
         db.cases("huge")
 
 
+def test_window_and_seed_overrides_make_distinct_cases() -> None:
+    standard = db.cases("standard")
+    short = db.cases("standard", days=1, seeds=3)
+    assert [(c.series, c.regime) for c in short] == [(c.series, c.regime) for c in standard]
+    assert {(c.days, c.seeds) for c in short} == {(1.0, 3)}
+    # a different window is a different case: its cached baselines are never reused
+    assert not {c.key for c in short} & {c.key for c in standard}
+    assert db.cases("standard", days=2, seeds=1) == standard
+
+
 def test_fingerprint_ignores_our_plugin_but_not_the_model(tmp_path: Path) -> None:
     package = tmp_path / "autoscaler"
     shutil.copytree(db.ROOT / "autoscaler", package)
