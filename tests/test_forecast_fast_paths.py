@@ -8,6 +8,7 @@ shortfall or a forecast flips one. So each memo or vectorised path is compared h
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import fields, replace
 
@@ -503,3 +504,101 @@ def test_forecast_with_the_small_tail_is_the_numpy_forecast(
                     assert same(a, b), name
                 else:
                     assert bits(a) == bits(b) if isinstance(a, float) else a == b, name
+
+
+# ------------------------------------------------------------ the small-grid seasonal blend
+
+
+def ref_blend(
+    g: _Grid,
+    profile: npt.NDArray[np.float64],
+    now: float,
+    t0: float,
+    week_off: int,
+    level: float,
+    slope_s: float,
+    rate_level: float,
+    r_c: float,
+    r_a: float,
+    pw: float,
+) -> tuple[npt.NDArray[np.float64], FloatArray]:
+    """The two-row numpy blend ``forecast`` ran before the small-grid blend: concurrency and
+    rate on every lead (grid and rate-only), then the grid's part and the rate-only rates."""
+    m = np.empty((2, g.leads.shape[0]))
+    m[0] = np.maximum(level + slope_s * g.trend, 0.0)
+    m[1] = rate_level
+    pos_f = now + g.leads
+    pos_f -= t0
+    pos_f /= 300.0
+    pos_f -= 0.5
+    pos_f += week_off
+    with np.errstate(invalid="ignore"):
+        interp = _Interp.of(profile)
+    assert interp is not None
+    seas = interp.at(pos_f)
+    seas *= 1 + np.array([[r_c - 1.0], [r_a - 1.0]]) * g.relax
+    m = np.where(np.isfinite(seas), pw * seas + (1 - pw) * m, m)
+    m = np.maximum(m, 0.0)
+    return m[:, : g.n_g], m[1, g.n_g :]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    n_h=st.integers(0, 5),
+    with_rates=st.booleans(),
+    kind=st.sampled_from(["plain", "zeros", "inf", "negative", "nan_level"]),
+)
+def test_small_blend_is_the_two_row_blend(seed: int, n_h: int, with_rates: bool, kind: str) -> None:
+    """``_blend_small`` (concurrency in floats on the grid only) against the two-row numpy
+    blend, bit for bit, on random profiles (with zeros, infinities, negative levels), ratios,
+    weights, instants and horizons."""
+    rng = np.random.default_rng(seed)
+    hz = np.maximum(rng.uniform(-100.0, 4000.0, n_h), 0.0)
+    rh = 900.0 * np.arange(1, 97, dtype=np.float64) if with_rates else np.zeros(0)
+    g = SeasonalForecaster()._grid(_a_past(), hz, rh, 1)
+    n_p = int(rng.choice([288, 2016]))
+    profile = rng.gamma(2.0, 40.0, (2, n_p))
+    profile[1] *= 1e-3
+    level, slope_s, rate_level = rng.uniform(0.0, 300.0), rng.normal(0.0, 50.0), rng.uniform(0, 1)
+    if kind == "zeros":
+        profile[rng.random((2, n_p)) < 0.5] = 0.0
+        level = 0.0
+    elif kind == "inf":
+        profile[rng.integers(0, 2), rng.integers(0, n_p, 5)] = np.inf
+    elif kind == "negative":
+        level, slope_s = -rng.uniform(0.0, 50.0), -abs(slope_s)
+        profile -= 60.0
+    elif kind == "nan_level":
+        level = math.nan
+    with np.errstate(invalid="ignore"):
+        interp = _Interp.of(profile)
+    assert interp is not None
+    now = 1_767_225_600.0 + rng.uniform(0.0, 30.0 * 86400.0)
+    t0 = 1_767_225_600.0 - 86400.0 * float(rng.integers(0, 3))
+    week_off = int(rng.integers(0, n_p))
+    r_c, r_a = rng.uniform(0.2, 3.0, 2).tolist()
+    pw = float(rng.choice([1.0, rng.uniform(0.0, 1.0)]))
+    args = (now, t0, week_off, level, slope_s, rate_level, r_c, r_a, pw)
+    with np.errstate(invalid="ignore"):
+        want, want_rates = ref_blend(g, profile, *args)
+        m_c, m_a, rates = seasonal._blend_small(
+            g, interp, now=now, t0=t0, bs=300.0, week_off=week_off, level=level,
+            trend_s=slope_s, rate_level=rate_level, r_c=r_c, r_a=r_a, pw=pw,
+        )  # fmt: skip
+    assert same(np.array([m_c, m_a], dtype=np.float64), want)
+    assert same(rates, want_rates)
+
+
+@functools.cache
+def _a_past() -> seasonal._Past:
+    """A day's past (any serves: the blend reads only the grid's leads, trend and relax)."""
+    start = 1_700_006_400.0
+    h = history(Diurnal(peak=50.0), start, start + 86400.0, seed=1)
+    return replace(SeasonalForecaster()._past(h, start + 86400.0 - 3 * 3600.0, (0.9,)), memo={})
+
+
+@pytest.mark.parametrize("x", [-0.0, 0.0, -1.0, 1e-300, -np.inf, np.inf, np.nan, 5.5])
+def test_max0_is_numpy_maximum_with_zero(x: float) -> None:
+    for n in (1, 3, 17, 100):  # numpy's scalar and vector loops
+        assert bits(seasonal._max0(x)) == np.maximum(np.full(n, x), 0.0)[-1].tobytes()

@@ -240,6 +240,71 @@ def _small_tail(g: _Grid, m_c: list[float], m_a: list[float]) -> npt.NDArray[np.
     return np.array(flat, dtype=np.float64).reshape(2 * len(rows) + 1, len(gi))
 
 
+def _positions(g: _Grid, now: float, t0: float, bs: float, week_off: int) -> FloatArray:
+    """Fractional bucket-of-week positions of ``now + leads``: ``(now + leads − t0) / bs −
+    0.5 + week_off``, in place (the same operations, in this order, on every path)."""
+    pos_f = now + g.leads
+    pos_f -= t0
+    pos_f /= bs
+    pos_f -= 0.5
+    pos_f += week_off
+    return pos_f
+
+
+def _max0(x: float) -> float:
+    """``np.maximum(x, 0.0)`` of one float: NaN stays NaN, −0.0 and negatives become +0.0."""
+    return x if x > 0.0 or math.isnan(x) else 0.0
+
+
+def _blend_small(
+    g: _Grid,
+    interp: _Interp,
+    *,
+    now: float,
+    t0: float,
+    bs: float,
+    week_off: int,
+    level: float,
+    trend_s: float,
+    rate_level: float,
+    r_c: float,
+    r_a: float,
+    pw: float,
+) -> tuple[list[float], list[float], FloatArray]:
+    """The seasonal blend of a small grid: concurrency on the grid's leads in plain floats,
+    the arrival rate on every lead (grid and rate-only horizons) in numpy; bit for bit the
+    two-row numpy blend (the same IEEE operations on the same values, element by element),
+    without computing concurrency at the rate-only horizons. Returns the concurrency and the
+    rate on the grid (as floats) and the rate at the rate-only horizons."""
+    n_g = g.n_g
+    pos_f = _positions(g, now, t0, bs, week_off)
+    i = np.floor(pos_f)
+    frac = pos_f - i
+    # the gather ``_Interp.at`` does: rows a (conc, rate), then their steps (conc, rate)
+    ab = interp.table.take(i.astype(np.int64), axis=-1, mode="wrap")
+    k = interp.rows
+    seas_a = ab[k + 1] * frac
+    seas_a += ab[1]
+    seas_a *= 1 + (r_a - 1.0) * g.relax
+    m_a = np.where(np.isfinite(seas_a), pw * seas_a + (1 - pw) * rate_level, rate_level)
+    m_a = np.maximum(m_a, 0.0)
+    rc1 = r_c - 1.0
+    wl = 1 - pw
+    m_c: list[float] = []
+    for a, st, f, tr, rl in zip(
+        ab[0, :n_g].tolist(),
+        ab[k, :n_g].tolist(),
+        frac[:n_g].tolist(),
+        g.trend_l,
+        g.relax_l,
+        strict=True,
+    ):
+        base = _max0(level + trend_s * tr)
+        s = (a + st * f) * (1 + rc1 * rl)
+        m_c.append(_max0(pw * s + wl * base) if math.isfinite(s) else base)
+    return m_c, m_a[:n_g].tolist(), m_a[n_g:]
+
+
 def _profile(key: npt.NDArray[np.int64], num: FloatArray, den: FloatArray, size: int) -> FloatArray:
     """Weighted profile ``Σnum / Σden`` per key, smoothed over 3 neighbouring buckets
     (circular; smoothing the sums keeps gaps from leaving NaN holes); NaN where no data."""
@@ -408,6 +473,8 @@ class _Grid:
     gi_l: tuple[int, ...]
     d_l: tuple[float, ...]
     zq_l: tuple[tuple[float, ...], ...]
+    trend_l: tuple[float, ...]  # trend and relax on the grid's leads (the first n_g)
+    relax_l: tuple[float, ...]
 
 
 class SeasonalForecaster:
@@ -687,12 +754,10 @@ class SeasonalForecaster:
 
         g = self._grid(past, hz, rh, len(qs))
         n_g = g.n_g
-        # Row 0 concurrency, row 1 arrival rate: one numpy call for both where they share one.
-        m = np.empty((2, g.leads.shape[0]))
-        m[0] = np.maximum(level + slope * cfg.trend_damping_s * g.trend, 0.0)
-        m[1] = rate_level
         r_c = r_a = 1.0
-        if pw > 0.0 and past.profile is not None:
+        interp: _Interp | None = None
+        blend = pw > 0.0 and past.profile is not None
+        if blend:
             at_buckets, interp = self._bucket_table(past)
             n_p = at_buckets.shape[-1]
             s0 = (b_lo + past.week_off) % n_p
@@ -716,20 +781,41 @@ class SeasonalForecaster:
             r_a = (_np_sum([a for a, _, _ in a_ok]) + 1.0) / (
                 _np_sum([p * t for _, p, t in a_ok]) + 1.0
             )
-            # (now + leads − t0) / bs − 0.5 + week_off, in place (the same operations)
-            pos_f = now + g.leads
-            pos_f -= t0
-            pos_f /= bs
-            pos_f -= 0.5
-            pos_f += past.week_off
-            r_1 = np.array([[r_c - 1.0], [r_a - 1.0]])
-            seas = _interp_circular(past.profile, pos_f) if interp is None else interp.at(pos_f)
-            seas *= 1 + r_1 * g.relax
-            m = np.where(np.isfinite(seas), pw * seas + (1 - pw) * m, m)
-        m = np.maximum(m, 0.0)
-        rate_at = m[1, n_g:]
-        m = m[:, :n_g]
-        out = _small_tail(g, *m.tolist()) if n_g <= _SMALL_GRID else None
+        out: npt.NDArray[np.float64] | None = None
+        if blend and interp is not None and n_g <= _SMALL_GRID:
+            m_c, m_a, rate_at = _blend_small(
+                g,
+                interp,
+                now=now,
+                t0=t0,
+                bs=bs,
+                week_off=past.week_off,
+                level=level,
+                trend_s=slope * cfg.trend_damping_s,
+                rate_level=rate_level,
+                r_c=r_c,
+                r_a=r_a,
+                pw=pw,
+            )
+            out = _small_tail(g, m_c, m_a)
+            if out is None:  # a NaN or an infinity: the numpy tail below
+                m = np.array([m_c, m_a], dtype=np.float64)
+        else:
+            # Row 0 concurrency, row 1 arrival rate: one numpy call for both.
+            m = np.empty((2, g.leads.shape[0]))
+            m[0] = np.maximum(level + slope * cfg.trend_damping_s * g.trend, 0.0)
+            m[1] = rate_level
+            if blend:
+                assert past.profile is not None
+                pos_f = _positions(g, now, t0, bs, past.week_off)
+                r_1 = np.array([[r_c - 1.0], [r_a - 1.0]])
+                seas = _interp_circular(past.profile, pos_f) if interp is None else interp.at(pos_f)
+                seas *= 1 + r_1 * g.relax
+                m = np.where(np.isfinite(seas), pw * seas + (1 - pw) * m, m)
+            m = np.maximum(m, 0.0)
+            rate_at = m[1, n_g:]
+            m = m[:, :n_g]
+            out = _small_tail(g, *m.tolist()) if n_g <= _SMALL_GRID else None
         if out is not None:
             n_r = 2 + len(qs)
             at_h, peak_h, arrivals = out[:n_r], out[n_r:-1], out[-1]
@@ -814,19 +900,23 @@ class SeasonalForecaster:
         gi = np.searchsorted(grid, hz)
         d_grid = np.diff(grid)
         zq = np.vstack([np.interp(grid, past.lag_s, past.z_at_lag[i]) for i in range(n_q)])
+        trend = 1 - np.exp(-leads / cfg.trend_damping_s)
+        relax = np.exp(-leads / cfg.ratio_relax_s)
         g = _Grid(
             grid=grid,
             gi=gi,
             d_grid=d_grid,
             leads=leads,
             n_g=grid.shape[0],
-            trend=1 - np.exp(-leads / cfg.trend_damping_s),
-            relax=np.exp(-leads / cfg.ratio_relax_s),
+            trend=trend,
+            relax=relax,
             zq=zq,
             dispersion=np.interp(hz, past.lag_s, past.phi_at_lag),
             gi_l=tuple(gi.tolist()),
             d_l=tuple(d_grid.tolist()),
             zq_l=tuple(tuple(row) for row in zq.tolist()),
+            trend_l=tuple(trend[: grid.shape[0]].tolist()),
+            relax_l=tuple(relax[: grid.shape[0]].tolist()),
         )
         if len(past.memo) >= _MEMO_ENTRIES:  # horizons that change every call: stay bounded
             past.memo.clear()
