@@ -50,6 +50,10 @@ _STATUS_KIND: dict[str, int] = {
     WAITING_STATUS: _WAITING,
     **dict.fromkeys(ENDED_STATUSES, _ENDED),
 }
+# The same classes as sets, for the one-location loop (membership tests, no call per session).
+_HOLDING_SET = frozenset(k for k, v in _STATUS_KIND.items() if v == _HOLDING)
+_WAITING_SET = frozenset(k for k, v in _STATUS_KIND.items() if v == _WAITING)
+_ENDED_SET = frozenset(k for k, v in _STATUS_KIND.items() if v == _ENDED)
 
 
 def derive_location_samples(
@@ -85,9 +89,17 @@ def derive_location_samples(
     primary = state.primary_location
     # No window: a lower edge of +inf puts every time outside (lo < t is never true).
     lo = previous_at if previous_at is not None else math.inf
+    if len(counts) == 1:
+        # One location (a backtest's group, most groups): the same rules without a lookup
+        # of the location's counters or of the status's kind per session.
+        (only,) = counts
+        counts[only], oldest[only] = _count_one(sessions, only, primary == only, lo, now)
+        sessions_left: Sequence[SessionSummary] = ()
+    else:
+        sessions_left = sessions
     kind_of = _STATUS_KIND.get
     get_counts = counts.get
-    for s in sessions:
+    for s in sessions_left:
         name = s.location
         if name is None:
             name = primary
@@ -132,6 +144,34 @@ def derive_location_samples(
             )
         )
     return tuple(samples)
+
+
+def _count_one(
+    sessions: Sequence[SessionSummary], only: str, none_is_only: bool, lo: float, now: float
+) -> tuple[list[int], float]:
+    """``derive_location_samples``'s counters ``[in_use, waiting, arrivals,
+    placement_failures, departures]`` and oldest wait for a group with the one location
+    ``only`` (sessions elsewhere are skipped; with no location they count if ``only`` is the
+    primary): the general loop's rules, test for test."""
+    in_use = waiting = arrivals = failures = departures = 0
+    old = 0.0
+    for s in sessions:
+        name = s.location
+        if name != only and (name is not None or not none_is_only):
+            continue
+        status = s.status
+        if status in _HOLDING_SET:
+            in_use += 1
+        elif status in _WAITING_SET:
+            waiting += 1
+            old = max(old, now - s.created_at)  # from 0.0: never negative, NaN never wins
+        elif status in _ENDED_SET and lo < s.last_updated_at <= now:
+            departures += 1
+            if status == "ERROR" and s.status_reason == PLACEMENT_TIMEOUT:
+                failures += 1
+        if lo < s.created_at <= now:
+            arrivals += 1
+    return [in_use, waiting, arrivals, failures, departures], old
 
 
 def _describe(op: str, exc: BaseException) -> str:

@@ -16,6 +16,8 @@ Each speed-up replaced a computation by a cheaper one that must be equal, not cl
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -380,3 +382,40 @@ async def test_guard_memory_every_n_ticks_and_on_applied_changes(tmp_path: Path)
     written, applied = await _ticks(tmp_path, 10, 30)
     assert applied  # the policy scales: the "on applied" rule is exercised
     assert sorted({10, 20, 30} | set(applied)) == written
+
+
+# ------------------------------------------------- derive_location_samples, one location
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 400),
+    previous_at=st.sampled_from([None, NOW - 60.0, NOW, NOW + 30.0]),
+    primary=st.sampled_from(["us-east-1", "eu-central-1"]),
+)
+def test_one_location_loop_equals_the_reference(
+    seed: int, n: int, previous_at: float | None, primary: str
+) -> None:
+    """The one-location loop (``_count_one``) against the per-rule reference on long random
+    listings: every status, sessions with no location or another one (counted only when the
+    group's primary is its one location), NaN and infinite times, window edges."""
+    rng = random.Random(seed)
+    statuses = [*STATUSES, "UNKNOWN_STATUS"]
+    times = [NOW - 200, NOW - 60.0, NOW - 59.5, NOW - 1, NOW, NOW + 1, math.nan, -math.inf]
+    sessions = [
+        SessionSummary(
+            arn=f"arn:s{i}",
+            status=rng.choice(statuses),
+            location=rng.choice([None, "us-east-1", "us-east-1", "ap-south-1"]),
+            created_at=rng.choice(times) if rng.random() < 0.5 else NOW - rng.uniform(0, 300),
+            last_updated_at=rng.choice(times),
+            status_reason=rng.choice([None, PLACEMENT_TIMEOUT, "apiTerminated"]),
+        )
+        for i in range(n)
+    ]
+    state = dataclasses.replace(_state(("us-east-1",)), primary_location=primary)
+    for complete in (True, False):
+        got = derive_location_samples(state, sessions, previous_at, NOW, complete)
+        assert got == reference_derive(state, sessions, previous_at, NOW, complete)
+        assert [math.copysign(1.0, s.oldest_waiting_s) for s in got] == [1.0]
