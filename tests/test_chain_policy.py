@@ -16,13 +16,10 @@ from autoscaler.domain.errors import ConfigError
 from autoscaler.domain.models import (
     CapacityModel,
     CapacitySetting,
-    GroupState,
     LocationBounds,
     LocationHistory,
-    LocationSample,
     Recommendation,
 )
-from autoscaler.domain.policy import Slo
 from autoscaler.policy.builtin.chain import (
     ChainParams,
     ChainPolicy,
@@ -33,6 +30,8 @@ from autoscaler.policy.builtin.chain import (
 from autoscaler.policy.builtin.scheduled import ScheduledPolicy
 from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import PluginRegistry, PolicyContext
+from tests.policy_context import by_model
+from tests.policy_context import make_ctx as shared_ctx
 
 NOW = datetime(2026, 6, 1, 18, 30, tzinfo=UTC).timestamp()  # a Monday
 
@@ -112,49 +111,17 @@ def make_ctx(
     model: CapacityModel = CapacityModel.CURRENT,
     now: float = NOW,
 ) -> PolicyContext:
-    setting = (
-        CapacitySetting(2, on_demand=4)
-        if model is CapacityModel.LEGACY
-        else CapacitySetting(2, 2, 6)
-    )
-    group = GroupState(
-        group_id="sg-1",
-        arn="arn:aws:gameliftstreams:us-east-2:123456789012:streamgroup/sg-1",
-        status="ACTIVE",
-        stream_class="gen4n_ultra",
-        tenancy=1,
-        capacity_model=model,
-        locations=(),
-        primary_location="us-east-2",
-    )
-    sample = LocationSample(
-        group_id="sg-1",
-        location="us-east-2",
-        at=now,
-        status="ACTIVE",
-        setting=setting,
-        allocated=in_use + 1,
-        idle=1,
+    return shared_ctx(
+        history,
+        now,
         in_use=in_use,
-        waiting=0,
-        oldest_waiting_s=0.0,
-        arrivals=0,
-        placement_failures=0,
-        departures=0,
-    )
-    return PolicyContext(
-        now=now,
-        group=group,
-        location="us-east-2",
-        sample=sample,
-        history=history if history is not None else LocationHistory.empty(),
+        model=model,
+        setting=by_model(
+            model, current=CapacitySetting(2, 2, 6), legacy=CapacitySetting(2, on_demand=4)
+        ),
+        idle=1,
         bounds=LocationBounds(0, 1000),
-        tenancy=1,
-        capacity_model=model,
-        slo=Slo(),
-        price_per_slot_hour=0.5,
-        interval_s=60.0,
-        lead_time_s=120.0,
+        lead_time=120.0,
     )
 
 

@@ -26,19 +26,18 @@ import pytest
 from autoscaler.domain.models import (
     CapacityModel,
     CapacitySetting,
-    GroupState,
     LocationBounds,
     LocationHistory,
-    LocationSample,
     Recommendation,
 )
-from autoscaler.domain.policy import Slo
 from autoscaler.planner import check_recommendation
 from autoscaler.policy.builtin.chain import ChainPolicy, MaxPolicy
 from autoscaler.policy.builtin.scheduled import ScheduledPolicy
 from autoscaler.policy.builtin.webhook import WebhookPolicy
 from autoscaler.policy.config import load_policies
 from autoscaler.policy.plugin import PluginRegistry, PolicyContext
+from tests.policy_context import by_model
+from tests.policy_context import make_ctx as shared_ctx
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "policies"
 OURS = (ChainPolicy, MaxPolicy, ScheduledPolicy, WebhookPolicy)
@@ -175,50 +174,26 @@ def make_ctx(
     tenancy: int, model: CapacityModel, history: str, *, complete: bool = True
 ) -> PolicyContext:
     t = tenancy
-    setting = (
-        CapacitySetting(always_on=t, on_demand=2 * t)
-        if model is CapacityModel.LEGACY
-        else CapacitySetting(always_on=t, target_idle=t, maximum=4 * t)
-    )
-    group = GroupState(
-        group_id="sg-1",
-        arn="arn:aws:gameliftstreams:us-east-2:123456789012:streamgroup/sg-1",
-        status="ACTIVE",
-        stream_class="gen6n_small" if t == 12 else "gen4n_high" if t == 2 else "gen4n_ultra",
-        tenancy=t,
-        capacity_model=model,
-        locations=(),
-        primary_location="us-east-2",
-    )
-    sample = LocationSample(
-        group_id="sg-1",
-        location="us-east-2",
-        at=NOW,
-        status="ACTIVE",
-        setting=setting,
-        allocated=8,
-        idle=2,
+    return shared_ctx(
+        _history(history),
+        NOW,
         in_use=6,
+        idle=2,
         waiting=1 if complete else 0,
         oldest_waiting_s=4.0,
         arrivals=2,
-        placement_failures=0,
         departures=1,
         complete=complete,
-    )
-    return PolicyContext(
-        now=NOW,
-        group=group,
-        location="us-east-2",
-        sample=sample,
-        history=_history(history),
-        bounds=LocationBounds(0, MAX_BOUND),
         tenancy=t,
-        capacity_model=model,
-        slo=Slo(),
-        price_per_slot_hour=0.5,
-        interval_s=60.0,
-        lead_time_s=168.0,
+        model=model,
+        stream_class="gen6n_small" if t == 12 else "gen4n_high" if t == 2 else "gen4n_ultra",
+        setting=by_model(
+            model,
+            current=CapacitySetting(always_on=t, target_idle=t, maximum=4 * t),
+            legacy=CapacitySetting(always_on=t, on_demand=2 * t),
+        ),
+        bounds=LocationBounds(0, MAX_BOUND),
+        lead_time=168.0,
     )
 
 

@@ -16,17 +16,15 @@ from autoscaler.domain.errors import ConfigError
 from autoscaler.domain.models import (
     CapacityModel,
     CapacitySetting,
-    GroupState,
     LocationBounds,
-    LocationHistory,
-    LocationSample,
 )
-from autoscaler.domain.policy import Slo
 from autoscaler.policy.builtin.chain import ChainPolicy, MaxPolicy
 from autoscaler.policy.builtin.scheduled import ScheduledParams, ScheduledPolicy, active_limits
 from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import PluginRegistry, PolicyContext
 from autoscaler.schedule import cron_starts
+from tests.policy_context import by_model
+from tests.policy_context import make_ctx as shared_ctx
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
@@ -52,50 +50,23 @@ def make_ctx(
     max_capacity: int = 1000,
     lead_time_s: float = 300.0,
 ) -> PolicyContext:
-    if setting is None:
-        setting = (
-            CapacitySetting(always_on=2, on_demand=4)
-            if model is CapacityModel.LEGACY
-            else CapacitySetting(always_on=2, target_idle=2, maximum=6)
-        )
-    group = GroupState(
-        group_id="sg-1",
-        arn="arn:aws:gameliftstreams:us-east-2:123456789012:streamgroup/sg-1",
-        status="ACTIVE",
-        stream_class="gen4n_ultra",
-        tenancy=tenancy,
-        capacity_model=model,
-        locations=(),
+    return shared_ctx(
+        None,
+        now,
+        location=location,
         primary_location="us-east-2",
-    )
-    sample = LocationSample(
-        group_id="sg-1",
-        location=location,
-        at=now,
-        status="ACTIVE",
-        setting=setting,
-        allocated=in_use + 1,
-        idle=1,
         in_use=in_use,
-        waiting=0,
-        oldest_waiting_s=0.0,
-        arrivals=0,
-        placement_failures=0,
-        departures=0,
-    )
-    return PolicyContext(
-        now=now,
-        group=group,
-        location=location,
-        sample=sample,
-        history=LocationHistory.empty(),
-        bounds=LocationBounds(0, max_capacity),
         tenancy=tenancy,
-        capacity_model=model,
-        slo=Slo(),
-        price_per_slot_hour=0.5,
-        interval_s=60.0,
-        lead_time_s=lead_time_s,
+        model=model,
+        setting=setting
+        or by_model(
+            model,
+            current=CapacitySetting(always_on=2, target_idle=2, maximum=6),
+            legacy=CapacitySetting(always_on=2, on_demand=4),
+        ),
+        idle=1,
+        bounds=LocationBounds(0, max_capacity),
+        lead_time=lead_time_s,
     )
 
 

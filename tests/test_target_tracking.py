@@ -9,15 +9,13 @@ from pydantic import BaseModel
 from autoscaler.domain.models import (
     CapacityModel,
     CapacitySetting,
-    GroupState,
     LocationBounds,
     LocationHistory,
-    LocationSample,
     LocationState,
 )
-from autoscaler.domain.policy import Slo
 from autoscaler.policy.builtin.target_tracking import TargetTrackingParams, TargetTrackingPolicy
 from autoscaler.policy.plugin import PolicyContext
+from tests.policy_context import by_model, make_ctx
 
 POLICY = TargetTrackingPolicy()
 
@@ -32,49 +30,24 @@ def _ctx(
     max_capacity: int = 1_000_000,
     history: LocationHistory | None = None,
 ) -> PolicyContext:
-    current = (
-        CapacitySetting(always_on=0, on_demand=0)
-        if model is CapacityModel.LEGACY
-        else CapacitySetting(0, 0, 0)
+    current = by_model(
+        model, current=CapacitySetting(0, 0, 0), legacy=CapacitySetting(always_on=0, on_demand=0)
     )
-    group = GroupState(
-        group_id="sg-1",
-        arn="arn:sg-1",
-        status="ACTIVE",
-        stream_class="gen4n_high",
-        tenancy=tenancy,
-        capacity_model=model,
-        locations=(LocationState("us-east-1", "ACTIVE", current),),
-        primary_location="us-east-1",
-    )
-    sample = LocationSample(
-        group_id="sg-1",
+    return make_ctx(
+        history,
+        1000.0,
         location="us-east-1",
-        at=1000.0,
-        status="ACTIVE",
-        setting=current,
-        allocated=in_use,
-        idle=0,
+        group_locations=(LocationState("us-east-1", "ACTIVE", current),),
         in_use=in_use,
+        idle=0,
         waiting=waiting,
-        oldest_waiting_s=0.0,
-        arrivals=0,
         placement_failures=failures,
-        departures=0,
-    )
-    return PolicyContext(
-        now=1000.0,
-        group=group,
-        location="us-east-1",
-        sample=sample,
-        history=history if history is not None else LocationHistory.empty(),
-        bounds=LocationBounds(0, max_capacity),
         tenancy=tenancy,
-        capacity_model=model,
-        slo=Slo(),
-        price_per_slot_hour=0.5,
-        interval_s=60.0,
-        lead_time_s=168.0,
+        model=model,
+        stream_class="gen4n_high",
+        setting=current,
+        bounds=LocationBounds(0, max_capacity),
+        lead_time=168.0,
     )
 
 

@@ -24,15 +24,14 @@ import pytest
 from autoscaler.domain.models import (
     CapacityModel,
     CapacitySetting,
-    GroupState,
     LocationBounds,
     LocationHistory,
-    LocationSample,
     Recommendation,
 )
-from autoscaler.domain.policy import Slo
 from autoscaler.policy.builtin.webhook import API_VERSION, WebhookParams, WebhookPolicy
 from autoscaler.policy.plugin import PluginRegistry, PolicyContext
+from tests.policy_context import by_model
+from tests.policy_context import make_ctx as shared_ctx
 
 TOKEN = "s3cr3t-t0ken-value"  # a test value, checked never to leak
 ANSWER = {"alwaysOn": 3, "targetIdle": 1, "maximum": 9, "reason": "queue says so"}
@@ -154,49 +153,23 @@ def make_ctx(
     history: LocationHistory | None = None,
     in_use: int = 4,
 ) -> PolicyContext:
-    setting = (
-        CapacitySetting(2, on_demand=4)
-        if model is CapacityModel.LEGACY
-        else CapacitySetting(2, 2, 6)
-    )
-    group = GroupState(
-        group_id="sg-1",
-        arn="arn:aws:gameliftstreams:us-east-2:123456789012:streamgroup/sg-1",
-        status="ACTIVE",
-        stream_class="gen4n_high",
-        tenancy=tenancy,
-        capacity_model=model,
-        locations=(),
-        primary_location="us-east-2",
-    )
-    sample = LocationSample(
-        group_id="sg-1",
-        location="us-east-2",
-        at=1_780_000_000.0,
-        status="ACTIVE",
-        setting=setting,
-        allocated=in_use + 2,
-        idle=2,
+    return shared_ctx(
+        history,
+        1_780_000_000.0,
         in_use=in_use,
+        tenancy=tenancy,
+        model=model,
+        stream_class="gen4n_high",
+        setting=by_model(
+            model, current=CapacitySetting(2, 2, 6), legacy=CapacitySetting(2, on_demand=4)
+        ),
         waiting=1,
         oldest_waiting_s=3.0,
         arrivals=2,
-        placement_failures=0,
         departures=1,
-    )
-    return PolicyContext(
-        now=1_780_000_000.0,
-        group=group,
-        location="us-east-2",
-        sample=sample,
-        history=history if history is not None else LocationHistory.empty(),
         bounds=LocationBounds(0, 100),
-        tenancy=tenancy,
-        capacity_model=model,
-        slo=Slo(),
         price_per_slot_hour=0.6571,
-        interval_s=60.0,
-        lead_time_s=168.0,
+        lead_time=168.0,
     )
 
 
