@@ -202,25 +202,23 @@ def test_real_registry_names_the_known_plugins(tmp_path: Path) -> None:
 # -- the envelope's rules ------------------------------------------------------------------
 
 
-def test_min_above_max_names_file_field_and_line(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
+# The files that are invalid for one rule (or a few at once), and exactly the problems the
+# loader reports for them: ``LINE: field: message``, each prefixed with the file's path.
+INVALID_FILES = [
+    pytest.param(
         minimal(
             extra="""\
               locations:
                 us-east-2: {minCapacity: 50, maxCapacity: 40}
             """
         ),
-    )
-    assert problems_of(path) == [
-        f"{path}:11: spec.locations.us-east-2.minCapacity: minCapacity 50 is greater than "
-        "maxCapacity 40; need minCapacity <= maxCapacity"
-    ]
-
-
-def test_min_above_inherited_max(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
+        [
+            "11: spec.locations.us-east-2.minCapacity: minCapacity 50 is greater than "
+            "maxCapacity 40; need minCapacity <= maxCapacity"
+        ],
+        id="min_above_max_names_file_field_and_line",
+    ),
+    pytest.param(
         minimal(
             extra="""\
               defaults: {maxCapacity: 10}
@@ -229,19 +227,226 @@ def test_min_above_inherited_max(tmp_path: Path) -> None:
                   minCapacity: 12
             """
         ),
-    )
-    assert problems_of(path) == [
-        f"{path}:13: spec.locations.us-east-2.minCapacity: minCapacity 12 is greater than "
-        "maxCapacity 10 (from spec.defaults); need minCapacity <= maxCapacity"
-    ]
+        [
+            "13: spec.locations.us-east-2.minCapacity: minCapacity 12 is greater than "
+            "maxCapacity 10 (from spec.defaults); need minCapacity <= maxCapacity"
+        ],
+        id="min_above_inherited_max",
+    ),
+    pytest.param(
+        minimal(extra="  defaults: {minCapacity: 5, maxCapacity: 4}\n"),
+        [
+            "10: spec.defaults.minCapacity: minCapacity 5 is greater than maxCapacity 4; "
+            "need minCapacity <= maxCapacity"
+        ],
+        id="defaults_min_above_max",
+    ),
+    pytest.param(
+        minimal(
+            extra="""\
+              behavior:
+                scaleUp:
+                  stabilisationWindowSeconds: 10
+              max_capacity: 3
+            """
+        ),
+        [
+            "12: spec.behavior.scaleUp.stabilisationWindowSeconds: unknown field "
+            "'stabilisationWindowSeconds'; valid fields here: stabilizationWindowSeconds, "
+            "selectPolicy, policies",
+            "13: spec.max_capacity: unknown field 'max_capacity'; valid fields here: "
+            "streamGroups, capacityModel, locations, defaults, policy, behavior, slo, budget, "
+            "fallback, prices, mode, dryRun, paused, staleAfterSeconds, drift, "
+            "historyWindowSeconds, locationLifecycle",
+        ],
+        id="unknown_keys_are_rejected_with_the_valid_ones",
+    ),
+    pytest.param(
+        "status: {}\n" + minimal(),
+        ["1: status: unknown field 'status'; valid fields here: apiVersion, kind, metadata, spec"],
+        id="unknown_top_level_key",
+    ),
+    pytest.param(
+        minimal()
+        .replace("gameliftstreams/v1", "gameliftstreams/v2")
+        .replace("kind: CapacityPolicy", "kind: Policy"),
+        [
+            "1: apiVersion: Input should be 'autoscaler.gameliftstreams/v1' "
+            "(got 'autoscaler.gameliftstreams/v2')",
+            "2: kind: Input should be 'CapacityPolicy' (got 'Policy')",
+        ],
+        id="wrong_api_version_and_kind_say_what_is_valid",
+    ),
+    pytest.param(
+        minimal().replace("  policy:\n    plugin: demo\n", ""),
+        ["5: spec.policy: required field is missing"],
+        id="missing_required_field_points_at_its_parent",
+    ),
+    pytest.param(
+        minimal(
+            extra="""\
+              capacityModel: modern
+              mode: Forecast
+              behavior:
+                scaleDown:
+                  policies: [{type: Slot, value: 1, periodSeconds: 60}]
+            """
+        ),
+        [
+            "10: spec.capacityModel: Input should be 'auto', 'current' or 'legacy' (got 'modern')",
+            "14: spec.behavior.scaleDown.policies[0].type: Input should be 'Slots' or "
+            "'Percent' (got 'Slot')",
+            "11: spec.mode: Input should be 'ForecastOnly' or 'ForecastAndScale' (got 'Forecast')",
+        ],
+        id="enums_list_their_values",
+    ),
+    pytest.param(
+        minimal().replace("plugin: demo", "plugin: dmeo"),
+        ["9: spec.policy.plugin: unknown policy plugin 'dmeo' (known: demo, slo)"],
+        id="unknown_plugin_lists_the_known_ones",
+    ),
+    pytest.param(
+        minimal(
+            extra="""\
+                params:
+                  targetUtilization: 2
+                  target: 0.5
+            """,
+            indent="    ",
+        ),
+        [
+            "11: spec.policy.params.targetUtilization: "
+            "Input should be less than or equal to 1 (got 2)",
+            "12: spec.policy.params.target: unknown field 'target'",
+        ],
+        id="plugin_params_errors_point_into_params",
+    ),
+    pytest.param(
+        minimal(
+            extra="""\
+                  params: {targetUtilization: 0}
+                paused: maybe
+            """
+        ),
+        [
+            "11: spec.paused: Input should be a valid boolean (got 'maybe')",
+            "10: spec.policy.params.targetUtilization: Input should be greater than 0 (got 0)",
+        ],
+        id="envelope_and_params_errors_are_reported_together",
+    ),
+    pytest.param(
+        minimal(extra="  prices: {gen4n_high: 0}\n"),
+        ["10: spec.prices.gen4n_high: Input should be greater than 0 (got 0)"],
+        id="prices_must_be_positive",
+    ),
+    pytest.param(
+        minimal().replace("    ids: [sg-1]\n", "    ids: []\n"),
+        ["6: spec.streamGroups: select at least one stream group: give ids, arns or tagSelector"],
+        id="stream_groups_need_a_selector",
+    ),
+    pytest.param(
+        minimal().replace(
+            "    ids: [sg-1]\n",
+            "    ids: [sg-1, sg_2, sg-1]\n"
+            "    arns: ['arn:aws:gameliftstreams:us-east-2:111122223333:application/a-1']\n",
+        ),
+        [
+            "7: spec.streamGroups.ids[1]: invalid stream group id 'sg_2': 1-32 letters, "
+            "digits or '-' (e.g. sg-1AB2C3De4)",
+            "8: spec.streamGroups.arns[0]: invalid stream group ARN "
+            "'arn:aws:gameliftstreams:us-east-2:111122223333:application/a-1': expected "
+            "arn:aws:gameliftstreams:REGION:ACCOUNT(12 digits):streamgroup/ID",
+            "7: spec.streamGroups.ids[2]: 'sg-1' is listed twice",
+        ],
+        id="stream_group_ids_and_arns_are_checked",
+    ),
+    pytest.param(
+        minimal(name="My_Policy"),
+        [
+            "4: metadata.name: invalid name 'My_Policy': use 1-63 lowercase letters, "
+            "digits and '-', starting and ending with a letter or digit (it labels metrics and "
+            "logs)"
+        ],
+        id="metadata_name_is_a_dns_label",
+    ),
+    pytest.param(
+        minimal(
+            extra="""\
+              behavior:
+                scaleDown: {policies: []}
+                scaleUp:
+                  policies: [{type: Percent, value: 0, periodSeconds: 60}]
+                tolerance: 1.0
+            """
+        ),
+        [
+            "13: spec.behavior.scaleUp.policies[0].value: Input should be greater than 0 (got 0)",
+            "14: spec.behavior.tolerance: Input should be less than 1 (got 1.0)",
+        ],
+        id="behavior_rules-value_and_tolerance",
+    ),
+    pytest.param(
+        minimal(extra="  behavior:\n    scaleDown: {policies: []}\n"),
+        [
+            "11: spec.behavior.scaleDown.policies: empty list: give at least one policy, "
+            "or set selectPolicy: Disabled to forbid changes in this direction"
+        ],
+        id="behavior_rules-empty_policies",
+    ),
+    pytest.param(
+        minimal(extra="  slo: {instant: 1, failed: -0.1}\n"),
+        [
+            "10: spec.slo.instant: Input should be less than 1 (got 1)",
+            "10: spec.slo.failed: Input should be greater than or equal to 0 (got -0.1)",
+        ],
+        id="slo_bounds",
+    ),
+    pytest.param(
+        minimal(extra="  budget: {cutOrder: [maximum, maximum]}\n"),
+        ["10: spec.budget.cutOrder[1]: 'maximum' is listed twice"],
+        id="budget_cut_order-listed_twice",
+    ),
+    pytest.param(
+        minimal(extra="  budget: {cutOrder: [idle]}\n"),
+        [
+            "10: spec.budget.cutOrder[0]: Input should be 'targetIdle', 'maximum' or "
+            "'alwaysOn' (got 'idle')"
+        ],
+        id="budget_cut_order-unknown_name",
+    ),
+    pytest.param(
+        minimal(extra="  fallback: {behavior: hold, alwaysOn: 2}\n"),
+        [
+            "10: spec.fallback.alwaysOn: alwaysOn applies only with behavior: static "
+            "(behavior is hold: capacity is held as it is)"
+        ],
+        id="fallback_rules-hold_with_always_on",
+    ),
+    pytest.param(
+        minimal(extra="  fallback: {behavior: static}\n"),
+        [
+            "10: spec.fallback.behavior: behavior static needs alwaysOn, targetIdle or "
+            "maximum above 0 (use behavior: hold to keep capacity as it is)"
+        ],
+        id="fallback_rules-static_without_capacity",
+    ),
+    pytest.param(
+        minimal(extra="  fallback: {behavior: static, targetIdle: 4, maximum: 2}\n"),
+        [
+            "10: spec.fallback.targetIdle: targetIdle 4 is greater than maximum 2; "
+            "need targetIdle <= maximum"
+        ],
+        id="fallback_rules-idle_above_maximum",
+    ),
+]
 
 
-def test_defaults_min_above_max(tmp_path: Path) -> None:
-    path = write(tmp_path, minimal(extra="  defaults: {minCapacity: 5, maxCapacity: 4}\n"))
-    assert problems_of(path) == [
-        f"{path}:10: spec.defaults.minCapacity: minCapacity 5 is greater than maxCapacity 4; "
-        "need minCapacity <= maxCapacity"
-    ]
+@pytest.mark.parametrize(("text", "expected"), INVALID_FILES)
+def test_invalid_file_reports_exactly_these_problems(
+    tmp_path: Path, text: str, expected: list[str]
+) -> None:
+    path = write(tmp_path, text)
+    assert problems_of(path) == [f"{path}:{problem}" for problem in expected]
 
 
 @pytest.mark.parametrize(
@@ -267,122 +472,6 @@ def test_capacity_is_a_non_negative_int(tmp_path: Path, value: str, message: str
     assert problems_of(path) == [f"{path}:12: spec.locations.us-east-2.maxCapacity: {message}"]
 
 
-def test_unknown_keys_are_rejected_with_the_valid_ones(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        minimal(
-            extra="""\
-              behavior:
-                scaleUp:
-                  stabilisationWindowSeconds: 10
-              max_capacity: 3
-            """
-        ),
-    )
-    assert problems_of(path) == [
-        f"{path}:12: spec.behavior.scaleUp.stabilisationWindowSeconds: unknown field "
-        "'stabilisationWindowSeconds'; valid fields here: stabilizationWindowSeconds, "
-        "selectPolicy, policies",
-        f"{path}:13: spec.max_capacity: unknown field 'max_capacity'; valid fields here: "
-        "streamGroups, capacityModel, locations, defaults, policy, behavior, slo, budget, "
-        "fallback, prices, mode, dryRun, paused, staleAfterSeconds, drift, "
-        "historyWindowSeconds, locationLifecycle",
-    ]
-
-
-def test_unknown_top_level_key(tmp_path: Path) -> None:
-    path = write(tmp_path, "status: {}\n" + minimal())
-    assert problems_of(path) == [
-        f"{path}:1: status: unknown field 'status'; valid fields here: apiVersion, kind, "
-        "metadata, spec"
-    ]
-
-
-def test_wrong_api_version_and_kind_say_what_is_valid(tmp_path: Path) -> None:
-    text = (
-        minimal()
-        .replace("gameliftstreams/v1", "gameliftstreams/v2")
-        .replace("kind: CapacityPolicy", "kind: Policy")
-    )
-    path = write(tmp_path, text)
-    assert problems_of(path) == [
-        f"{path}:1: apiVersion: Input should be 'autoscaler.gameliftstreams/v1' "
-        "(got 'autoscaler.gameliftstreams/v2')",
-        f"{path}:2: kind: Input should be 'CapacityPolicy' (got 'Policy')",
-    ]
-
-
-def test_missing_required_field_points_at_its_parent(tmp_path: Path) -> None:
-    text = minimal().replace("  policy:\n    plugin: demo\n", "")
-    path = write(tmp_path, text)
-    assert problems_of(path) == [f"{path}:5: spec.policy: required field is missing"]
-
-
-def test_enums_list_their_values(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        minimal(
-            extra="""\
-              capacityModel: modern
-              mode: Forecast
-              behavior:
-                scaleDown:
-                  policies: [{type: Slot, value: 1, periodSeconds: 60}]
-            """
-        ),
-    )
-    assert problems_of(path) == [
-        f"{path}:10: spec.capacityModel: Input should be 'auto', 'current' or 'legacy' "
-        "(got 'modern')",
-        f"{path}:14: spec.behavior.scaleDown.policies[0].type: Input should be 'Slots' or "
-        "'Percent' (got 'Slot')",
-        f"{path}:11: spec.mode: Input should be 'ForecastOnly' or 'ForecastAndScale' "
-        "(got 'Forecast')",
-    ]
-
-
-def test_unknown_plugin_lists_the_known_ones(tmp_path: Path) -> None:
-    path = write(tmp_path, minimal().replace("plugin: demo", "plugin: dmeo"))
-    assert problems_of(path) == [
-        f"{path}:9: spec.policy.plugin: unknown policy plugin 'dmeo' (known: demo, slo)"
-    ]
-
-
-def test_plugin_params_errors_point_into_params(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        minimal(
-            extra="""\
-                params:
-                  targetUtilization: 2
-                  target: 0.5
-            """,
-            indent="    ",
-        ),
-    )
-    assert problems_of(path) == [
-        f"{path}:11: spec.policy.params.targetUtilization: "
-        "Input should be less than or equal to 1 (got 2)",
-        f"{path}:12: spec.policy.params.target: unknown field 'target'",
-    ]
-
-
-def test_envelope_and_params_errors_are_reported_together(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        minimal(
-            extra="""\
-                  params: {targetUtilization: 0}
-                paused: maybe
-            """
-        ),
-    )
-    assert problems_of(path) == [
-        f"{path}:11: spec.paused: Input should be a valid boolean (got 'maybe')",
-        f"{path}:10: spec.policy.params.targetUtilization: Input should be greater than 0 (got 0)",
-    ]
-
-
 def test_prices_need_known_stream_classes(tmp_path: Path) -> None:
     path = write(tmp_path, minimal(extra="  prices: {gen4n_high: 0.6, gen9n_mega: 1.0}\n"))
     [problem] = problems_of(path)
@@ -393,117 +482,12 @@ def test_prices_need_known_stream_classes(tmp_path: Path) -> None:
     assert problem.endswith("gen6n_ultra_win2022")
 
 
-def test_prices_must_be_positive(tmp_path: Path) -> None:
-    path = write(tmp_path, minimal(extra="  prices: {gen4n_high: 0}\n"))
-    assert problems_of(path) == [
-        f"{path}:10: spec.prices.gen4n_high: Input should be greater than 0 (got 0)"
-    ]
-
-
 @pytest.mark.parametrize("location", ["us_east_2", "a-very-long-location-name"])
 def test_location_names_follow_the_aws_pattern(tmp_path: Path, location: str) -> None:
     path = write(tmp_path, minimal(extra=f"  locations:\n    {location}: {{maxCapacity: 4}}\n"))
     assert problems_of(path) == [
         f"{path}:11: spec.locations.{location}: invalid location name '{location}': AWS "
         "location names are 1-20 letters, digits or '-' (e.g. us-east-2)"
-    ]
-
-
-def test_stream_groups_need_a_selector(tmp_path: Path) -> None:
-    text = minimal().replace("    ids: [sg-1]\n", "    ids: []\n")
-    path = write(tmp_path, text)
-    assert problems_of(path) == [
-        f"{path}:6: spec.streamGroups: select at least one stream group: give ids, arns or "
-        "tagSelector"
-    ]
-
-
-def test_stream_group_ids_and_arns_are_checked(tmp_path: Path) -> None:
-    text = minimal().replace(
-        "    ids: [sg-1]\n",
-        "    ids: [sg-1, sg_2, sg-1]\n"
-        "    arns: ['arn:aws:gameliftstreams:us-east-2:111122223333:application/a-1']\n",
-    )
-    path = write(tmp_path, text)
-    assert problems_of(path) == [
-        f"{path}:7: spec.streamGroups.ids[1]: invalid stream group id 'sg_2': 1-32 letters, "
-        "digits or '-' (e.g. sg-1AB2C3De4)",
-        f"{path}:8: spec.streamGroups.arns[0]: invalid stream group ARN "
-        "'arn:aws:gameliftstreams:us-east-2:111122223333:application/a-1': expected "
-        "arn:aws:gameliftstreams:REGION:ACCOUNT(12 digits):streamgroup/ID",
-        f"{path}:7: spec.streamGroups.ids[2]: 'sg-1' is listed twice",
-    ]
-
-
-def test_metadata_name_is_a_dns_label(tmp_path: Path) -> None:
-    path = write(tmp_path, minimal(name="My_Policy"))
-    assert problems_of(path) == [
-        f"{path}:4: metadata.name: invalid name 'My_Policy': use 1-63 lowercase letters, "
-        "digits and '-', starting and ending with a letter or digit (it labels metrics and "
-        "logs)"
-    ]
-
-
-def test_behavior_rules(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        minimal(
-            extra="""\
-              behavior:
-                scaleDown: {policies: []}
-                scaleUp:
-                  policies: [{type: Percent, value: 0, periodSeconds: 60}]
-                tolerance: 1.0
-            """
-        ),
-    )
-    assert problems_of(path) == [
-        f"{path}:13: spec.behavior.scaleUp.policies[0].value: Input should be greater than 0 "
-        "(got 0)",
-        f"{path}:14: spec.behavior.tolerance: Input should be less than 1 (got 1.0)",
-    ]
-    path = write(tmp_path, minimal(extra="  behavior:\n    scaleDown: {policies: []}\n"))
-    assert problems_of(path) == [
-        f"{path}:11: spec.behavior.scaleDown.policies: empty list: give at least one policy, "
-        "or set selectPolicy: Disabled to forbid changes in this direction"
-    ]
-
-
-def test_slo_bounds(tmp_path: Path) -> None:
-    path = write(tmp_path, minimal(extra="  slo: {instant: 1, failed: -0.1}\n"))
-    assert problems_of(path) == [
-        f"{path}:10: spec.slo.instant: Input should be less than 1 (got 1)",
-        f"{path}:10: spec.slo.failed: Input should be greater than or equal to 0 (got -0.1)",
-    ]
-
-
-def test_budget_cut_order(tmp_path: Path) -> None:
-    path = write(tmp_path, minimal(extra="  budget: {cutOrder: [maximum, maximum]}\n"))
-    assert problems_of(path) == [f"{path}:10: spec.budget.cutOrder[1]: 'maximum' is listed twice"]
-    path = write(tmp_path, minimal(extra="  budget: {cutOrder: [idle]}\n"))
-    assert problems_of(path) == [
-        f"{path}:10: spec.budget.cutOrder[0]: Input should be 'targetIdle', 'maximum' or "
-        "'alwaysOn' (got 'idle')"
-    ]
-
-
-def test_fallback_rules(tmp_path: Path) -> None:
-    path = write(tmp_path, minimal(extra="  fallback: {behavior: hold, alwaysOn: 2}\n"))
-    assert problems_of(path) == [
-        f"{path}:10: spec.fallback.alwaysOn: alwaysOn applies only with behavior: static "
-        "(behavior is hold: capacity is held as it is)"
-    ]
-    path = write(tmp_path, minimal(extra="  fallback: {behavior: static}\n"))
-    assert problems_of(path) == [
-        f"{path}:10: spec.fallback.behavior: behavior static needs alwaysOn, targetIdle or "
-        "maximum above 0 (use behavior: hold to keep capacity as it is)"
-    ]
-    path = write(
-        tmp_path, minimal(extra="  fallback: {behavior: static, targetIdle: 4, maximum: 2}\n")
-    )
-    assert problems_of(path) == [
-        f"{path}:10: spec.fallback.targetIdle: targetIdle 4 is greater than maximum 2; "
-        "need targetIdle <= maximum"
     ]
 
 
