@@ -16,7 +16,7 @@ from autoscaler.domain.clock import ManualClock
 from autoscaler.runtime import Built, build_controller
 from autoscaler.settings import Settings, load_settings
 from autoscaler.twin.emulator import Emulator
-from autoscaler.twin.model import LocationConfigInput
+from tests.emulator_seed import create_game, create_group, fake_aws_env
 
 REGION = "us-west-2"
 
@@ -85,10 +85,9 @@ class World:
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_GAMELIFTSTREAMS"):
-        monkeypatch.delenv(var, raising=False)
+    fake_aws_env(
+        monkeypatch, unset=("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_GAMELIFTSTREAMS")
+    )
 
 
 @pytest.fixture
@@ -96,25 +95,13 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     clock = ManualClock()
     async with Emulator(clock=clock, seed=3) as emulator:
         model = emulator.model
-        app = model.create_application(
-            region=REGION,
-            description="game",
-            runtime={"Type": "PROTON", "Version": "20241007"},
-            executable_path="game.exe",
-            source_uri="s3://bucket/game",
-        )
+        app_id = create_game(model, REGION)
         clock.advance(60)
-        group = model.create_stream_group(
-            region=REGION,
-            description="e2e",
-            stream_class="gen4n_high",
-            default_application_id=app.app_id,
-            locations=[LocationConfigInput(REGION, always_on=2, target_idle=0, maximum=40)],
-        )
+        group_id = create_group(model, REGION, app_id, "e2e")
         clock.advance(600)
         model.advance()
-        assert model.get_stream_group(group.group_id).status == "ACTIVE"
-        yield World(emulator, clock, group.group_id, app.app_id, tmp_path)
+        assert model.get_stream_group(group_id).status == "ACTIVE"
+        yield World(emulator, clock, group_id, app_id, tmp_path)
 
 
 BuildFn = Callable[..., contextlib.AbstractAsyncContextManager[Built]]

@@ -19,7 +19,7 @@ from aiobotocore.session import AioSession
 
 from autoscaler.domain.clock import ManualClock
 from autoscaler.twin.emulator import Emulator
-from autoscaler.twin.model import LocationConfigInput
+from tests.emulator_seed import create_game, create_group, fake_aws_env
 
 REGION = "us-west-2"
 TABLE = "autoscaler-lease"
@@ -71,12 +71,17 @@ class Moto:
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    fake_aws_env(
+        monkeypatch,
+        key_id="testing",
+        secret="testing",
+        unset=[
+            name
+            for name in os.environ
+            if name.startswith(("AWS_ENDPOINT_URL", "AUTOSCALER_")) or name == "AWS_PROFILE"
+        ],
+    )
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    for name in list(os.environ):
-        if name.startswith(("AWS_ENDPOINT_URL", "AUTOSCALER_")) or name == "AWS_PROFILE":
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")
@@ -142,23 +147,10 @@ async def group() -> AsyncIterator[Group]:
     clock = ManualClock(start=time.time())
     async with Emulator(clock=clock, seed=1) as emulator:
         model = emulator.model
-        app = model.create_application(
-            region=REGION,
-            description="game",
-            runtime={"Type": "PROTON", "Version": "20241007"},
-            executable_path="game.exe",
-            source_uri="s3://bucket/game",
-        )
-        created = model.create_stream_group(
-            region=REGION,
-            description="ha",
-            stream_class="gen4n_high",
-            default_application_id=app.app_id,
-            locations=[LocationConfigInput(REGION, always_on=2, target_idle=0, maximum=40)],
-        )
+        group_id = create_group(model, REGION, create_game(model, REGION), "ha")
         clock.advance(600)
         model.advance()
-        yield Group(emulator, clock, created.group_id)
+        yield Group(emulator, clock, group_id)
 
 
 BUFFER_POLICY = """\

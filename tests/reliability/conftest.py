@@ -2,9 +2,10 @@
 the real controller pointed at it over HTTP, and a fault proxy for what the emulator cannot
 inject by itself (faults on one group's calls only, edited responses).
 
-Copied from ``tests/e2e/conftest.py`` on purpose (the suites evolve separately), then widened:
-two groups (A with a second location), a controller builder that takes a plugin registry and
-client timeouts, and ``FaultProxy``.
+Its own fixtures, not ``tests/e2e/conftest.py``'s (the suites evolve separately), wider than
+those: two groups (A with a second location), a controller builder that takes a plugin registry
+and client timeouts, and ``FaultProxy``. What both seed the same way (credentials, the game,
+the groups' shape) is in ``tests/emulator_seed.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from autoscaler.policy.plugin import PluginRegistry
 from autoscaler.report import AuditLog
 from autoscaler.store import HistoryStore
 from autoscaler.twin.emulator import Emulator
-from autoscaler.twin.model import LocationConfigInput, ModelParams
+from autoscaler.twin.model import ModelParams
+from tests.emulator_seed import create_game, create_group, fake_aws_env
 
 REGION = "us-west-2"
 SECOND = "us-east-1"
@@ -132,52 +134,31 @@ class World:
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
-    for var in (
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_GAMELIFTSTREAMS",
-        "AWS_SESSION_TOKEN",
-        "AUTOSCALER_CONFIG",
-    ):
-        monkeypatch.delenv(var, raising=False)
+    fake_aws_env(
+        monkeypatch,
+        unset=(
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_GAMELIFTSTREAMS",
+            "AWS_SESSION_TOKEN",
+            "AUTOSCALER_CONFIG",
+        ),
+    )
 
 
 async def make_world(tmp: Path, params: ModelParams | None = None) -> AsyncIterator[World]:
     clock = ManualClock()
     async with Emulator(clock=clock, seed=3, params=params) as emulator:
         model = emulator.model
-        app = model.create_application(
-            region=REGION,
-            description="game",
-            runtime={"Type": "PROTON", "Version": "20241007"},
-            executable_path="game.exe",
-            source_uri="s3://bucket/game",
-        )
+        app_id = create_game(model, REGION)
         clock.advance(60)
-        a = model.create_stream_group(
-            region=REGION,
-            description="a",
-            stream_class="gen4n_high",
-            default_application_id=app.app_id,
-            locations=[
-                LocationConfigInput(REGION, always_on=2, target_idle=0, maximum=40),
-                LocationConfigInput(SECOND, always_on=2, target_idle=0, maximum=40),
-            ],
-        )
-        b = model.create_stream_group(
-            region=REGION,
-            description="b",
-            stream_class="gen4n_high",
-            default_application_id=app.app_id,
-            locations=[LocationConfigInput(REGION, always_on=2, target_idle=0, maximum=40)],
-        )
+        a = create_group(model, REGION, app_id, "a", REGION, SECOND)
+        b = create_group(model, REGION, app_id, "b")
         clock.advance(900)
         model.advance()
         for g in (a, b):
-            assert model.get_stream_group(g.group_id).status == "ACTIVE"
-        yield World(emulator, clock, a.group_id, b.group_id, app.app_id, tmp)
+            assert model.get_stream_group(g).status == "ACTIVE"
+        yield World(emulator, clock, a, b, app_id, tmp)
 
 
 @pytest.fixture
