@@ -32,6 +32,7 @@ from autoscaler.domain.errors import ConfigError
 from autoscaler.domain.models import CapacityModel, CapacitySetting
 from autoscaler.policy.config import load_policy_file
 from autoscaler.twin.model import ModelParams
+from tests.backtest.result_keys import RESULT_KEYS
 
 T0 = 1_767_225_600.0
 CLASS = "gen4n_high"  # tenancy 2
@@ -46,21 +47,6 @@ spec:
     plugin: target-tracking
     params: {targetUtilization: 0.7, minIdle: 2}
 """
-RESULT_KEYS = [
-    "policy",
-    "params",
-    "cost",
-    "bound",
-    "cost_ratio",
-    "instant",
-    "cold",
-    "failed",
-    "p95_wait_s",
-    "p99_wait_s",
-    "updates",
-    "meets_slo",
-    "wall_s",
-]
 
 
 @pytest.fixture(scope="module")
@@ -155,30 +141,25 @@ def _one_session_plan(at: float, duration: float) -> SessionPlan:
 def test_waits_are_exact_for_cold_and_failed_sessions() -> None:
     plan = _one_session_plan(10.0, 100.0)
     fixed = ModelParams(provisioning_sigma=1e-9)  # every host takes the median, 60 s
+
+    def run(maximum: int, label: str) -> RunOutcome:
+        return run_policy(
+            plan,
+            policy=None,
+            stream_class="gen4n_ultra",
+            capacity_model=CapacityModel.CURRENT,
+            seed=3,
+            params=fixed,
+            initial={"us-east-1": CapacitySetting(0, 0, maximum)},
+            label=label,
+        )
+
     # Nothing idle, room to grow: the session waits for a host (provisioning), then starts.
-    cold = run_policy(
-        plan,
-        policy=None,
-        stream_class="gen4n_ultra",
-        capacity_model=CapacityModel.CURRENT,
-        seed=3,
-        params=fixed,
-        initial={"us-east-1": CapacitySetting(0, 0, 4)},
-        label="cold",
-    )
+    cold = run(4, "cold")
     assert (cold.instant, cold.cold, cold.failed) == (0, 1, 0)
     assert float(cold.waits_s[0]) == pytest.approx(60.0)
     # No room at all: it fails after the on-demand Linux placement timeout, 90 s.
-    failed = run_policy(
-        plan,
-        policy=None,
-        stream_class="gen4n_ultra",
-        capacity_model=CapacityModel.CURRENT,
-        seed=3,
-        params=fixed,
-        initial={"us-east-1": CapacitySetting(0, 0, 0)},
-        label="none",
-    )
+    failed = run(0, "none")
     assert (failed.instant, failed.cold, failed.failed) == (0, 0, 1)
     assert float(failed.waits_s[0]) == pytest.approx(90.0)
     assert failed.allocated_slot_s == 0.0  # with zero capacity nothing is ever allocated

@@ -10,6 +10,7 @@ import pytest
 from autoscaler.backtest.scoring import Result, aggregate, in_use_bound, score
 from autoscaler.backtest.sessions import SessionPlan
 from autoscaler.domain.policy import Slo
+from tests.backtest.result_keys import RESULT_KEYS
 
 
 def plan_of(
@@ -120,21 +121,7 @@ def test_score_fields() -> None:
     assert r.p99_wait_s == 0.0
     assert r.updates == 12
     assert r.meets_slo  # exactly at the default SLO: instant 99 %, failed 0.1 %
-    assert list(r.to_dict()) == [
-        "policy",
-        "params",
-        "cost",
-        "bound",
-        "cost_ratio",
-        "instant",
-        "cold",
-        "failed",
-        "p95_wait_s",
-        "p99_wait_s",
-        "updates",
-        "meets_slo",
-        "wall_s",
-    ]
+    assert list(r.to_dict()) == RESULT_KEYS
 
 
 def test_wait_percentiles_are_nearest_rank() -> None:
