@@ -403,6 +403,8 @@ class _Group:
         "description",
         "ended",
         "expires_at",
+        "expiries",
+        "expiry_seq",
         "gen",
         "gid",
         "index",
@@ -416,6 +418,7 @@ class _Group:
         "region",
         "session_arn_prefix",
         "sessions",
+        "stale",
         "status",
         "tags",
     )
@@ -455,7 +458,16 @@ class _Group:
         # index; purged sessions stay in it (``listed`` False) until a compaction drops them
         self.index: list[_Session] = []
         self.index_dead = 0
+        # What keeps the unfiltered summary listing incremental (list_session_summaries):
+        # sessions whose summary may be out of date (``summary_until`` reset to -inf, or new),
+        # and the finite ``summary_until`` of the others as a heap of (until, seq, session).
+        self.stale: set[_Session] = set()
+        self.expiries: list[tuple[float, int, _Session]] = []
+        self.expiry_seq = itertools.count()
         self.session_arn_prefix = arn.replace(":streamgroup/", ":streamsession/") + "/"
+
+
+_SUMMARY_OF = attrgetter("summary")  # a listed session's last summary (see _all_summaries)
 
 
 class _Session:
@@ -637,6 +649,7 @@ class ServiceModel:
                 break
             ended.popleft()
             group.sessions.pop(s.sid, None)
+            group.stale.discard(s)
             s.listed = False
             group.index_dead += 1
         if group.index_dead > _COMPACT_MIN and group.index_dead * 2 > len(group.index):
@@ -1112,6 +1125,7 @@ class ServiceModel:
             ordinal=next(self._ordinals),
         )
         group.sessions[sid] = s
+        group.stale.add(s)  # no summary yet
         group.live[sid] = s
         group.index.append(s)
         for loc in candidates:
@@ -1133,6 +1147,7 @@ class ServiceModel:
             s.loc = target
             s.waiting = True
             s.summary_until = -math.inf
+            group.stale.add(s)
             target.queue.append(s)
             target.n_waiting += 1
             p = self._p
@@ -1273,29 +1288,58 @@ class ServiceModel:
         self.advance()
         group = self._readable_group(group_identifier)
         now = self._now
+        if status is None:
+            return self._all_summaries(group, now)
         out: list[SessionSummary] = []
         append = out.append
-        source = group.sessions.values() if status is None else self._listing_source(group, status)
-        for s in source:
+        for s in self._listing_source(group, status):
             summary = s.summary
             if now < s.summary_until and summary is not None:
-                if status is None or summary.status == status:
+                if summary.status == status:
                     append(summary)
                 continue
-            current, reason, updated, until = self._status_until(s, now)
-            s.summary_until = until
-            if (
-                summary is None
-                or summary.status != current
-                or summary.last_updated_at != updated
-                or summary.status_reason != reason
-                or summary.location != s.loc.name
-            ):
-                summary = SessionSummary(s.arn, current, s.loc.name, s.created_at, updated, reason)
-                s.summary = summary
-            if status is None or current == status:
+            summary = self._refresh_summary(s, now)
+            if summary.status == status:
                 append(summary)
         return out
+
+    def _all_summaries(self, group: _Group, now: float) -> list[SessionSummary]:
+        """Every session's summary, in listing order, recomputing only the sessions whose
+        summary may not hold at ``now``: the stale ones (new, or changed since: their
+        ``summary_until`` is -inf) and those whose ``summary_until`` has passed (popped from
+        the group's heap). Every other session has ``now < summary_until`` and a summary, so
+        the per-session test of the plain loop would reuse it too."""
+        stale = group.stale
+        expiries = group.expiries
+        while expiries and expiries[0][0] <= now:
+            stale.add(heapq.heappop(expiries)[2])
+        if stale:
+            refresh = self._refresh_summary
+            for s in stale:
+                if s.listed and not (now < s.summary_until and s.summary is not None):
+                    refresh(s, now)
+            stale.clear()
+        return list(map(_SUMMARY_OF, group.sessions.values()))
+
+    def _refresh_summary(self, s: _Session, now: float) -> SessionSummary:
+        """Recompute ``s``'s summary at ``now`` (reusing the object if nothing it shows
+        changed) and how long it holds; a finite hold goes on the group's expiry heap."""
+        current, reason, updated, until = self._status_until(s, now)
+        s.summary_until = until
+        if until != math.inf:
+            group = s.group
+            heapq.heappush(group.expiries, (until, next(group.expiry_seq), s))
+        summary = s.summary
+        if (
+            summary is None
+            or summary.status != current
+            or summary.last_updated_at != updated
+            or summary.status_reason != reason
+            or summary.location != s.loc.name
+        ):
+            summary = SessionSummary(s.arn, current, s.loc.name, s.created_at, updated, reason)
+            s.summary = summary
+        return summary
 
     @staticmethod
     def _status_until(s: _Session, now: float) -> tuple[str, str | None, float, float]:
@@ -1337,6 +1381,7 @@ class ServiceModel:
             return
         s.terminating_at = now
         s.summary_until = -math.inf
+        s.group.stale.add(s)
         s.gen += 1
         s.end_status = _TERMINATED
         s.end_reason = "apiTerminated"
@@ -1665,6 +1710,7 @@ class ServiceModel:
         s.host = host
         s.placed_at = t
         s.summary_until = -math.inf
+        s.group.stale.add(s)
         usage.waits_s.append(t - s.created_at)
         active_at = t + self._start_s
         s.active_at = active_at
@@ -1731,6 +1777,7 @@ class ServiceModel:
         s.end_reason = reason
         s.summary_until = -math.inf
         group = s.group
+        group.stale.add(s)
         del group.live[s.sid]
         group.ended.append(s)
 
