@@ -602,3 +602,25 @@ def _a_past() -> seasonal._Past:
 def test_max0_is_numpy_maximum_with_zero(x: float) -> None:
     for n in (1, 3, 17, 100):  # numpy's scalar and vector loops
         assert bits(seasonal._max0(x)) == np.maximum(np.full(n, x), 0.0)[-1].tobytes()
+
+
+@pytest.mark.parametrize("n", [1, 12, 47, 48, 49, 60, 300])
+@pytest.mark.parametrize("fails", [False, True])
+def test_bucketize_edges_either_side_of_the_small_grid(n: int, fails: bool) -> None:
+    """Bucket edges as floats (n ≤ ``_SMALL_GRID``) and on an arange (longer runs), with and
+    without failures to look back on: the plain computation, bit for bit."""
+    rng = np.random.default_rng(n)
+    rows = 400
+    at = 1_700_000_000.0 + np.cumsum(rng.choice([60.0, 60.0, 37.5, 1200.0], rows))
+    fail = np.round(rng.gamma(0.5, 1.0, rows)) if fails else np.zeros(rows)
+    h = LocationHistory(
+        at, rng.gamma(2.0, 50.0, rows), np.round(rng.gamma(1.0, 1.0, rows)),
+        np.round(rng.gamma(2.0, 3.0, rows)), fail, np.round(rng.gamma(2.0, 3.0, rows)),
+        np.full(rows, 60.0), np.full(rows, 5.0), rng.random(rows) > 0.05,
+    )  # fmt: skip
+    t0 = math.floor(1_700_000_000.0 / 86400.0) * 86400.0
+    b_lo = int((1_700_000_000.0 - t0) // 300.0) + 3
+    got = _bucketize(h, i0=5, i1=rows, t0=t0, b_lo=b_lo, n=n, mean_dur=600.0, cfg=ForecastConfig())
+    ref = ref_bucketize(h, 5, rows, t0, b_lo, n, 600.0)
+    for name in ("cnt", "csum", "csq", "a_sum", "t_sum"):
+        assert same(getattr(got, name), getattr(ref, name)), name

@@ -403,8 +403,9 @@ def _bucketize(
     # keep instead of +0 changes no sum below, each starts from +0)
     conc = np.maximum(in_use, 0.0) + np.fmax(h.waiting[i0:i1], 0.0)
     fail = h.placement_failures[i0:i1]
-    lost = ok & (fail > 0)
-    if lost.any():
+    failed = fail > 0
+    # (no failure at all, the usual case: one test, not two)
+    if failed.any() and (lost := ok & failed).any():
         # Lost concurrency: failures of the last mean duration each held a slot that long.
         cs_f = np.where(lost, fail, 0.0).cumsum()
         j = at.searchsorted(at - mean_dur, side="right")
@@ -415,7 +416,13 @@ def _bucketize(
     else:
         dt = _rows_dt(h, i0, i1)
     rate_ok = ok & np.isfinite(h.arrivals[i0:i1]) & (dt > 0) & (dt <= cfg.max_row_gap_s)
-    edges = at.searchsorted(t0 + (b_lo + np.arange(n + 1, dtype=np.float64)) * cfg.bucket_s)
+    bs = cfg.bucket_s
+    if n <= _SMALL_GRID:
+        # the last hour's dozen edges as floats: the same operations as on the arange below
+        # (b_lo + k is an exact integer either way), without four numpy calls
+        edges = at.searchsorted([t0 + (b_lo + k) * bs for k in range(n + 1)])
+    else:
+        edges = at.searchsorted(t0 + (b_lo + np.arange(n + 1, dtype=np.float64)) * bs)
     # Masked values copied into zeros: what np.where(mask, x, 0.0) gives, in fewer calls.
     cols = np.zeros((5, at.shape[0] + 1))
     cols[0, 1:] = ok
