@@ -96,7 +96,7 @@ import heapq
 import itertools
 import math
 import string
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -411,6 +411,8 @@ class _Group:
         "index_dead",
         "info",
         "last_updated_at",
+        "listing",
+        "listing_ord",
         "live",
         "locations",
         "reason",
@@ -464,10 +466,11 @@ class _Group:
         self.stale: set[_Session] = set()
         self.expiries: list[tuple[float, int, _Session]] = []
         self.expiry_seq = itertools.count()
+        # every listed session's last summary (None: not computed yet), in ``sessions`` order,
+        # and the sessions' ordinals (ascending: sessions are added in ordinal order)
+        self.listing: list[SessionSummary | None] = []
+        self.listing_ord: list[int] = []
         self.session_arn_prefix = arn.replace(":streamgroup/", ":streamsession/") + "/"
-
-
-_SUMMARY_OF = attrgetter("summary")  # a listed session's last summary (see _all_summaries)
 
 
 class _Session:
@@ -648,7 +651,10 @@ class ServiceModel:
             if s.ended_at is None or s.ended_at > horizon:
                 break
             ended.popleft()
-            group.sessions.pop(s.sid, None)
+            if group.sessions.pop(s.sid, None) is not None:
+                k = bisect_left(group.listing_ord, s.ordinal)
+                del group.listing_ord[k]
+                del group.listing[k]
             group.stale.discard(s)
             s.listed = False
             group.index_dead += 1
@@ -1126,6 +1132,8 @@ class ServiceModel:
         )
         group.sessions[sid] = s
         group.stale.add(s)  # no summary yet
+        group.listing.append(None)
+        group.listing_ord.append(s.ordinal)
         group.live[sid] = s
         group.index.append(s)
         for loc in candidates:
@@ -1308,7 +1316,8 @@ class ServiceModel:
         summary may not hold at ``now``: the stale ones (new, or changed since: their
         ``summary_until`` is -inf) and those whose ``summary_until`` has passed (popped from
         the group's heap). Every other session has ``now < summary_until`` and a summary, so
-        the per-session test of the plain loop would reuse it too."""
+        the per-session test of the plain loop would reuse it too. The summaries are kept in
+        listing order as they change (``_Group.listing``), so the answer is a copy of that."""
         stale = group.stale
         expiries = group.expiries
         while expiries and expiries[0][0] <= now:
@@ -1319,7 +1328,7 @@ class ServiceModel:
                 if s.listed and not (now < s.summary_until and s.summary is not None):
                     refresh(s, now)
             stale.clear()
-        return list(map(_SUMMARY_OF, group.sessions.values()))
+        return group.listing.copy()  # type: ignore[return-value]  # every slot is filled
 
     def _refresh_summary(self, s: _Session, now: float) -> SessionSummary:
         """Recompute ``s``'s summary at ``now`` (reusing the object if nothing it shows
@@ -1339,6 +1348,12 @@ class ServiceModel:
         ):
             summary = SessionSummary(s.arn, current, s.loc.name, s.created_at, updated, reason)
             s.summary = summary
+            if s.listed:
+                group = s.group
+                ords = group.listing_ord
+                k = bisect_left(ords, s.ordinal)
+                if k < len(ords) and ords[k] == s.ordinal:
+                    group.listing[k] = summary
         return summary
 
     @staticmethod
