@@ -68,14 +68,22 @@ def _pmf(mean: float, dispersion: float) -> FloatArray:
     var = mean + max(dispersion, 0.0) * mean * mean
     k_max = int(mean + 12.0 * math.sqrt(var) + 20)
     k, lf = _support(k_max)
+    # The same operations in the same order as ``exp(logp − max) / sum``, written in place
+    # (one array instead of five temporaries; the values are the same bits).
     if dispersion <= 1e-9:
-        logp = k * math.log(mean) - mean - lf
+        logp = k * math.log(mean)
+        logp -= mean
+        logp -= lf
     else:
         r = 1.0 / dispersion
         lg = _log_rising(dispersion, k_max)
-        logp = lg - lf + r * math.log(r / (r + mean)) + k * math.log(mean / (r + mean))
-    p = np.exp(logp - logp.max())
-    return _readonly(np.asarray(p / p.sum(), dtype=np.float64))
+        logp = lg - lf
+        logp += r * math.log(r / (r + mean))
+        logp += k * math.log(mean / (r + mean))
+    logp -= logp.max()
+    np.exp(logp, out=logp)
+    logp /= logp.sum()
+    return _readonly(logp)
 
 
 def arrivals_pmf(mean: float, dispersion: float) -> FloatArray:
