@@ -28,6 +28,7 @@ from autoscaler.policy.builtin.slo import (
     SloPolicy,
     budget_skew,
     host_buffer_for_miss_share,
+    observed_arrival_rate,
     provisioning_exceeds,
     sticky_maximum,
 )
@@ -384,3 +385,64 @@ def test_maximum_slack_keeps_the_ceiling_across_small_moves(week: LocationHistor
     assert SloPolicy().decide(sticky, held).setting.maximum == math.floor(need * 1.2)
     low = replace(ctx, sample=replace(ctx.sample, setting=CapacitySetting(0, 2, need - 1)))
     assert SloPolicy().decide(sticky, low).setting.maximum == math.ceil(need * 1.125)
+
+
+def _rows(at: list[float], arrivals: list[float], complete: list[bool]) -> LocationHistory:
+    n = len(at)
+    zero = np.zeros(n)
+    return LocationHistory(
+        at=np.array(at),
+        in_use=zero,
+        waiting=zero,
+        arrivals=np.array(arrivals),
+        placement_failures=zero,
+        departures=zero,
+        allocated=zero,
+        idle=zero,
+        complete=np.array(complete, dtype=np.bool_),
+    )
+
+
+def test_observed_arrival_rate_is_a_lower_bound_over_complete_samples() -> None:
+    at = [0.0, 60.0, 120.0, 180.0, 240.0]
+    hist = _rows(at, [99.0, 16.0, 20.0, 64.0, 0.0], [True, True, True, False, True])
+    # The window (60, 240] holds 120, 180 (incomplete: its time is left out) and 240: 20
+    # arrivals over 120 s; the first sample's arrivals cover no known time and never count.
+    assert observed_arrival_rate(hist, 240.0, 180.0) == pytest.approx((20 - math.sqrt(20)) / 120)
+    # Everything after the first sample: 36 arrivals over 180 s of complete samples.
+    assert observed_arrival_rate(hist, 240.0, 1e9) == pytest.approx((36 - 6) / 180)
+    assert observed_arrival_rate(hist, 240.0, 30.0) == 0.0  # (210, 240]: 0 arrivals
+    assert observed_arrival_rate(hist, 100.0, 1e9) == pytest.approx((16 - 4) / 60)
+    assert observed_arrival_rate(LocationHistory.empty(), 240.0, 600.0) == 0.0
+    one = _rows([0.0], [5.0], [True])
+    assert observed_arrival_rate(one, 0.0, 600.0) == 0.0
+    gap = _rows([0.0, 60.0], [0.0, 7.0], [True, False])
+    assert observed_arrival_rate(gap, 60.0, 600.0) == 0.0
+
+
+def test_rate_floor_keeps_the_buffer_when_a_learnt_dip_does_not_come() -> None:
+    # Day one had an evening dip (a one-off: an outage, a patch); day two does not. The
+    # seasonal profile, learnt from that one day, forecasts the dip again.
+    class OneOffDip(Diurnal):
+        def concurrency(self, t: FloatArray) -> FloatArray:
+            hour = (t - START) / 3600.0
+            dip = (hour >= 19.0) & (hour < 22.0)
+            return np.where(dip, 100.0, 350.0)
+
+        def arrival_rate(self, t: FloatArray) -> FloatArray:
+            return self.concurrency(t) / self.mean_duration_s
+
+    hist = history(OneOffDip(), START, START + 1.8 * DAY, seed=2)
+    now = START + DAY + 19.5 * 3600.0  # inside the dip day one had
+    ctx = make_ctx(hist, now, in_use=350)
+    plain = SloPolicy().decide(SloParams(), ctx)
+    floored = SloPolicy().decide(SloParams(rate_floor_seconds=1200.0), ctx)
+    assert "floored at the observed" in floored.reason
+    assert "floored" not in plain.reason
+    assert floored.setting.target_idle > plain.setting.target_idle
+    # Where the forecast is not below what arrives, the floor changes nothing.
+    calm = make_ctx(hist, START + DAY + 12 * 3600.0, in_use=350)
+    assert (
+        SloPolicy().decide(SloParams(rate_floor_seconds=1200.0), calm).setting
+        == SloPolicy().decide(SloParams(), calm).setting
+    )

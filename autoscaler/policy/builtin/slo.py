@@ -64,7 +64,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoscaler.domain.classes import round_down_to_tenancy, round_up_to_tenancy
-from autoscaler.domain.models import CapacityModel, CapacitySetting, FloatArray, Recommendation
+from autoscaler.domain.models import (
+    CapacityModel,
+    CapacitySetting,
+    FloatArray,
+    LocationHistory,
+    Recommendation,
+)
 from autoscaler.forecast import NetArrivals, SeasonalForecaster
 from autoscaler.policy.plugin import PROVISIONING_P95_FACTOR, PolicyContext
 
@@ -246,6 +252,16 @@ class SloParams(BaseModel):
         "(on average (tenancy − 1) / 2 beyond the target) when sizing the buffer, instead of "
         "rounding the buffer itself up to whole hosts on top of them.",
     )
+    rate_floor_seconds: float | None = Field(
+        default=None,
+        gt=0.0,
+        alias="rateFloorSeconds",
+        description="Never size the buffer for fewer arrivals than arrived over this many "
+        "recent seconds (the observed rate floors the forecast one): a seasonal profile "
+        "learnt from one or two days can forecast a fall that does not come, and a buffer cut "
+        "for it fails the players arriving meanwhile; a real fall lowers the floor within "
+        "this window. None: the forecast alone.",
+    )
     miss_budget_skew: float = Field(
         default=0.0,
         ge=0.0,
@@ -325,6 +341,29 @@ def sticky_maximum(needed: int, current: int, slack: float, tenancy: int) -> int
     return round_up_to_tenancy(math.ceil(needed * (1.0 + slack / 2.0) - _EPSILON), tenancy)
 
 
+def observed_arrival_rate(history: LocationHistory, now: float, window_s: float) -> float:
+    """A one-sigma lower bound on the arrival rate (per second) over the complete samples of
+    the last ``window_s`` (each sample's arrivals cover the time since the sample before it):
+    ``(A − √A) / T`` for A arrivals in T seconds; 0 when there is none.
+
+    Why a lower bound: the rate floors a forecast, and the largest of an estimate and a noisy
+    count is biased upwards by the noise (at 1 arrival a minute, 15 minutes hold 15 ± 4); the
+    bound binds only where the forecast is clearly below what is arriving. Incomplete samples
+    carry no arrivals (their flows read as 0), so their time is left out rather than counted
+    as a quiet spell."""
+    at = history.at
+    lo = max(int(at.searchsorted(now - window_s, side="right")), 1)
+    hi = int(at.searchsorted(now, side="right"))
+    if hi <= lo:
+        return 0.0
+    ok = history.complete[lo:hi]
+    span = float(np.subtract(at[lo:hi], at[lo - 1 : hi - 1])[ok].sum())
+    if span <= 0.0:
+        return 0.0
+    arrivals = float(history.arrivals[lo:hi][ok].sum())
+    return max(arrivals - math.sqrt(arrivals), 0.0) / span
+
+
 def demand_now(ctx: PolicyContext) -> int:
     """Uncensored demand this tick: sessions holding or waiting for a slot, plus failures."""
     s = ctx.sample
@@ -372,6 +411,12 @@ class SloPolicy:
         )
         demand = demand_now(ctx)
         rate = float(fc.arrival_rate_peak[1])  # peak mean rate until the buffer's window ends
+        floor_note = ""
+        if params.rate_floor_seconds is not None:
+            observed = observed_arrival_rate(ctx.history, ctx.now, params.rate_floor_seconds)
+            if observed > rate:
+                floor_note = f", floored at the observed ≥ {observed * 60:.2f}/min"
+                rate = observed
         phi = float(fc.arrival_dispersion[1])
         if params.max_dispersion is not None:
             phi = min(phi, params.max_dispersion)
@@ -437,7 +482,8 @@ class SloPolicy:
         maximum = min(maximum, cap)
         always_on = min(always_on, maximum)
         why = (
-            f"slo: λ {rate * 60:.2f}/min (peak forecast to +{lead + window:.0f}s, φ {phi:.2f}),"
+            f"slo: λ {rate * 60:.2f}/min (peak forecast to +{lead + window:.0f}s{floor_note},"
+            f" φ {phi:.2f}),"
             f" refill window {window:.0f}s (lead time {lead:.0f}s), departures freeing"
             f" {departures:.1f} → buffer {raw_buffer} for {rule}"
             f" (window quantile {net.cdf_at(raw_buffer):.4f}); demand now {demand},"
