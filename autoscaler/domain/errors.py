@@ -33,6 +33,11 @@ class ConfigError(AutoscalerError):
         self.problems = problems
         super().__init__(f"{source}: " + "; ".join(problems))
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, list[str]], dict[str, object]]:
+        # Pickled by its own arguments (Exception pickles ``args``, the joined message, which
+        # this __init__ cannot take): a worker process's error reaches its parent intact.
+        return type(self), (self.source, self.problems), dict(self.__dict__)
+
 
 class ServiceError(AutoscalerError):
     code = "ServiceError"
@@ -41,6 +46,11 @@ class ServiceError(AutoscalerError):
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(f"{self.code}: {message}")
+
+    def __reduce__(self) -> tuple[type[ServiceError], tuple[str], dict[str, object]]:
+        # As ConfigError: rebuilt from ``message``, not from the prefixed text in ``args``
+        # (which would prefix the code twice); instance attributes such as a retry hint kept.
+        return type(self), (self.message,), dict(self.__dict__)
 
 
 class RetryableServiceError(ServiceError):
