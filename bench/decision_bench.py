@@ -49,6 +49,7 @@ import hashlib
 import json
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -296,9 +297,9 @@ def case_backtest(case: Case, policy: Policy) -> Backtest:
     )
 
 
-def run_case(case: Case, cache: Path) -> dict[str, Any]:
-    """Ours (always replayed) and the baselines (from ``cache``, the fingerprint's folder,
-    else run and stored there)."""
+def run_case(case: Case, cache: Path, policy_file: Path = DEFAULT_POLICY_FILE) -> dict[str, Any]:
+    """Ours (always replayed, ``policy_file``) and the baselines (from ``cache``, the
+    fingerprint's folder, else run and stored there)."""
     started = time.perf_counter()
     stored = cache / f"{case.key}.json"
     known: dict[str, Any] | None = None
@@ -312,6 +313,7 @@ def run_case(case: Case, cache: Path) -> dict[str, Any]:
         capacity_model=case.capacity_model,
         days=case.days,
         seeds=case.seeds,
+        policy_file=policy_file,
         baselines_to_run=(),
     )
     if report.get("interrupted"):
@@ -319,7 +321,7 @@ def run_case(case: Case, cache: Path) -> dict[str, Any]:
     ours = [r for r in report["results"] if r["policy"] == "ours"]
     if known is None:
         registry = backtest_registry()
-        policy = load_policy_file(DEFAULT_POLICY_FILE, resolve_params=registry.validate_params)
+        policy = load_policy_file(policy_file, resolve_params=registry.validate_params)
         rows, unavailable = hindsight_baselines(case_backtest(case, policy))
         known = {"case": asdict(case), "results": rows, "unavailable": unavailable}
         stored.parent.mkdir(parents=True, exist_ok=True)
@@ -434,12 +436,20 @@ def run(
     started = time.perf_counter()
     reports: list[dict[str, Any]] = []
     interrupted = False
+    # The shipped policy as it is now, for every case: each worker reads the file per case,
+    # and an edit during a long run would otherwise mix two policies (or a file the workers'
+    # already-imported plugin code rejects).
+    snapshot_dir = tempfile.TemporaryDirectory(prefix="decision-bench-")
+    policy_file = Path(snapshot_dir.name) / DEFAULT_POLICY_FILE.name
+    policy_file.write_bytes(DEFAULT_POLICY_FILE.read_bytes())
     pool = ProcessPoolExecutor(max_workers=max(1, jobs))
     try:
         # One fingerprint for the whole run, taken before any case starts: the workers run
         # the code they imported at start, whatever is edited on disk meanwhile.
         folder = cache / fingerprint
-        futures: list[Future[dict[str, Any]]] = [pool.submit(run_case, c, folder) for c in todo]
+        futures: list[Future[dict[str, Any]]] = [
+            pool.submit(run_case, c, folder, policy_file) for c in todo
+        ]
         for done in as_completed(futures):
             rep = done.result()
             reports.append(rep)
@@ -450,6 +460,8 @@ def run(
         pool.shutdown(wait=False, cancel_futures=True)
     else:
         pool.shutdown()
+    finally:
+        snapshot_dir.cleanup()
     order = {c.key: i for i, c in enumerate(todo)}
     reports.sort(key=lambda rep: order[Case(**rep["case"]).key])
     figure = None if interrupted else speed(2.0 if tier == "quick" else 7.0)
