@@ -357,10 +357,14 @@ def observed_arrival_rate(history: LocationHistory, now: float, window_s: float)
     if hi <= lo:
         return 0.0
     ok = history.complete[lo:hi]
-    span = float(np.subtract(at[lo:hi], at[lo - 1 : hi - 1])[ok].sum())
+    if ok.all():  # the usual case: the intervals telescope to one difference
+        span = float(at[hi - 1] - at[lo - 1])
+        arrivals = float(history.arrivals[lo:hi].sum())
+    else:
+        span = float(np.subtract(at[lo:hi], at[lo - 1 : hi - 1])[ok].sum())
+        arrivals = float(history.arrivals[lo:hi][ok].sum())
     if span <= 0.0:
         return 0.0
-    arrivals = float(history.arrivals[lo:hi][ok].sum())
     return max(arrivals - math.sqrt(arrivals), 0.0) / span
 
 
