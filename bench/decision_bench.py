@@ -388,11 +388,23 @@ def speed(days: float) -> dict[str, float]:
 
 
 def summarise_regimes(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_regime: dict[str, list[dict[str, Any]]] = {}
+    """The targets per regime (peak, stream class, capacity model)."""
+    return summarise_groups(reports, lambda case: case.regime)
+
+
+def summarise_series(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The targets per series (every regime of one game or mode)."""
+    return summarise_groups(reports, lambda case: case.series)
+
+
+def summarise_groups(
+    reports: Sequence[dict[str, Any]], label: Callable[[Case], str]
+) -> list[dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
     for rep in reports:
-        by_regime.setdefault(Case(**rep["case"]).regime, []).append(rep)
+        groups.setdefault(label(Case(**rep["case"])), []).append(rep)
     out: list[dict[str, Any]] = []
-    for regime, reps in sorted(by_regime.items()):
+    for regime, reps in sorted(groups.items()):
         ours = [r for rep in reps for r in rep["results"] if r["policy"] == "ours"]
         vs = [rep["summary"]["ours_vs_cheapest"] for rep in reps]
         vs = [v for v in vs if v is not None]
@@ -470,6 +482,7 @@ def run(
         "fingerprint": fingerprint,
         "cases": [{**rep, "verdict": verdict(rep)} for rep in reports],
         "regimes": summarise_regimes(reports),
+        "series": summarise_series(reports),
         "speed": figure,
         "planned": len(todo),
         "wall_s": time.perf_counter() - started,
@@ -510,19 +523,23 @@ CASE_HEADER = (
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [CASE_HEADER, *(case_line(rep) for rep in result["cases"])]
-    lines += [
-        "",
-        "| regime | cases | ours meets SLO | ours cheapest | median cost_ratio | "
-        "median ours / cheapest | idle-overhead target met |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in result["regimes"]:
-        lines.append(
-            f"| {r['regime']} | {r['cases']} | {r['ours_meets_slo']}/{r['cases']} | "
-            f"{r['ours_cheapest']}/{r['cases']} | {_fmt(r['median_cost_ratio'], '.3f')} | "
-            f"{_fmt(r['median_vs_cheapest_baseline'], '.3f')} | "
-            f"{r['overhead_met']}/{r['overhead_cases']} |"
-        )
+    groups = [("regime", result["regimes"])]
+    if len(result.get("series") or ()) > 1:
+        groups.append(("series", result["series"]))
+    for title, rows in groups:
+        lines += [
+            "",
+            f"| {title} | cases | ours meets SLO | ours cheapest | median cost_ratio | "
+            "median ours / cheapest | idle-overhead target met |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['regime']} | {r['cases']} | {r['ours_meets_slo']}/{r['cases']} | "
+                f"{r['ours_cheapest']}/{r['cases']} | {_fmt(r['median_cost_ratio'], '.3f')} | "
+                f"{_fmt(r['median_vs_cheapest_baseline'], '.3f')} | "
+                f"{r['overhead_met']}/{r['overhead_cases']} |"
+            )
     checks = [c["verdict"] for c in result["cases"]]
     vs = [c["summary"]["ours_vs_cheapest"] for c in result["cases"]]
     vs = [v for v in vs if v is not None]

@@ -109,3 +109,18 @@ def test_markdown_reports_the_targets() -> None:
     assert "cheaper than every baseline that meets it in 1/2" in text
     assert "in 1/1 qualifying cases" in text
     assert "| peak 40 gen4n_high current | 2 | 2/2 | 1/2 |" in text
+    assert "| series | cases |" not in text  # one series: its table would repeat the totals
+    other = _report((1.30, True), (1.20, True), swing=2.0)
+    other["case"] = {**other["case"], "series": "T"}
+    reps.append(other)
+    result = {
+        "cases": [{**r, "verdict": db.verdict(r)} for r in reps],
+        "regimes": db.summarise_regimes(reps),
+        "series": db.summarise_series(reps),
+        "speed": None,
+        "planned": 3,
+    }
+    text = db.markdown(result)
+    assert "| peak 40 gen4n_high current | 3 | 3/3 | 1/3 |" in text
+    assert "| S | 2 | 2/2 | 1/2 |" in text
+    assert "| T | 1 | 1/1 | 0/1 |" in text
