@@ -35,10 +35,11 @@ it stopped and ``full`` fills in over several runs; Ctrl-C prints the cases that
 The traces are read from ``/work/shared/traces`` (not shipped with the project); without them
 the bench says so and returns an empty result.
 
-Run: ``python -m bench.decision_bench [--tier quick|standard|full] [--only TEXT] [--jobs N]
-[--days D] [--seeds K] [--json FILE] [--markdown FILE]`` (``--quick`` is ``--tier quick``;
-``--days``/``--seeds`` override the tier's window and seeds: ``--tier full --days 2 --seeds 1``
-is every series on the standard tier's footing, about as long again as ``standard``).
+Run: ``python -m bench.decision_bench [--tier quick|standard|full] [--only TEXT]
+[--series NAME ...] [--jobs N] [--days D] [--seeds K] [--json FILE] [--markdown FILE]``
+(``--quick`` is ``--tier quick``; ``--series`` keeps the named series, exactly; ``--days`` /
+``--seeds`` override the tier's window and seeds: ``--tier full --days 2 --seeds 1`` is every
+series on the standard tier's footing, about three times as long as ``standard``).
 """
 
 from __future__ import annotations
@@ -431,6 +432,7 @@ def run(
     *,
     jobs: int = 2,
     only: str | None = None,
+    series: Sequence[str] = (),
     days: float | None = None,
     seeds: int | None = None,
     cache: Path = DEFAULT_CACHE,
@@ -442,7 +444,7 @@ def run(
     todo = [
         c
         for c in cases(tier, days=days, seeds=seeds)
-        if not only or only in f"{c.series} {c.regime}"
+        if (not only or only in f"{c.series} {c.regime}") and (not series or c.series in series)
     ]
     fingerprint = baseline_fingerprint()
     started = time.perf_counter()
@@ -572,6 +574,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tier", choices=("quick", "standard", "full"), default="quick")
     parser.add_argument("--quick", action="store_true", help="same as --tier quick")
     parser.add_argument("--only", help="only cases whose series or regime contains this")
+    parser.add_argument(
+        "--series",
+        action="append",
+        default=[],
+        help="only this series (exact name; repeat for several)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument("--days", type=float, help="window length per case (default: the tier's)")
     parser.add_argument("--seeds", type=int, help="seeds per case (default: the tier's)")
@@ -585,6 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tier,
         jobs=args.jobs,
         only=args.only,
+        series=args.series,
         days=args.days,
         seeds=args.seeds,
         cache=args.cache,
