@@ -298,9 +298,12 @@ def case_backtest(case: Case, policy: Policy) -> Backtest:
     )
 
 
-def run_case(case: Case, cache: Path, policy_file: Path = DEFAULT_POLICY_FILE) -> dict[str, Any]:
-    """Ours (always replayed, ``policy_file``) and the baselines (from ``cache``, the
-    fingerprint's folder, else run and stored there)."""
+def run_case(
+    case: Case, cache: Path, policy_file: Path = DEFAULT_POLICY_FILE, shown_as: str | None = None
+) -> dict[str, Any]:
+    """Ours (always replayed, ``policy_file``, reported as ``shown_as`` when that is a
+    snapshot of another file) and the baselines (from ``cache``, the fingerprint's folder,
+    else run and stored there)."""
     started = time.perf_counter()
     stored = cache / f"{case.key}.json"
     known: dict[str, Any] | None = None
@@ -320,6 +323,8 @@ def run_case(case: Case, cache: Path, policy_file: Path = DEFAULT_POLICY_FILE) -
     if report.get("interrupted"):
         raise KeyboardInterrupt
     ours = [r for r in report["results"] if r["policy"] == "ours"]
+    if shown_as is not None:
+        ours = [{**r, "params": {**r["params"], "file": shown_as}} for r in ours]
     if known is None:
         registry = backtest_registry()
         policy = load_policy_file(policy_file, resolve_params=registry.validate_params)
@@ -339,6 +344,14 @@ def run_case(case: Case, cache: Path, policy_file: Path = DEFAULT_POLICY_FILE) -
         "windows": stream_class_info(case.stream_class).windows,
         "case_wall_s": time.perf_counter() - started,
     }
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the project when it lies inside it (as reports name it)."""
+    try:
+        return path.relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def verdict(rep: dict[str, Any]) -> dict[str, Any]:
@@ -462,7 +475,7 @@ def run(
         # the code they imported at start, whatever is edited on disk meanwhile.
         folder = cache / fingerprint
         futures: list[Future[dict[str, Any]]] = [
-            pool.submit(run_case, c, folder, policy_file) for c in todo
+            pool.submit(run_case, c, folder, policy_file, _shown(DEFAULT_POLICY_FILE)) for c in todo
         ]
         for done in as_completed(futures):
             rep = done.result()
