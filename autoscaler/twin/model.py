@@ -546,8 +546,14 @@ class _Session:
         self.listed = True  # False once purged (ended longer than the retention ago)
         self.summary: SessionSummary | None = None  # list_session_summaries' last one
         # ``summary`` holds while model time is before this; a change of the session's fields
-        # (placement, terminate, end) resets it to -inf
+        # (placement, terminate, end) resets it through ``summary_changed``
         self.summary_until = -math.inf
+
+    def summary_changed(self) -> None:
+        """The fields a summary shows changed: recompute it on the next listing (and the
+        unfiltered listing learns of it through the group's stale set)."""
+        self.summary_until = -math.inf
+        self.group.stale.add(self)
 
 
 class ServiceModel:
@@ -1154,8 +1160,7 @@ class ServiceModel:
                     break
             s.loc = target
             s.waiting = True
-            s.summary_until = -math.inf
-            group.stale.add(s)
+            s.summary_changed()
             target.queue.append(s)
             target.n_waiting += 1
             p = self._p
@@ -1395,8 +1400,7 @@ class ServiceModel:
             self._reconcile(s.loc, now)
             return
         s.terminating_at = now
-        s.summary_until = -math.inf
-        s.group.stale.add(s)
+        s.summary_changed()
         s.gen += 1
         s.end_status = _TERMINATED
         s.end_reason = "apiTerminated"
@@ -1724,8 +1728,7 @@ class ServiceModel:
         s.loc = loc
         s.host = host
         s.placed_at = t
-        s.summary_until = -math.inf
-        s.group.stale.add(s)
+        s.summary_changed()
         usage.waits_s.append(t - s.created_at)
         active_at = t + self._start_s
         s.active_at = active_at
@@ -1790,9 +1793,8 @@ class ServiceModel:
         s.ended_at = t
         s.end_status = status
         s.end_reason = reason
-        s.summary_until = -math.inf
+        s.summary_changed()
         group = s.group
-        group.stale.add(s)
         del group.live[s.sid]
         group.ended.append(s)
 
