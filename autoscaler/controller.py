@@ -52,7 +52,7 @@ from autoscaler.guard import GuardMemory, guard_group, worst_case_cost_per_hour
 from autoscaler.planner import GroupPlan, hold_plan, plan_group
 from autoscaler.policy.plugin import PluginRegistry, PolicyPlugin, UnknownPluginError
 from autoscaler.report import AuditLog, setting_dict
-from autoscaler.sampling import Sampler, discover
+from autoscaler.sampling import INSTANT_START_S, Sampler, discover
 from autoscaler.store import HistoryStore, Outcome
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ class ControllerOptions:
     # in the tick that first finds it due; None never prunes (a backtest's in-memory store
     # lives for one run and never holds more than the run).
     prune_every_s: float | None = 3600.0
+    # A session whose start took longer than this waited for capacity (a late start).
+    instant_start_s: float = INSTANT_START_S
 
 
 def _arn_group_id(arn: str) -> str:
@@ -149,7 +151,12 @@ class Controller:
         self._audit = audit
         self._fencing = fencing
         self._call_counts = call_counts
-        self._sampler = Sampler(reader, max_concurrency=self.options.max_concurrency, clock=clock)
+        self._sampler = Sampler(
+            reader,
+            max_concurrency=self.options.max_concurrency,
+            clock=clock,
+            instant_start_s=self.options.instant_start_s,
+        )
         # Dry-run by construction: without a writer the actuator cannot send anything.
         self._actuator = Actuator(None if self.options.dry_run else writer, clock=clock)
         self._assigned: dict[str, Policy] = {}

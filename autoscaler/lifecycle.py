@@ -106,9 +106,13 @@ def merge_histories(histories: Mapping[str, LocationHistory]) -> LocationHistory
     at_all = np.concatenate([h.at for h in parts])
     times, inverse = np.unique(at_all, return_inverse=True)
 
+    def column(h: LocationHistory, name: str) -> FloatArray:
+        values: FloatArray | None = getattr(h, name)
+        return np.full(len(h), np.nan) if values is None else values
+
     def summed(name: str) -> FloatArray:
         out = np.zeros(times.shape[0], dtype=np.float64)
-        np.add.at(out, inverse, np.concatenate([getattr(h, name) for h in parts]))
+        np.add.at(out, inverse, np.concatenate([column(h, name) for h in parts]))
         return out
 
     incomplete = np.zeros(times.shape[0], dtype=np.int64)
@@ -123,6 +127,8 @@ def merge_histories(histories: Mapping[str, LocationHistory]) -> LocationHistory
         allocated=summed("allocated"),
         idle=summed("idle"),
         complete=incomplete == 0,
+        # NaN (not measured) wherever one location's row is: a partial count is no count.
+        late_starts=None if all(h.late_starts is None for h in parts) else summed("late_starts"),
     )
 
 

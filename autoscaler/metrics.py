@@ -63,6 +63,19 @@ class MetricsSink:
             _GL,
             registry=r,
         )
+        self.session_starts = Counter(
+            "autoscaler_session_requests",
+            "Sessions requested (StartStreamSession calls seen in the listing)",
+            _GL,
+            registry=r,
+        )
+        self.late_starts = Counter(
+            "autoscaler_late_starts",
+            "Sessions that started streaming only after waiting for capacity "
+            "(start slower than instant_start_s)",
+            _GL,
+            registry=r,
+        )
         self.vetoes = Counter(
             "autoscaler_guard_vetoes", "Guard interventions", ["group_id", "guard"], registry=r
         )
@@ -116,6 +129,10 @@ class MetricsSink:
                 self.idle.labels(*labels).set(ls.idle)
                 if ls.placement_failures:
                     self.placement_failures.labels(*labels).inc(ls.placement_failures)
+                if ls.arrivals:
+                    self.session_starts.labels(*labels).inc(ls.arrivals)
+                if ls.late_starts:
+                    self.late_starts.labels(*labels).inc(ls.late_starts)
             if group.decision is not None:
                 for veto in group.decision.vetoes:
                     self.vetoes.labels(gid, veto.guard).inc()

@@ -86,6 +86,7 @@ def group_record(report: GroupReport) -> dict[str, Any]:
                     "arrivals": ls.arrivals,
                     "placement_failures": ls.placement_failures,
                     "departures": ls.departures,
+                    "late_starts": ls.late_starts,
                     "allocated": ls.allocated,
                     "idle": ls.idle,
                     "complete": ls.complete,

@@ -140,6 +140,7 @@ async def build_controller(
                     dry_run=dry,
                     max_concurrency=settings.max_concurrency,
                     plugin_timeout_s=settings.plugin_timeout_s,
+                    instant_start_s=settings.instant_start_s,
                 ),
                 audit=audit,
                 fencing=None if elector is None else elector.fence,

@@ -50,6 +50,15 @@ _STATUS_KIND: dict[str, int] = {
     WAITING_STATUS: _WAITING,
     **dict.fromkeys(ENDED_STATUSES, _ENDED),
 }
+# A session whose start (request → ACTIVE, or CONNECTED a moment later) took longer than this
+# waited for capacity: the emulator launches in 5 s and connects 2 s later; a real application
+# may launch slower (``instant_start_seconds`` in the settings).
+INSTANT_START_S = 10.0
+# A "start" later than the longest placement timeout (10 min, Windows on-demand) plus launch is
+# a later update of a session that started long ago (a reconnect), not a start.
+_LATEST_START_S = 900.0
+_STARTED_SET = frozenset({"ACTIVE", "CONNECTED"})
+_SLOW_LAUNCH_TICKS = 10  # ticks in a row of late starts beside idle slots: a launch-time setting
 # The same classes as sets, for the one-location loop (membership tests, no call per session).
 _HOLDING_SET = frozenset(k for k, v in _STATUS_KIND.items() if v == _HOLDING)
 _WAITING_SET = frozenset(k for k, v in _STATUS_KIND.items() if v == _WAITING)
@@ -62,6 +71,8 @@ def derive_location_samples(
     previous_at: float | None,
     now: float,
     complete: bool,
+    *,
+    instant_start_s: float = INSTANT_START_S,
 ) -> tuple[LocationSample, ...]:
     """One ``LocationSample`` per location of ``state``, counting ``sessions``.
 
@@ -73,6 +84,11 @@ def derive_location_samples(
     - placement_failures: ERROR / placementTimeout sessions last updated in the window.
     - departures: ended sessions (TERMINATED or ERROR, placement failures included) last
       updated in the window. Ended sessions older than the window never count.
+    - late_starts: ACTIVE or CONNECTED sessions last updated in the window whose start took
+      more than ``instant_start_s`` (and at most ``_LATEST_START_S``, past which the update
+      is a reconnect): they waited for capacity. A session that went ACTIVE and CONNECTED in
+      two windows counts twice when late (a 2 s step: rare, and on the safe side); one that
+      waited and ended before any sample saw it streaming is not counted.
     - ``previous_at`` None (first sample of a group): no window, so 0 arrivals, failures and
       departures; a first listing is not a burst of new demand. A window with
       ``now <= previous_at`` (clock jumped back) is empty too.
@@ -83,8 +99,9 @@ def derive_location_samples(
       says ``complete=False`` so nothing downstream reads them as real zeros.
     """
     # One pass over the listing (it holds every live session, each tick): per location the
-    # counts [in_use, waiting, arrivals, placement_failures, departures] and the oldest wait.
-    counts: dict[str, list[int]] = {loc.name: [0, 0, 0, 0, 0] for loc in state.locations}
+    # counts [in_use, waiting, arrivals, placement_failures, departures, late_starts] and the
+    # oldest wait.
+    counts: dict[str, list[int]] = {loc.name: [0, 0, 0, 0, 0, 0] for loc in state.locations}
     oldest: dict[str, float] = dict.fromkeys(counts, 0.0)
     primary = state.primary_location
     # No window: a lower edge of +inf puts every time outside (lo < t is never true).
@@ -93,7 +110,9 @@ def derive_location_samples(
         # One location (a backtest's group, most groups): the same rules without a lookup
         # of the location's counters or of the status's kind per session.
         (only,) = counts
-        counts[only], oldest[only] = _count_one(sessions, only, primary == only, lo, now)
+        counts[only], oldest[only] = _count_one(
+            sessions, only, primary == only, lo, now, instant_start_s=instant_start_s
+        )
         sessions_left: Sequence[SessionSummary] = ()
     else:
         sessions_left = sessions
@@ -109,6 +128,10 @@ def derive_location_samples(
         kind = kind_of(s.status)
         if kind == _HOLDING:
             c[0] += 1
+            if s.status in _STARTED_SET and lo < s.last_updated_at <= now:
+                took = s.last_updated_at - s.created_at
+                if instant_start_s < took <= _LATEST_START_S:
+                    c[5] += 1
         elif kind == _WAITING:
             c[1] += 1
             age = now - s.created_at
@@ -122,9 +145,11 @@ def derive_location_samples(
 
     samples: list[LocationSample] = []
     for loc in state.locations:
-        in_use, waiting, arrivals, failures, departures = counts[loc.name]
+        in_use, waiting, arrivals, failures, departures, late = counts[loc.name]
+        late_starts: int | None = late
         if not complete and not sessions:
             in_use = loc.in_use
+            late_starts = None
         samples.append(
             LocationSample(
                 group_id=state.group_id,
@@ -141,19 +166,26 @@ def derive_location_samples(
                 placement_failures=failures,
                 departures=departures,
                 complete=complete,
+                late_starts=late_starts,
             )
         )
     return tuple(samples)
 
 
 def _count_one(
-    sessions: Sequence[SessionSummary], only: str, none_is_only: bool, lo: float, now: float
+    sessions: Sequence[SessionSummary],
+    only: str,
+    none_is_only: bool,
+    lo: float,
+    now: float,
+    *,
+    instant_start_s: float,
 ) -> tuple[list[int], float]:
     """``derive_location_samples``'s counters ``[in_use, waiting, arrivals,
-    placement_failures, departures]`` and oldest wait for a group with the one location
-    ``only`` (sessions elsewhere are skipped; with no location they count if ``only`` is the
-    primary): the general loop's rules, test for test."""
-    in_use = waiting = arrivals = failures = departures = 0
+    placement_failures, departures, late_starts]`` and oldest wait for a group with the one
+    location ``only`` (sessions elsewhere are skipped; with no location they count if ``only``
+    is the primary): the general loop's rules, test for test."""
+    in_use = waiting = arrivals = failures = departures = late = 0
     old = 0.0
     for s in sessions:
         name = s.location
@@ -162,6 +194,10 @@ def _count_one(
         status = s.status
         if status in _HOLDING_SET:
             in_use += 1
+            if status in _STARTED_SET and lo < s.last_updated_at <= now:
+                took = s.last_updated_at - s.created_at
+                if instant_start_s < took <= _LATEST_START_S:
+                    late += 1
         elif status in _WAITING_SET:
             waiting += 1
             old = max(old, now - s.created_at)  # from 0.0: never negative, NaN never wins
@@ -171,7 +207,7 @@ def _count_one(
                 failures += 1
         if lo < s.created_at <= now:
             arrivals += 1
-    return [in_use, waiting, arrivals, failures, departures], old
+    return [in_use, waiting, arrivals, failures, departures, late], old
 
 
 def _describe(op: str, exc: BaseException) -> str:
@@ -191,10 +227,18 @@ class Sampler:
     """
 
     def __init__(
-        self, reader: StreamGroupReader, *, max_concurrency: int = 8, clock: Clock
+        self,
+        reader: StreamGroupReader,
+        *,
+        max_concurrency: int = 8,
+        clock: Clock,
+        instant_start_s: float = INSTANT_START_S,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self._instant_start_s = instant_start_s
+        self._warned_slow_launch: set[str] = set()
+        self._slow_launch_streak: dict[str, int] = {}
         self._reader = reader
         self._max_concurrency = max_concurrency
         self._clock = clock
@@ -247,13 +291,44 @@ class Sampler:
         except Exception as exc:
             self._log_failure(group_id, "ListStreamSessions", exc)
             return self._incomplete(state, previous_at, at, _describe("ListStreamSessions", exc))
-        return GroupSample(
-            at=at,
-            group_id=group_id,
-            state=state,
-            locations=derive_location_samples(state, sessions, previous_at, at, complete=True),
+        locations = derive_location_samples(
+            state,
+            sessions,
+            previous_at,
+            at,
             complete=True,
+            instant_start_s=self._instant_start_s,
         )
+        self._check_launch_time(group_id, locations)
+        return GroupSample(
+            at=at, group_id=group_id, state=state, locations=locations, complete=True
+        )
+
+    def _check_launch_time(self, group_id: str, locations: Sequence[LocationSample]) -> None:
+        """Warn once per group when sessions start late tick after tick although idle
+        capacity was left and nobody waited: the application's own launch is then slower than
+        ``instant_start_s``, every session reads as a cold start, and the slo policy's
+        feedback would over-buy. A burst of real cold starts does not last that long with
+        idle slots to spare."""
+        if group_id in self._warned_slow_launch:
+            return
+        suspicious = any(
+            (ls.late_starts or 0) > 0 and ls.idle >= (ls.late_starts or 0) and ls.waiting == 0
+            for ls in locations
+        )
+        streak = self._slow_launch_streak.get(group_id, 0) + 1 if suspicious else 0
+        self._slow_launch_streak[group_id] = streak
+        if streak >= _SLOW_LAUNCH_TICKS:
+            self._warned_slow_launch.add(group_id)
+            logger.warning(
+                "sampling %s: sessions started later than instant_start_s (%.1f s) in %d "
+                "ticks in a row with idle capacity left and none waiting: if the "
+                "application's own launch takes longer, raise instant_start_s, or every "
+                "session counts as a cold start",
+                group_id,
+                self._instant_start_s,
+                streak,
+            )
 
     @staticmethod
     def _incomplete(

@@ -39,6 +39,7 @@ from pydantic_settings import (
 
 from autoscaler.domain.errors import ConfigError
 from autoscaler.policy.yamlsource import YamlDocument, YamlError, read_yaml_file
+from autoscaler.sampling import INSTANT_START_S
 
 ENV_PREFIX = "AUTOSCALER_"
 CONFIG_ENV = "AUTOSCALER_CONFIG"
@@ -155,6 +156,17 @@ class Settings(BaseSettings):
     dry_run: bool = Field(
         default=False,
         description="Plan and report but apply nothing, whatever the policies say.",
+    )
+    instant_start_s: float = Field(
+        default=INSTANT_START_S,
+        gt=0,
+        le=600,
+        description=(
+            "A session whose start (StartStreamSession → ACTIVE or CONNECTED) took longer "
+            "than this waited for capacity: it is counted as a late start, the measured "
+            "complement of the instant share (metrics, the slo policy's feedback). Set it "
+            "above your application's own launch time; 10 s fits the emulator (7 s)."
+        ),
     )
     once: bool = Field(default=False, description="Run one tick, print its report and exit.")
 

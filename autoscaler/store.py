@@ -46,6 +46,7 @@ one connection is shared under a lock, so any thread may call, one at a time.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -123,6 +124,13 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             value TEXT NOT NULL
         )""",
     ),
+    (
+        # Sessions that started after waiting for capacity; NULL where not measured (every
+        # row written before this column, backfilled rows): unknown, never zero.
+        "ALTER TABLE samples ADD COLUMN late_starts REAL",
+        # The packed columns gained one: every segment is rebuilt from its rows on read.
+        "DELETE FROM segments",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
@@ -137,6 +145,7 @@ _HISTORY_COLUMNS: Final = (
     "departures",
     "allocated",
     "idle",
+    "late_starts",
     "complete",
 )
 _FRAME_COLUMNS: Final = (
@@ -154,20 +163,21 @@ _FRAME_COLUMNS: Final = (
     "arrivals",
     "placement_failures",
     "departures",
+    "late_starts",
     "complete",
     "backfilled",
 )
 _INSERT_SAMPLE: Final = (
     "INSERT OR REPLACE INTO samples (loc_id, at, status, always_on, target_idle, maximum,"
     " on_demand, allocated, idle, in_use, waiting, oldest_waiting_s, arrivals,"
-    " placement_failures, departures, complete, backfilled)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+    " placement_failures, departures, late_starts, complete, backfilled)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
 )
 _INSERT_BACKFILL: Final = (
     "INSERT OR IGNORE INTO samples (loc_id, at, status, always_on, target_idle, maximum,"
     " on_demand, allocated, idle, in_use, waiting, oldest_waiting_s, arrivals,"
-    " placement_failures, departures, complete, backfilled)"
-    " VALUES (?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, 0, 0, ?, 0, ?, 1, 1)"
+    " placement_failures, departures, late_starts, complete, backfilled)"
+    " VALUES (?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, 0, 0, ?, 0, ?, NULL, 1, 1)"
 )
 _HISTORY_SELECT: Final = ", ".join(_HISTORY_COLUMNS)
 _NCOL: Final = len(_HISTORY_COLUMNS)
@@ -182,7 +192,23 @@ _DEFER_MAX_ROWS: Final = 4096
 
 # ``_INSERT_SAMPLE``'s parameters: loc_id, at, status, the setting, then the counts.
 _SampleRow = tuple[
-    int, float, str, int, int, int, int | None, int, int, int, int, float, int, int, int, int
+    int,
+    float,
+    str,
+    int,
+    int,
+    int,
+    int | None,
+    int,
+    int,
+    int,
+    int,
+    float,
+    int,
+    int,
+    int,
+    int | None,
+    int,
 ]
 
 
@@ -205,6 +231,7 @@ def _sample_row(loc_id: int, s: LocationSample) -> _SampleRow:
         s.arrivals,
         s.placement_failures,
         s.departures,
+        s.late_starts,
         int(s.complete),
     )
 
@@ -220,6 +247,7 @@ def _column_row(s: LocationSample) -> tuple[float, ...]:
         float(s.departures),
         float(s.allocated),
         float(s.idle),
+        math.nan if s.late_starts is None else float(s.late_starts),
         float(int(s.complete)),
     )
 
@@ -244,6 +272,7 @@ def _history_of(table: FloatMatrix, complete: npt.NDArray[np.bool_]) -> Location
         allocated=table[6],
         idle=table[7],
         complete=complete,
+        late_starts=table[8],
     )
 
 
@@ -535,7 +564,7 @@ class HistoryStore:
             table = self._read_columns(loc_id, float(since), until)
         if table.shape[1] == 0:
             return LocationHistory.empty()
-        return _history_of(table, table[8] != 0.0)
+        return _history_of(table, table[_NCOL - 1] != 0.0)
 
     def history_frame(
         self, group_id: str, location: str, since: float, until: float | None = None
@@ -562,6 +591,7 @@ class HistoryStore:
             "arrivals",
             "placement_failures",
             "departures",
+            "late_starts",
         ):
             frame[col] = frame[col].astype("float64")
         for col in ("complete", "backfilled"):
@@ -580,7 +610,8 @@ class HistoryStore:
             row = self._db.execute(
                 "SELECT at, status, always_on, target_idle, maximum, on_demand, allocated,"
                 " idle, in_use, waiting, oldest_waiting_s, arrivals, placement_failures,"
-                " departures, complete FROM samples WHERE loc_id = ? AND backfilled = 0"
+                " departures, complete, late_starts"
+                " FROM samples WHERE loc_id = ? AND backfilled = 0"
                 " ORDER BY at DESC LIMIT 1",
                 (loc_id,),
             ).fetchone()
@@ -606,6 +637,7 @@ class HistoryStore:
             placement_failures=int(row[12]),
             departures=int(row[13]),
             complete=bool(row[14]),
+            late_starts=None if row[15] is None else int(row[15]),
         )
 
     def locations(self) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import pytest
@@ -156,6 +157,44 @@ def test_unknown_status_strings_pass_through_uncounted() -> None:
     assert (s.in_use, s.waiting, s.arrivals) == (0, 0, 1)
 
 
+LATE_CASES = [
+    # (status, created, last updated, late?)
+    ("CONNECTED", PREV - 200, PREV + 20, True),  # waited 3 min, connected in the window
+    ("ACTIVE", PREV + 1, PREV + 12, True),  # 11 s from request to ACTIVE: past 10 s
+    ("CONNECTED", PREV + 10, PREV + 17, False),  # 7 s: an instant start
+    ("CONNECTED", PREV - 300, PREV - 20, False),  # late, but started in an earlier window
+    ("CONNECTED", PREV - 3000, PREV + 30, False),  # 50 min: a reconnect, not a start
+    ("PENDING_CLIENT_RECONNECTION", PREV - 200, PREV + 20, False),  # not a start
+    ("ACTIVATING", PREV - 200, PREV - 200, False),  # still waiting: counted when it starts
+    ("TERMINATED", PREV - 200, PREV + 20, False),  # a departure
+]
+
+
+@pytest.mark.parametrize("locations", [("us-east-1",), ("us-east-1", "eu-central-1")])
+@pytest.mark.parametrize(("status", "created", "updated", "late"), LATE_CASES)
+def test_late_starts_are_sessions_that_started_in_the_window_after_waiting(
+    locations: tuple[str, ...], status: str, created: float, updated: float, late: bool
+) -> None:
+    # One location takes the one-location loop, two the general one: same rules.
+    sessions = [session(status, created, updated=updated)]
+    first, *_ = derive_location_samples(group(*locations), sessions, PREV, NOW, complete=True)
+    assert first.late_starts == int(late)
+
+
+def test_late_start_threshold_is_a_parameter() -> None:
+    sessions = [session("CONNECTED", PREV + 10, updated=PREV + 17)]  # 7 s from request
+    (strict,) = derive_location_samples(
+        group("us-east-1"), sessions, PREV, NOW, complete=True, instant_start_s=6.0
+    )
+    (default,) = derive_location_samples(group("us-east-1"), sessions, PREV, NOW, complete=True)
+    assert (strict.late_starts, default.late_starts) == (1, 0)
+
+
+def test_late_starts_are_unknown_not_zero_when_the_listing_failed() -> None:
+    (s,) = derive_location_samples(group("us-east-1"), (), PREV, NOW, complete=False)
+    assert s.late_starts is None
+
+
 # --- Sampler over the fake ---------------------------------------------------------------
 
 
@@ -299,3 +338,30 @@ async def test_a_bug_in_sampling_raises_the_same_way_for_one_group_or_many(group
     with pytest.raises(ExceptionGroup) as caught:
         await Buggy(fake, clock=ManualClock(NOW)).sample([f"sg-{i}" for i in range(groups)], {})
     assert all(isinstance(e, ZeroDivisionError) for e in caught.value.exceptions)
+
+
+async def test_a_launch_slower_than_the_threshold_is_warned_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every tick, sessions "start late" while idle slots are left and nobody waits: that is a
+    # launch time above instant_start_s, not a capacity shortage.
+    fake = FakeGameLiftStreams()
+    fake.add_group("sg-0", {"us-east-1": SETTING})
+    fake.set_location("sg-0", "us-east-1", allocated=6, idle=3)
+    clock = ManualClock(NOW)
+    sampler = Sampler(fake, clock=clock, instant_start_s=10.0)
+    previous: dict[str, float] = {}
+    late_counts = []
+    with caplog.at_level(logging.WARNING, logger="autoscaler.sampling"):
+        for _ in range(25):
+            now = clock.now()
+            fake.add_session(
+                "sg-0", status="CONNECTED", created_at=now - 25.0, last_updated_at=now - 5.0
+            )
+            (g,) = await sampler.sample(["sg-0"], previous)
+            late_counts.append(g.locations[0].late_starts)
+            previous["sg-0"] = now
+            clock.advance(60.0)
+    assert late_counts[1:] == [1] * 24  # the first sample has no window
+    warnings = [r for r in caplog.records if "raise instant_start_s" in r.getMessage()]
+    assert len(warnings) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -18,6 +19,7 @@ from autoscaler.domain.models import (
     GroupSample,
     GroupState,
     LocationDecision,
+    LocationSample,
     TickReport,
 )
 from autoscaler.metrics import MetricsSink
@@ -238,3 +240,40 @@ async def test_metrics_say_whether_this_replica_leads() -> None:
                 assert "autoscaler_leader 0.0" in await r.text()
     finally:
         await runner.cleanup()
+
+
+def test_late_starts_and_requests_are_counted_so_the_instant_share_can_be_graphed() -> None:
+    sample_at = GroupSample(
+        at=100.0,
+        group_id="sg-1",
+        state=None,
+        locations=(
+            LocationSample(
+                group_id="sg-1",
+                location="us-west-2",
+                at=100.0,
+                status="ACTIVE",
+                setting=CapacitySetting(2, 0, 10),
+                allocated=6,
+                idle=1,
+                in_use=5,
+                waiting=0,
+                oldest_waiting_s=0.0,
+                arrivals=40,
+                placement_failures=1,
+                departures=3,
+                late_starts=2,
+            ),
+        ),
+        complete=True,
+    )
+    report = _report()
+    group = dataclasses.replace(report.groups[0], sample=sample_at)
+    metrics = MetricsSink()
+    metrics.observe(dataclasses.replace(report, groups=(group,)), ended_at=1.0)
+    metrics.observe(dataclasses.replace(report, groups=(group,)), ended_at=2.0)
+    text = metrics.render().decode()
+    labels = '{group_id="sg-1",location="us-west-2"}'
+    assert f"autoscaler_late_starts_total{labels} 4.0" in text
+    assert f"autoscaler_session_requests_total{labels} 80.0" in text
+    assert f"autoscaler_placement_failures_total{labels} 2.0" in text

@@ -27,7 +27,9 @@ from autoscaler.policy.builtin.slo import (
     SloParams,
     SloPolicy,
     budget_skew,
+    feedback_factor,
     host_buffer_for_miss_share,
+    measured_misses,
     observed_arrival_rate,
     provisioning_exceeds,
     sticky_maximum,
@@ -446,3 +448,62 @@ def test_rate_floor_keeps_the_buffer_when_a_learnt_dip_does_not_come() -> None:
         SloPolicy().decide(SloParams(rate_floor_seconds=1200.0), calm).setting
         == SloPolicy().decide(SloParams(), calm).setting
     )
+
+
+def _with_late(hist: LocationHistory, late: FloatArray) -> LocationHistory:
+    return replace(hist, late_starts=late)
+
+
+def test_measured_misses_skip_unmeasured_and_incomplete_rows() -> None:
+    at = [0.0, 60.0, 120.0, 180.0, 240.0]
+    hist = _rows(at, [10.0, 10.0, 10.0, 10.0, 10.0], [True, True, True, False, True])
+    assert measured_misses(hist, 240.0, 600.0) is None  # nothing measured at all
+    late = np.array([np.nan, 1.0, 2.0, 5.0, 0.0])
+    got = measured_misses(_with_late(hist, late), 240.0, 600.0)
+    # Row 0 was not measured (NaN: arrivals left out too), row 3 is incomplete.
+    assert got == (3.0, 0.0, 30.0, 240.0)
+    got = measured_misses(_with_late(hist, late), 240.0, 150.0)  # (90, 240]: rows 2-4
+    assert got == (2.0, 0.0, 20.0, 180.0)
+    assert measured_misses(_with_late(hist, np.full(5, np.nan)), 240.0, 600.0) is None
+
+
+def test_feedback_factor_needs_evidence_and_is_bounded() -> None:
+    target = 0.008
+    assert feedback_factor(0.0, 0.0, target, 0.5, 2.0) == pytest.approx(1.0)  # prior only
+    assert feedback_factor(8.0, 1000.0, target, 0.5, 2.0) == pytest.approx(1.0)  # on target
+    # A day at p40 (1,400 arrivals) without a miss: about x1.8, within the cap.
+    assert 1.7 < feedback_factor(0.0, 1400.0, target, 0.5, 2.0) < 1.9
+    assert feedback_factor(0.0, 1e6, target, 0.5, 2.0) == 2.0
+    # Twice the target's misses tightens by about 1/sqrt(2); a flood stops at 1/4.
+    assert feedback_factor(320.0, 20_000.0, target, 0.5, 2.0) == pytest.approx(
+        math.sqrt(0.008 / ((320 + 5) / (20_000 + 5 / 0.008))), rel=1e-9
+    )
+    assert feedback_factor(5000.0, 10_000.0, target, 1.0, 2.0) == 0.25
+
+
+def test_feedback_tightens_on_measured_misses_and_loosens_only_on_a_full_window(
+    week: LocationHistory,
+) -> None:
+    now = START + 7 * DAY - 60.0
+    params = SloParams(feedback_window_seconds=DAY)
+    open_loop = SloPolicy().decide(SloParams(), make_ctx(week, now, in_use=300))
+    unmeasured = SloPolicy().decide(params, make_ctx(week, now, in_use=300))
+    assert unmeasured.setting == open_loop.setting  # no late-start column: open loop
+    assert "feedback" not in unmeasured.reason
+
+    missing = _with_late(week, 0.05 * week.arrivals)  # 5 % of sessions started late
+    tight = SloPolicy().decide(params, make_ctx(missing, now, in_use=300))
+    assert "feedback ×0.25" in tight.reason or "feedback ×0.4" in tight.reason
+    assert tight.setting.target_idle > open_loop.setting.target_idle
+
+    perfect = _with_late(week, np.zeros(len(week)))
+    loose = SloPolicy().decide(params, make_ctx(perfect, now, in_use=300))
+    assert "feedback ×2.00" in loose.reason
+    assert loose.setting.target_idle < open_loop.setting.target_idle
+
+    # Measured for 6 hours only: no miss yet is no evidence for a whole day.
+    late = np.full(len(week), np.nan)
+    late[week.at > now - 6 * 3600.0] = 0.0
+    partial = SloPolicy().decide(params, make_ctx(_with_late(week, late), now, in_use=300))
+    assert "feedback ×1.00" in partial.reason
+    assert partial.setting == open_loop.setting

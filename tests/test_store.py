@@ -3,6 +3,7 @@ journal, key-value state, and use from two threads and two connections."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from autoscaler.domain.models import CapacitySetting, LocationSample
 from autoscaler.store import (
+    _MIGRATIONS,
     SCHEMA_VERSION,
     BackfillRow,
     HistoryStore,
@@ -322,6 +324,53 @@ def test_restart_persists_everything(tmp_path: Path) -> None:
         # Migrations ran once: reopening records no new version.
         rows = sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchall()
         assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+
+
+def test_late_starts_round_trip_and_unknown_reads_as_nan(store: HistoryStore) -> None:
+    measured = dataclasses.replace(sample(T0), late_starts=2)
+    unknown = sample(T0 + 60)  # late_starts None: not measured
+    store.append_samples([measured, unknown])
+    h = store.history("sg-1", "us-east-1", since=0)
+    assert h.late_starts is not None
+    assert h.late_starts[0] == 2.0
+    assert np.isnan(h.late_starts[1])
+    assert store.latest_sample("sg-1", "us-east-1") == unknown
+    frame = store.history_frame("sg-1", "us-east-1", since=0)
+    assert frame["late_starts"].iloc[0] == 2.0
+    assert np.isnan(frame["late_starts"].iloc[1])
+
+
+def test_a_version_1_file_gains_late_starts_as_unknown(tmp_path: Path) -> None:
+    # A database written before late starts were measured: its rows must read as "not
+    # measured" (NaN), never as "every session started at once", and its packed buckets (one
+    # column fewer) must be rebuilt rather than misread.
+    path = tmp_path / "v1.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY)")
+        for statement in _MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version VALUES (1)")
+        db.execute("INSERT INTO locations VALUES (1, 'sg-1', 'us-east-1')")
+        for i in range(800):  # more than one 6-hour bucket
+            db.execute(
+                "INSERT INTO samples VALUES (1, ?, 'ACTIVE', 2, 1, 10, NULL, 5, 2, 3, 1, 4.5,"
+                " 4, 0, 1, 1, 0)",
+                (T0 + 60 * i,),
+            )
+        old_packed = np.zeros((9, 360)).tobytes()  # a v1 segment: 9 columns
+        db.execute("INSERT INTO segments VALUES (1, ?, 360, ?)", (int(T0 // 21_600), old_packed))
+    db.close()
+    with HistoryStore(path, retention_s=30 * DAY) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        h = store.history("sg-1", "us-east-1", since=0)
+        assert len(h) == 800
+        assert (h.in_use == 3.0).all()
+        assert h.late_starts is not None
+        assert np.isnan(h.late_starts).all()
+        store.append_samples([dataclasses.replace(sample(T0 + 60 * 800), late_starts=1)])
+        h = store.history("sg-1", "us-east-1", since=0)
+        assert h.late_starts is not None
+        assert h.late_starts[-1] == 1.0
 
 
 def test_a_file_from_newer_software_is_refused(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autoscaler.domain.models import CapacitySetting, LocationSample
-from autoscaler.store import HistoryStore
+from autoscaler.store import _NCOL, HistoryStore
 
 T0 = 1_767_225_600.0
 STEP = 5400.0  # 1.5 h: four slots per 6 h bucket
@@ -46,7 +46,7 @@ def _sample(at: float, in_use: int) -> LocationSample:
 def _segments_equal_rows(store: HistoryStore) -> None:
     db = store._db  # the packed buckets themselves
     for loc_id, bucket, n, data in db.execute("SELECT loc_id, bucket, n, data FROM segments"):
-        packed = np.frombuffer(data, dtype=np.float64).reshape(9, int(n))
+        packed = np.frombuffer(data, dtype=np.float64).reshape(_NCOL, int(n))
         lo, hi = bucket * 21_600.0, (bucket + 1) * 21_600.0
         rows = db.execute(
             "SELECT at, in_use FROM samples WHERE loc_id = ? AND at >= ? AND at < ? ORDER BY at",

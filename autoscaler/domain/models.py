@@ -138,6 +138,10 @@ class LocationSample:
     placement_failures: int  # sessions that ended in ERROR/placementTimeout since then
     departures: int  # sessions that ended (any way) since then
     complete: bool = True  # False: part of the reads failed; never read as zero demand
+    # Sessions that started streaming since then after waiting for capacity (their start took
+    # longer than the instant-start threshold); None: not measured (the listing failed, or a
+    # sample older than the measurement). With placement_failures: the sessions not instant.
+    late_starts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +169,13 @@ class LocationHistory:
     allocated: FloatArray
     idle: FloatArray
     complete: npt.NDArray[np.bool_]
+    # LocationSample.late_starts per row, NaN where not measured; None: no row measured it.
+    late_starts: FloatArray | None = None
 
     @staticmethod
     def empty() -> LocationHistory:
         z = np.zeros(0, dtype=np.float64)
-        return LocationHistory(z, z, z, z, z, z, z, z, np.zeros(0, dtype=np.bool_))
+        return LocationHistory(z, z, z, z, z, z, z, z, np.zeros(0, dtype=np.bool_), z)
 
     def __len__(self) -> int:
         return int(self.at.shape[0])

@@ -53,7 +53,12 @@ from autoscaler.domain.models import (
 )
 from autoscaler.guard import GuardMemory
 from autoscaler.policy.config import load_policy_file
-from autoscaler.sampling import PLACEMENT_TIMEOUT, WAITING_STATUS, derive_location_samples
+from autoscaler.sampling import (
+    INSTANT_START_S,
+    PLACEMENT_TIMEOUT,
+    WAITING_STATUS,
+    derive_location_samples,
+)
 from autoscaler.store import HistoryStore
 from autoscaler.twin.inprocess import InProcessGameLiftStreams
 from autoscaler.twin.model import LocationConfigInput, ModelParams, ServiceModel
@@ -116,6 +121,15 @@ def reference_derive(
                 ),
                 departures=len(ended),
                 complete=complete,
+                late_starts=None
+                if not complete and not sessions
+                else sum(
+                    1
+                    for s in mine
+                    if s.status in {"ACTIVE", "CONNECTED"}
+                    and _in_window(s.last_updated_at, previous_at, now)
+                    and INSTANT_START_S < s.last_updated_at - s.created_at <= 900.0
+                ),
             )
         )
     return tuple(samples)
@@ -139,7 +153,9 @@ def _state(names: Sequence[str]) -> GroupState:
 
 
 # Times on a coarse grid around the window (NOW - 60, NOW], so edges are hit exactly.
-_times = st.sampled_from([NOW - 200, NOW - 60.0, NOW - 59.5, NOW - 1, NOW, NOW + 1, NOW - 30])
+_times = st.sampled_from(
+    [NOW - 1000, NOW - 200, NOW - 60.0, NOW - 59.5, NOW - 1, NOW, NOW + 1, NOW - 30]
+)
 _session = st.builds(
     SessionSummary,
     arn=st.just("arn:s"),
@@ -191,6 +207,7 @@ def _sample(at: float, value: int, complete: bool = True) -> LocationSample:
         placement_failures=value % 2,
         departures=1,
         complete=complete,
+        late_starts=None if value % 4 == 3 else value % 2,
     )
 
 

@@ -280,6 +280,7 @@ def _history_upto(h: LocationHistory, stop: int) -> LocationHistory:
         allocated=h.allocated[:stop],
         idle=h.idle[:stop],
         complete=h.complete[:stop],
+        late_starts=None if h.late_starts is None else h.late_starts[:stop],
     )
 
 
@@ -299,6 +300,9 @@ def _sample_at(h: LocationHistory, i: int, ctx: PolicyContext) -> LocationSample
         placement_failures=_count(float(h.placement_failures[i])),
         departures=_count(float(h.departures[i])),
         complete=bool(h.complete[i]),
+        late_starts=None
+        if h.late_starts is None or not math.isfinite(h.late_starts[i])
+        else _count(float(h.late_starts[i])),
     )
 
 

@@ -262,6 +262,42 @@ class SloParams(BaseModel):
         "for it fails the players arriving meanwhile; a real fall lowers the floor within "
         "this window. None: the forecast alone.",
     )
+    feedback_window_seconds: float | None = Field(
+        default=None,
+        gt=0.0,
+        alias="feedbackWindowSeconds",
+        description="Close the loop on the measured service: over this many recent seconds, "
+        "the share of sessions that did not start at once (late starts and placement "
+        "failures, as sampled) is compared with feedbackTarget × the SLO's miss budget, and "
+        "the budget the buffer is sized for is scaled by (target / measured)^feedbackGain, "
+        "within [1/4, feedbackMaxFactor]. The measurement starts from a prior at the target "
+        "worth a few misses, so thin evidence moves little, and it loosens only once 90 % "
+        "of the window is measured (misses come in bursts); it tightens at once. Legacy "
+        "groups' failure cap is scaled the same way by measured failures. None: open loop.",
+    )
+    feedback_target: float = Field(
+        default=0.8,
+        gt=0.0,
+        le=1.0,
+        alias="feedbackTarget",
+        description="Share of the SLO's miss (and failure) budget the feedback aims the "
+        "measured misses at; the rest is margin for what a window cannot see coming.",
+    )
+    feedback_gain: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        alias="feedbackGain",
+        description="Exponent of the feedback factor: 1 corrects the whole measured error "
+        "at once, smaller values converge in steps (the measurement lags by the window).",
+    )
+    feedback_max_factor: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=8.0,
+        alias="feedbackMaxFactor",
+        description="The feedback never spends more than this × the open-loop miss budget.",
+    )
     miss_budget_skew: float = Field(
         default=0.0,
         ge=0.0,
@@ -368,6 +404,59 @@ def observed_arrival_rate(history: LocationHistory, now: float, window_s: float)
     return max(arrivals - math.sqrt(arrivals), 0.0) / span
 
 
+def measured_misses(
+    history: LocationHistory, now: float, window_s: float
+) -> tuple[float, float, float, float] | None:
+    """(late starts, placement failures, arrivals, seconds covered) summed over the complete
+    rows of the last ``window_s`` whose late starts were measured (covered: from the first
+    such row's window start to ``now``); None when no row was.
+
+    Rows without a measurement (NaN: the listing failed, rows stored before the controller
+    counted late starts, CloudWatch backfill) are left out whole, arrivals included, so an
+    unmeasured stretch never reads as sessions that all started at once."""
+    late = history.late_starts
+    if late is None:
+        return None
+    at = history.at
+    lo = int(at.searchsorted(now - window_s, side="right"))
+    hi = int(at.searchsorted(now, side="right"))
+    if hi <= lo:
+        return None
+    rows = late[lo:hi]
+    ok = history.complete[lo:hi] & np.isfinite(rows)
+    if not ok.any():
+        return None
+    first = lo + int(np.argmax(ok))
+    return (
+        float(rows[ok].sum()),
+        float(np.nan_to_num(history.placement_failures[lo:hi][ok]).sum()),
+        float(np.nan_to_num(history.arrivals[lo:hi][ok]).sum()),
+        now - float(at[first - 1] if first > 0 else at[first]),
+    )
+
+
+_FEEDBACK_PRIOR_MISSES = 5.0  # the prior at the target weighs as much as this many misses
+_FEEDBACK_MIN_FACTOR = 0.25
+_FEEDBACK_FULL_COVER = 0.9  # share of the window measured before the feedback may loosen
+
+
+def feedback_factor(
+    misses: float, arrivals: float, target: float, gain: float, top: float
+) -> float:
+    """Factor on a miss budget from ``misses`` of ``arrivals`` measured against a ``target``
+    share: ``(target / m̂)^gain`` within [1/4, ``top``], where m̂ = (misses + k) / (arrivals +
+    k / target) is the measured share shrunk toward the target by a prior worth k = 5 misses.
+
+    Why the prior: at 1 % misses a quiet location sees a miss every few hours, and a raw share
+    of 0 over a short spell would loosen the buffer to the cap on no evidence; with the prior,
+    a day of 1,400 arrivals without a miss at a 0.8 % target loosens by ×1.8 (gain 0.5)."""
+    if target <= 0.0:
+        return 1.0
+    estimate = (misses + _FEEDBACK_PRIOR_MISSES) / (arrivals + _FEEDBACK_PRIOR_MISSES / target)
+    factor = math.pow(target / estimate, gain)
+    return min(max(factor, _FEEDBACK_MIN_FACTOR), top)
+
+
 def demand_now(ctx: PolicyContext) -> int:
     """Uncensored demand this tick: sessions holding or waiting for a slot, plus failures."""
     s = ctx.sample
@@ -436,12 +525,41 @@ class SloPolicy:
         share = params.miss_budget_share
         if legacy and params.legacy_miss_budget_share is not None:
             share = params.legacy_miss_budget_share
-        miss = min((1.0 - ctx.slo.instant) * share * skew, _MAX_MISS)
+        loop, loop_fail, loop_note = 1.0, 1.0, ""
+        if params.feedback_window_seconds is not None:
+            measured = measured_misses(ctx.history, ctx.now, params.feedback_window_seconds)
+            if measured is not None:
+                late, failed, arrived, covered = measured
+                aim = params.feedback_target
+                loop = feedback_factor(
+                    late + failed,
+                    arrived,
+                    aim * (1.0 - ctx.slo.instant),
+                    params.feedback_gain,
+                    params.feedback_max_factor,
+                )
+                loop_fail = feedback_factor(
+                    failed,
+                    arrived,
+                    aim * ctx.slo.failed,
+                    params.feedback_gain,
+                    params.feedback_max_factor,
+                )
+                if covered < _FEEDBACK_FULL_COVER * params.feedback_window_seconds:
+                    # Misses come in bursts (a morning ramp): part of a day without one is no
+                    # evidence for the whole day, so only a full window may loosen.
+                    loop, loop_fail = min(loop, 1.0), min(loop_fail, 1.0)
+                loop_note = (
+                    f", feedback ×{loop:.2f} (measured {late + failed:.0f} of {arrived:.0f}"
+                    f" not instant, {failed:.0f} failed, over {covered / 3600:.1f} h)"
+                )
+        miss = min((1.0 - ctx.slo.instant) * share * skew * loop, _MAX_MISS)
         if legacy and params.legacy_failure_share is not None:
             # The host a miss waits for was asked for at the last decision, on average half
             # an interval ago: it fails if that host needs longer than the timeout from now.
             p_fail = provisioning_exceeds(ALWAYS_ON_PLACEMENT_TIMEOUT_S + ctx.interval_s / 2, p95)
-            miss = min(miss, params.legacy_failure_share * ctx.slo.failed * skew / p_fail)
+            cap = params.legacy_failure_share * ctx.slo.failed * skew * loop_fail / p_fail
+            miss = min(miss, cap)
         if params.quantile is not None:
             raw_buffer = max(net.quantile(params.quantile), 0)
             rule = f"quantile {params.quantile:g} of net arrivals"
@@ -450,6 +568,7 @@ class SloPolicy:
             rule = f"≤ {miss:.2%} of arrivals missing"
             if params.miss_budget_skew > 0.0:
                 rule += f" (day-budget skew ×{skew:.2f})"
+            rule += loop_note
         buffer = round_up_to_tenancy(max(raw_buffer, params.min_idle), t)
         if params.partial_host_credit and params.quantile is None and t > 1:
             buffer = max(

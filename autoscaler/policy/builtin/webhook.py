@@ -218,6 +218,7 @@ def request_body(ctx: PolicyContext, points: int) -> dict[str, Any]:
             "arrivals": s.arrivals,
             "placementFailures": s.placement_failures,
             "departures": s.departures,
+            "lateStarts": s.late_starts,
             "complete": s.complete,
             "setting": {
                 "alwaysOn": s.setting.always_on,
