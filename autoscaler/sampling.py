@@ -128,7 +128,7 @@ def derive_location_samples(
         kind = kind_of(s.status)
         if kind == _HOLDING:
             c[0] += 1
-            if s.status in _STARTED_SET and lo < s.last_updated_at <= now:
+            if lo < s.last_updated_at <= now and s.status in _STARTED_SET:
                 took = s.last_updated_at - s.created_at
                 if instant_start_s < took <= _LATEST_START_S:
                     c[5] += 1
@@ -194,7 +194,7 @@ def _count_one(
         status = s.status
         if status in _HOLDING_SET:
             in_use += 1
-            if status in _STARTED_SET and lo < s.last_updated_at <= now:
+            if lo < s.last_updated_at <= now and status in _STARTED_SET:
                 took = s.last_updated_at - s.created_at
                 if instant_start_s < took <= _LATEST_START_S:
                     late += 1

@@ -507,3 +507,30 @@ def test_feedback_tightens_on_measured_misses_and_loosens_only_on_a_full_window(
     partial = SloPolicy().decide(params, make_ctx(_with_late(week, late), now, in_use=300))
     assert "feedback ×1.00" in partial.reason
     assert partial.setting == open_loop.setting
+
+
+def test_measured_misses_fast_path_equals_the_masked_sums() -> None:
+    rng = np.random.default_rng(5)
+    n = 3000
+    at = np.cumsum(rng.choice([60.0, 60.0, 30.0], n))
+    hist = _rows(list(at), list(rng.poisson(3.0, n).astype(float)), [True] * n)
+    late = rng.poisson(0.05, n).astype(float)
+    full = _with_late(replace(hist, placement_failures=rng.poisson(0.01, n) * 1.0), late)
+    now = float(at[-1])
+    got = measured_misses(full, now, 86400.0)
+    lo = int(at.searchsorted(now - 86400.0, side="right"))
+    ok = np.ones(n - lo, dtype=np.bool_)  # the masked path's sums, spelt out
+    want = (
+        float(late[lo:][ok].sum()),
+        float(full.placement_failures[lo:][ok].sum()),
+        float(full.arrivals[lo:][ok].sum()),
+        now - float(at[lo - 1]),
+    )
+    assert got == want
+    # One unmeasured row inside the window takes the masked path: that row drops out.
+    dirty = late.copy()
+    dirty[lo + 5] = np.nan
+    slow = measured_misses(replace(full, late_starts=dirty), now, 86400.0)
+    assert slow is not None
+    assert slow[0] == pytest.approx(want[0] - late[lo + 5])
+    assert slow[2] == pytest.approx(want[2] - full.arrivals[lo + 5])

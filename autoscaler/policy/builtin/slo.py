@@ -423,7 +423,16 @@ def measured_misses(
     if hi <= lo:
         return None
     rows = late[lo:hi]
-    ok = history.complete[lo:hi] & np.isfinite(rows)
+    complete = history.complete[lo:hi]
+    late_sum = float(rows.sum())
+    if math.isfinite(late_sum) and complete.all():
+        # Every row measured and complete (a running controller's usual day): plain sums,
+        # a few µs instead of ~80 for the masked ones over a day of 1-minute rows.
+        failures = float(history.placement_failures[lo:hi].sum())
+        arrivals = float(history.arrivals[lo:hi].sum())
+        if math.isfinite(failures) and math.isfinite(arrivals):
+            return late_sum, failures, arrivals, now - float(at[lo - 1 if lo > 0 else lo])
+    ok = complete & np.isfinite(rows)
     if not ok.any():
         return None
     first = lo + int(np.argmax(ok))
