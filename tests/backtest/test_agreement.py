@@ -31,6 +31,7 @@ from autoscaler.backtest.runner import (
     controller_initial,
     fit_policy,
     high_maximum,
+    instant_start_threshold,
     model_params,
     replay,
     run_policy,
@@ -41,6 +42,7 @@ from autoscaler.domain.models import CapacityModel
 from autoscaler.policy.config import load_policy_file
 from autoscaler.runtime import build_controller
 from autoscaler.settings import load_settings
+from autoscaler.store import HistoryStore
 from autoscaler.twin.emulator import Emulator
 
 CLASS = "gen4n_high"
@@ -71,7 +73,9 @@ def _plan() -> SessionPlan:
     return plan_sessions(trace, peak=20, seed=SEED, days=2 / 24)
 
 
-async def _over_http(plan: SessionPlan, policy_file: Path, tmp_path: Path) -> RunOutcome:
+async def _over_http(
+    plan: SessionPlan, policy_file: Path, tmp_path: Path
+) -> tuple[RunOutcome, list[float]]:
     tenancy = 2
     world = build_world(
         plan,
@@ -93,11 +97,12 @@ async def _over_http(plan: SessionPlan, policy_file: Path, tmp_path: Path) -> Ru
             state_dir=tmp_path / "state",
             aws_max_attempts=1,
             api_rate_limits=False,  # quotas are per wall-clock second; this runs in virtual time
+            instant_start_s=instant_start_threshold(world.model.params),  # as the backtest's
         )
         async with build_controller(
             settings, clock=world.clock, interval_s=60.0, policies=[policy], write_audit=False
         ) as built:
-            return await replay(
+            outcome = await replay(
                 world,
                 plan,
                 tick=built.controller.tick,
@@ -105,13 +110,27 @@ async def _over_http(plan: SessionPlan, policy_file: Path, tmp_path: Path) -> Ru
                 label="http",
                 update_count=lambda: emulator.calls["UpdateStreamGroup"].accepted,
             )
+            return outcome, _late_starts(built.store)
+
+
+def _late_starts(store: HistoryStore) -> list[float]:
+    (group, location), *_ = store.locations()
+    late = store.history(group, location, since=0.0).late_starts
+    assert late is not None
+    return late.tolist()
 
 
 async def test_in_process_and_http_runs_agree(tmp_path: Path) -> None:
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(textwrap.dedent(POLICY))
     plan = _plan()
-    http = await _over_http(plan, policy_file, tmp_path)
+    http, http_late = await _over_http(plan, policy_file, tmp_path)
+    stores: list[HistoryStore] = []
+
+    def keep_store(_c: object, _a: object, store: HistoryStore) -> None:
+        stores.append(store)
+        store.close = lambda: None  # type: ignore[method-assign]  # read it after the run
+
     # run_policy calls asyncio.run itself: run it in a worker thread, off this test's loop.
     local = await asyncio.to_thread(
         run_policy,
@@ -121,6 +140,7 @@ async def test_in_process_and_http_runs_agree(tmp_path: Path) -> None:
         capacity_model=CapacityModel.CURRENT,
         seed=SEED,
         params=model_params(60.0),
+        instrument=keep_store,
     )
     assert local.decisions == http.decisions == 121
     assert local.updates > 0
@@ -128,3 +148,8 @@ async def test_in_process_and_http_runs_agree(tmp_path: Path) -> None:
     assert local.updates == http.updates
     assert local.cold > 0  # the policy runs tight, so waiting sessions are compared too
     assert http.allocated_slot_s == pytest.approx(local.allocated_slot_s, rel=1e-6)
+    # The late starts the controller measures (what the slo policy's feedback reads) survive
+    # the wire tick for tick: CreatedAt and LastUpdatedAt keep their sub-second parts.
+    local_late = _late_starts(stores[0])
+    assert local_late == http_late
+    assert sum(local_late) >= local.cold > 0
