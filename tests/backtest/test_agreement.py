@@ -117,7 +117,7 @@ def _late_starts(store: HistoryStore) -> list[float]:
     (group, location), *_ = store.locations()
     late = store.history(group, location, since=0.0).late_starts
     assert late is not None
-    return late.tolist()
+    return [float(x) for x in late]
 
 
 async def test_in_process_and_http_runs_agree(tmp_path: Path) -> None:
