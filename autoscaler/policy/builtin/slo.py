@@ -286,10 +286,13 @@ class SloParams(BaseModel):
     feedback_gain: float = Field(
         default=0.5,
         gt=0.0,
-        le=1.0,
+        le=4.0,
         alias="feedbackGain",
-        description="Exponent of the feedback factor: 1 corrects the whole measured error "
-        "at once, smaller values converge in steps (the measurement lags by the window).",
+        description="Exponent of the feedback factor. The loop is stateless (the factor is "
+        "recomputed from the history each tick), so it settles where factor = (target / "
+        "measured)^gain, short of the target; and the buffer's miss share responds weakly to "
+        "its budget (a Poisson tail). A gain above 1 settles closer to the target; below 1 "
+        "moves in smaller steps.",
     )
     feedback_max_factor: float = Field(
         default=2.0,
