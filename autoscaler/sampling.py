@@ -20,6 +20,7 @@ listing, usually 8 times more. Old ended sessions are ignored by time, not by fi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +59,7 @@ INSTANT_START_S = 10.0
 # a later update of a session that started long ago (a reconnect), not a start.
 _LATEST_START_S = 900.0
 _STARTED_SET = frozenset({"ACTIVE", "CONNECTED"})
+_SEEN_WAITING_MAX = 10_000  # waiting sessions remembered per group for the start-time check
 _SLOW_LAUNCH_TICKS = 10  # ticks in a row of late starts beside idle slots: a launch-time setting
 # The same classes as sets, for the one-location loop (membership tests, no call per session).
 _HOLDING_SET = frozenset(k for k, v in _STATUS_KIND.items() if v == _HOLDING)
@@ -239,6 +241,10 @@ class Sampler:
         self._instant_start_s = instant_start_s
         self._warned_slow_launch: set[str] = set()
         self._slow_launch_streak: dict[str, int] = {}
+        # Per group: sessions seen still waiting past instant_start_s, whose start must then
+        # read as late; and the groups where one did not (late starts unmeasurable there).
+        self._seen_waiting: dict[str, set[str]] = {}
+        self._late_unmeasurable: set[str] = set()
         self._reader = reader
         self._max_concurrency = max_concurrency
         self._clock = clock
@@ -300,9 +306,57 @@ class Sampler:
             instant_start_s=self._instant_start_s,
         )
         self._check_launch_time(group_id, locations)
+        locations = self._check_start_times(group_id, sessions, locations, at)
         return GroupSample(
             at=at, group_id=group_id, state=state, locations=locations, complete=True
         )
+
+    def _check_start_times(
+        self,
+        group_id: str,
+        sessions: Sequence[SessionSummary],
+        locations: tuple[LocationSample, ...],
+        at: float,
+    ) -> tuple[LocationSample, ...]:
+        """Late starts count only if the listing's times mean what the count assumes: a
+        session seen ACTIVATING longer than ``instant_start_s`` must, once streaming, show a
+        start (CreatedAt → LastUpdatedAt) longer than that too. If one does not (a service
+        whose LastUpdatedAt does not move at the start), late starts are unmeasurable for the
+        group: from then on they are reported as unknown (None), never as zero, so the slo
+        policy's feedback cannot loosen the buffer on a count that misses every wait.
+
+        Cheap on the usual tick: nothing to do unless a session waits or was seen waiting."""
+        seen = self._seen_waiting.get(group_id)
+        threshold = self._instant_start_s
+        if group_id not in self._late_unmeasurable and (
+            seen or any(ls.oldest_waiting_s > threshold for ls in locations)
+        ):
+            seen = seen if seen is not None else set()
+            for s in sessions:
+                status = s.status
+                if status == WAITING_STATUS:
+                    if at - s.created_at > threshold:
+                        seen.add(s.arn)
+                elif s.arn in seen:
+                    seen.discard(s.arn)
+                    if status in _STARTED_SET and s.last_updated_at - s.created_at <= threshold:
+                        self._late_unmeasurable.add(group_id)
+                        logger.error(
+                            "sampling %s: session %s waited over %.1f s, yet its start reads "
+                            "%.1f s (CreatedAt → LastUpdatedAt): late starts cannot be "
+                            "measured for this group and are reported as unknown",
+                            group_id,
+                            s.arn,
+                            threshold,
+                            s.last_updated_at - s.created_at,
+                        )
+                        break
+            if len(seen) > _SEEN_WAITING_MAX:  # sessions that vanished unseen: start over
+                seen = set()
+            self._seen_waiting[group_id] = seen
+        if group_id in self._late_unmeasurable:
+            return tuple(dataclasses.replace(ls, late_starts=None) for ls in locations)
+        return locations
 
     def _check_launch_time(self, group_id: str, locations: Sequence[LocationSample]) -> None:
         """Warn once per group when sessions start late tick after tick although idle

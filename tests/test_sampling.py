@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 
@@ -365,3 +366,37 @@ async def test_a_launch_slower_than_the_threshold_is_warned_once(
     assert late_counts[1:] == [1] * 24  # the first sample has no window
     warnings = [r for r in caplog.records if "raise instant_start_s" in r.getMessage()]
     assert len(warnings) == 1
+
+
+@pytest.mark.parametrize("start_reads_s", [40.0, 2.0])
+async def test_a_wait_the_start_time_does_not_show_makes_late_starts_unknown(
+    caplog: pytest.LogCaptureFixture, start_reads_s: float
+) -> None:
+    # A session is seen waiting 30 s; a tick later it streams. Its start must then read as
+    # longer than the threshold: 40 s does, and late starts stay measured; 2 s does not (a
+    # service whose LastUpdatedAt does not move at the start), and from then on late starts
+    # are unknown (None), never zero, so no feedback loosens on a count that misses waits.
+    fake = FakeGameLiftStreams()
+    fake.add_group("sg-0", {"us-east-1": SETTING})
+    clock = ManualClock(NOW)
+    sampler = Sampler(fake, clock=clock, instant_start_s=10.0)
+    waiting = fake.add_session("sg-0", status="ACTIVATING", created_at=NOW - 30.0)
+    (first,) = await sampler.sample(["sg-0"], {})
+    assert first.locations[0].oldest_waiting_s == pytest.approx(30.0)
+    sessions = fake._group("sg-0").sessions
+    sessions[0] = dataclasses.replace(
+        waiting, status="CONNECTED", last_updated_at=waiting.created_at + start_reads_s
+    )
+    clock.advance(60.0)
+    with caplog.at_level(logging.ERROR, logger="autoscaler.sampling"):
+        (second,) = await sampler.sample(["sg-0"], {"sg-0": NOW})
+        clock.advance(60.0)
+        (third,) = await sampler.sample(["sg-0"], {"sg-0": NOW + 60.0})
+    if start_reads_s > 10.0:
+        assert second.locations[0].late_starts == 1
+        assert third.locations[0].late_starts == 0
+        assert not caplog.records
+    else:
+        assert second.locations[0].late_starts is None
+        assert third.locations[0].late_starts is None
+        assert any("cannot be measured" in r.getMessage() for r in caplog.records)
