@@ -63,7 +63,7 @@ class MetricsSink:
             _GL,
             registry=r,
         )
-        self.session_starts = Counter(
+        self.session_requests = Counter(
             "autoscaler_session_requests",
             "Sessions requested (StartStreamSession calls seen in the listing)",
             _GL,
@@ -130,7 +130,7 @@ class MetricsSink:
                 if ls.placement_failures:
                     self.placement_failures.labels(*labels).inc(ls.placement_failures)
                 if ls.arrivals:
-                    self.session_starts.labels(*labels).inc(ls.arrivals)
+                    self.session_requests.labels(*labels).inc(ls.arrivals)
                 if ls.late_starts:
                     self.late_starts.labels(*labels).inc(ls.late_starts)
             if group.decision is not None:

@@ -53,7 +53,7 @@ _STATUS_KIND: dict[str, int] = {
 }
 # A session whose start (request → ACTIVE, or CONNECTED a moment later) took longer than this
 # waited for capacity: the emulator launches in 5 s and connects 2 s later; a real application
-# may launch slower (``instant_start_seconds`` in the settings).
+# may launch slower (the ``instant_start_s`` setting).
 INSTANT_START_S = 10.0
 # A "start" later than the longest placement timeout (10 min, Windows on-demand) plus launch is
 # a later update of a session that started long ago (a reconnect), not a start.

@@ -146,7 +146,8 @@ def plan_for(case: TuneCase) -> SessionPlan:
     )
 
 
-def _bt(case: TuneCase, policy: Policy) -> Backtest:
+def backtest_for(case: TuneCase, policy: Policy) -> Backtest:
+    """The case as a ``Backtest`` (its plan, seed, class and model) scored by ``policy``'s SLO."""
     return Backtest(
         plans=[plan_for(case)],
         seeds=[case.seed],
@@ -165,7 +166,7 @@ def run_baselines(case: TuneCase) -> list[dict[str, Any]]:
     policy = load_policy_file(
         DEFAULT_POLICY_FILE, resolve_params=backtest_registry().validate_params
     )
-    rows, _ = hindsight_baselines(_bt(case, policy))
+    rows, _ = hindsight_baselines(backtest_for(case, policy))
     return rows
 
 
@@ -197,7 +198,7 @@ def ours_policy(overrides: Mapping[str, Any], behavior: str) -> Policy:
 
 def run_ours(case: TuneCase, overrides: Mapping[str, Any], behavior: str) -> dict[str, Any]:
     policy = ours_policy(overrides, behavior)
-    bt = _bt(case, policy)
+    bt = backtest_for(case, policy)
     candidate = baselines.Candidate("ours", {}, policy=policy)
     started = time.perf_counter()
     agg = bt.evaluate("ours", constant_candidate(candidate)).aggregate

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from autoscaler.backtest.runner import run_policy, score_outcome
-from bench.quality_tuning import HYPIXEL, STEAM, TRACES, TuneCase, _bt, ours_policy
+from bench.quality_tuning import HYPIXEL, STEAM, TRACES, TuneCase, backtest_for, ours_policy
 
 # Open loop: the shipped file without its feedback (a gain of ~0 keeps the factor at 1).
 OPEN_LOOP = {"feedbackGain": 1e-9, "feedbackMaxFactor": 1.0, "feedbackTarget": 1.0}
@@ -39,7 +39,7 @@ CASES: tuple[tuple[str, str, float, str, str], ...] = (
 def run_case(args: tuple[TuneCase, float, str]) -> dict[str, Any]:
     case, scale, variant = args
     policy = ours_policy(OPEN_LOOP if variant == "open loop" else {}, "file")
-    bt = _bt(case, policy)
+    bt = backtest_for(case, policy)
     assert bt.params is not None
     slow = dataclasses.replace(
         bt.params,

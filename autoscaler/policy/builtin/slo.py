@@ -51,6 +51,13 @@ quality_tuning.py``) and checked on held-out series, seeds and windows:
   nearly every such miss fails); and the buffer's window is one interval plus the mean
   provisioning delay, since the buffer is sized for the share of sessions that miss, not for
   the tail delay.
+- ``rateFloorSeconds``: the buffer is never sized for a lower arrival rate than a one-sigma
+  lower bound of what arrived lately: a profile learnt from a day or two can forecast a dip
+  that does not come (``observed_arrival_rate``).
+- ``feedbackWindowSeconds``: the miss budget is scaled by how the sampled late starts and
+  placement failures of the last window compare with the SLO's budget (``measured_misses``,
+  ``feedback_factor``): the model above is cautious on the benchmark's service, and the real
+  service may refill slower than it assumes.
 - ``refillFactor``: a refill window from the provisioning mean rather than its p95; it
   measured too aggressive on real traces (Windows, bursty hourly series) and is not shipped.
 """
@@ -469,6 +476,21 @@ def feedback_factor(
     return min(max(factor, _FEEDBACK_MIN_FACTOR), top)
 
 
+def _feedback(
+    misses: float, arrivals: float, budget: float, params: SloParams, loosen: bool
+) -> float:
+    """``feedback_factor`` for a share of the SLO's ``budget`` with the policy's feedback
+    settings; at most 1 unless ``loosen`` (the window is fully measured)."""
+    factor = feedback_factor(
+        misses,
+        arrivals,
+        params.feedback_target * budget,
+        params.feedback_gain,
+        params.feedback_max_factor,
+    )
+    return factor if loosen else min(factor, 1.0)
+
+
 def demand_now(ctx: PolicyContext) -> int:
     """Uncensored demand this tick: sessions holding or waiting for a slot, plus failures."""
     s = ctx.sample
@@ -537,30 +559,17 @@ class SloPolicy:
         share = params.miss_budget_share
         if legacy and params.legacy_miss_budget_share is not None:
             share = params.legacy_miss_budget_share
-        loop, loop_fail, loop_note = 1.0, 1.0, ""
+        loop, loop_note = 1.0, ""
+        measured: tuple[float, float, float, float] | None = None
+        full_window = False
         if params.feedback_window_seconds is not None:
             measured = measured_misses(ctx.history, ctx.now, params.feedback_window_seconds)
             if measured is not None:
                 late, failed, arrived, covered = measured
-                aim = params.feedback_target
-                loop = feedback_factor(
-                    late + failed,
-                    arrived,
-                    aim * (1.0 - ctx.slo.instant),
-                    params.feedback_gain,
-                    params.feedback_max_factor,
-                )
-                loop_fail = feedback_factor(
-                    failed,
-                    arrived,
-                    aim * ctx.slo.failed,
-                    params.feedback_gain,
-                    params.feedback_max_factor,
-                )
-                if covered < _FEEDBACK_FULL_COVER * params.feedback_window_seconds:
-                    # Misses come in bursts (a morning ramp): part of a day without one is no
-                    # evidence for the whole day, so only a full window may loosen.
-                    loop, loop_fail = min(loop, 1.0), min(loop_fail, 1.0)
+                # Misses come in bursts (a morning ramp): part of a day without one is no
+                # evidence for the whole day, so only a full window may loosen.
+                full_window = covered >= _FEEDBACK_FULL_COVER * params.feedback_window_seconds
+                loop = _feedback(late + failed, arrived, 1.0 - ctx.slo.instant, params, full_window)
                 loop_note = (
                     f", feedback ×{loop:.2f} (measured {late + failed:.0f} of {arrived:.0f}"
                     f" not instant, {failed:.0f} failed, over {covered / 3600:.1f} h)"
@@ -570,6 +579,11 @@ class SloPolicy:
             # The host a miss waits for was asked for at the last decision, on average half
             # an interval ago: it fails if that host needs longer than the timeout from now.
             p_fail = provisioning_exceeds(ALWAYS_ON_PLACEMENT_TIMEOUT_S + ctx.interval_s / 2, p95)
+            loop_fail = (
+                1.0
+                if measured is None
+                else _feedback(measured[1], measured[2], ctx.slo.failed, params, full_window)
+            )
             cap = params.legacy_failure_share * ctx.slo.failed * skew * loop_fail / p_fail
             miss = min(miss, cap)
         if params.quantile is not None:
