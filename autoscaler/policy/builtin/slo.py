@@ -57,7 +57,9 @@ quality_tuning.py``) and checked on held-out series, seeds and windows:
 - ``feedbackWindowSeconds``: the miss budget is scaled by how the sampled late starts and
   placement failures of the last window compare with the SLO's budget (``measured_misses``,
   ``feedback_factor``): the model above is cautious on the benchmark's service, and the real
-  service may refill slower than it assumes.
+  service may refill slower than it assumes. ``feedbackIntegralWindows`` makes the factor
+  integral (``integral_factor``): rebuilt from the history, day by day, so it settles on the
+  target instead of short of it.
 - ``refillFactor``: a refill window from the provisioning mean rather than its p95; it
   measured too aggressive on real traces (Windows, bursty hourly series) and is not shipped.
 """
@@ -65,10 +67,13 @@ quality_tuning.py``) and checked on held-out series, seeds and windows:
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from autoscaler.domain.classes import round_down_to_tenancy, round_up_to_tenancy
 from autoscaler.domain.models import (
@@ -295,11 +300,13 @@ class SloParams(BaseModel):
         gt=0.0,
         le=4.0,
         alias="feedbackGain",
-        description="Exponent of the feedback factor. The loop is stateless (the factor is "
-        "recomputed from the history each tick), so it settles where factor = (target / "
+        description="Exponent of the feedback factor. The stateless loop (the factor "
+        "recomputed from the last window each tick) settles where factor = (target / "
         "measured)^gain, short of the target; and the buffer's miss share responds weakly to "
-        "its budget (a Poisson tail). A gain above 1 settles closer to the target; below 1 "
-        "moves in smaller steps.",
+        "its budget (a Poisson tail): a gain above 1 settles closer to the target; below 1 "
+        "moves in smaller steps. With feedbackIntegralWindows, the exponent of each "
+        "window's step: 1 corrects a window's whole error at once if the miss share were "
+        "proportional to its budget; above 1 overshoots (days alternate loose and tight).",
     )
     feedback_max_factor: float = Field(
         default=2.0,
@@ -307,6 +314,21 @@ class SloParams(BaseModel):
         le=8.0,
         alias="feedbackMaxFactor",
         description="The feedback never spends more than this × the open-loop miss budget.",
+    )
+    feedback_integral_windows: int | None = Field(
+        default=None,
+        ge=1,
+        le=60,
+        alias="feedbackIntegralWindows",
+        description="Make the feedback integral: the factor is rebuilt from the history "
+        "over this many completed feedback windows (whole days at 86400 s, aligned to UTC "
+        "midnight), each step multiplying it by (target / measured that window)^"
+        "feedbackGain, within [1/4, feedbackMaxFactor]; so it settles where the measured "
+        "share meets feedbackTarget instead of short of it. A step loosens only over a "
+        "window measured for 90 % of its length. Between steps, the last window of "
+        "sampled misses tightens it at once if it is above the SLO's budget itself. Needs "
+        "feedbackWindowSeconds, and history for the windows (historyWindowSeconds). None: "
+        "the stateless loop.",
     )
     miss_budget_skew: float = Field(
         default=0.0,
@@ -318,6 +340,14 @@ class SloParams(BaseModel):
         "day's arrival-weighted share is unchanged (0: the same share every hour; 0.5 is close "
         "to the cost-optimal split of a Poisson buffer).",
     )
+
+    @model_validator(mode="after")
+    def _integral_needs_window(self) -> SloParams:
+        if self.feedback_integral_windows is not None and self.feedback_window_seconds is None:
+            raise ValueError(
+                "feedbackIntegralWindows needs feedbackWindowSeconds (the length of a window)"
+            )
+        return self
 
 
 def provisioning_exceeds(seconds: float, p95_s: float) -> float:
@@ -457,38 +487,70 @@ def measured_misses(
 _FEEDBACK_PRIOR_MISSES = 5.0  # the prior at the target weighs as much as this many misses
 _FEEDBACK_MIN_FACTOR = 0.25
 _FEEDBACK_FULL_COVER = 0.9  # share of the window measured before the feedback may loosen
+_WINDOWS_MEMO = 256  # locations whose completed feedback windows are kept
+_Windows = tuple[tuple[float, float, float, float] | None, ...]
+
+
+def _shrunk_ratio(misses: float, arrivals: float, target: float) -> float:
+    """target / m̂, where m̂ = (misses + k) / (arrivals + k / target) is the measured miss
+    share shrunk toward the target by a prior worth k = 5 misses.
+
+    Why the prior: at 1 % misses a quiet location sees a miss every few hours, and a raw share
+    of 0 over a short spell would loosen the buffer to the cap on no evidence."""
+    estimate = (misses + _FEEDBACK_PRIOR_MISSES) / (arrivals + _FEEDBACK_PRIOR_MISSES / target)
+    return target / estimate
+
+
+def _clamp_factor(factor: float, top: float) -> float:
+    return min(max(factor, _FEEDBACK_MIN_FACTOR), top)
 
 
 def feedback_factor(
     misses: float, arrivals: float, target: float, gain: float, top: float
 ) -> float:
     """Factor on a miss budget from ``misses`` of ``arrivals`` measured against a ``target``
-    share: ``(target / m̂)^gain`` within [1/4, ``top``], where m̂ = (misses + k) / (arrivals +
-    k / target) is the measured share shrunk toward the target by a prior worth k = 5 misses.
-
-    Why the prior: at 1 % misses a quiet location sees a miss every few hours, and a raw share
-    of 0 over a short spell would loosen the buffer to the cap on no evidence; with the prior,
-    a day of 1,400 arrivals without a miss at a 0.8 % target loosens by ×1.8 (gain 0.5)."""
+    share: ``(target / m̂)^gain`` within [1/4, ``top``], m̂ shrunk toward the target
+    (``_shrunk_ratio``): a day of 1,400 arrivals without a miss at a 0.8 % target loosens by
+    ×1.8 (gain 0.5)."""
     if target <= 0.0:
         return 1.0
-    estimate = (misses + _FEEDBACK_PRIOR_MISSES) / (arrivals + _FEEDBACK_PRIOR_MISSES / target)
-    factor = math.pow(target / estimate, gain)
-    return min(max(factor, _FEEDBACK_MIN_FACTOR), top)
+    return _clamp_factor(math.pow(_shrunk_ratio(misses, arrivals, target), gain), top)
 
 
-def _feedback(
-    misses: float, arrivals: float, budget: float, params: SloParams, loosen: bool
+def integral_factor(
+    windows: Sequence[tuple[float, float, bool]], target: float, gain: float, top: float
 ) -> float:
-    """``feedback_factor`` for a share of the SLO's ``budget`` with the policy's feedback
-    settings; at most 1 unless ``loosen`` (the window is fully measured)."""
-    factor = feedback_factor(
-        misses,
-        arrivals,
-        params.feedback_target * budget,
-        params.feedback_gain,
-        params.feedback_max_factor,
+    """Factor on a miss budget rebuilt from completed windows, oldest first, each given as
+    (misses, arrivals, fully measured): from 1, every window multiplies it by
+    ``(target / m̂)^gain`` (m̂ shrunk toward the target, ``_shrunk_ratio``), at most 1 for a
+    window not fully measured, and the product is kept within [1/4, ``top``] at each step.
+
+    Why integral: a window's misses answer the factor that was in force during it (the same
+    recursion one window earlier), so each step corrects the remaining error and the factor
+    settles where the measured share meets the target; the stateless factor settles where
+    factor = (target / measured)^gain, short of it. Why rebuilt rather than remembered: the
+    history is the only state a plugin has; a restart or a fail-over to the standby gets the
+    same factor from the same store."""
+    if target <= 0.0:
+        return 1.0
+    factor = 1.0
+    for misses, arrivals, full in windows:
+        step = math.pow(_shrunk_ratio(misses, arrivals, target), gain)
+        factor = _clamp_factor(factor * (step if full else min(step, 1.0)), top)
+    return factor
+
+
+def completed_windows(
+    history: LocationHistory, now: float, window_s: float, count: int
+) -> tuple[tuple[float, float, float, float] | None, ...]:
+    """``measured_misses`` of each of the last ``count`` windows of ``window_s`` that ended by
+    ``now``, oldest first; windows are aligned to multiples of ``window_s`` in epoch time (UTC
+    midnights for a day), so a window's sums do not move from one tick to the next."""
+    last_end = math.floor(now / window_s) * window_s
+    return tuple(
+        measured_misses(history, last_end - (count - 1 - i) * window_s, window_s)
+        for i in range(count)
     )
-    return factor if loosen else min(factor, 1.0)
 
 
 def demand_now(ctx: PolicyContext) -> int:
@@ -505,6 +567,100 @@ class SloPolicy:
 
     def __init__(self) -> None:
         self._forecaster = SeasonalForecaster()
+        self._windows_memo: OrderedDict[tuple[object, ...], _Windows] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _completed_windows(self, ctx: PolicyContext, window_s: float, count: int) -> _Windows:
+        """``completed_windows`` memoised: the sums of completed windows change only when a
+        window completes or the stored rows do (a backfill), so every other tick reuses them
+        (14 days of sums cost ~250 µs; the key, a few). The key holds the rows' bounds and a
+        strided sample of their bytes, as the forecaster's does."""
+        h = ctx.history
+        if h.late_starts is None:
+            return ()
+        last_end = math.floor(ctx.now / window_s) * window_s
+        lo, hi = h.at.searchsorted((last_end - count * window_s, last_end), side="right").tolist()
+        key: tuple[object, ...] = (ctx.group.arn, ctx.location, window_s, count, last_end, lo, hi)
+        if hi > lo:
+            stride = slice(lo, hi, 53)
+            key += (
+                float(h.at[lo]),
+                float(h.at[hi - 1]),
+                h.late_starts[stride].tobytes(),
+                h.arrivals[stride].tobytes(),
+                h.placement_failures[stride].tobytes(),
+                h.complete[stride].tobytes(),
+            )
+        with self._lock:
+            hit = self._windows_memo.get(key)
+            if hit is not None:
+                self._windows_memo.move_to_end(key)
+                return hit
+        windows = completed_windows(h, ctx.now, window_s, count)
+        with self._lock:
+            self._windows_memo[key] = windows
+            while len(self._windows_memo) > _WINDOWS_MEMO:
+                self._windows_memo.popitem(last=False)
+        return windows
+
+    def _feedback(
+        self, params: SloParams, ctx: PolicyContext, with_failure_cap: bool
+    ) -> tuple[float, float, str]:
+        """(factor on the miss budget, factor on a legacy failure cap, reason note) of the
+        policy's feedback; (1, 1, "") without one or without a measurement."""
+        window_s = params.feedback_window_seconds
+        if window_s is None:
+            return 1.0, 1.0, ""
+        measured = measured_misses(ctx.history, ctx.now, window_s)
+        budget, fail_budget = 1.0 - ctx.slo.instant, ctx.slo.failed
+        gain, top = params.feedback_gain, params.feedback_max_factor
+        n_windows = params.feedback_integral_windows
+        if n_windows is None:
+            if measured is None:
+                return 1.0, 1.0, ""
+            late, failed, arrived, covered = measured
+            # Misses come in bursts (a morning ramp): part of a day without one is no
+            # evidence for the whole day, so only a full window may loosen.
+            full = covered >= _FEEDBACK_FULL_COVER * window_s
+
+            def stateless(misses: float, share: float) -> float:
+                factor = feedback_factor(misses, arrived, params.feedback_target * share, gain, top)
+                return factor if full else min(factor, 1.0)
+
+            loop = stateless(late + failed, budget)
+            loop_fail = stateless(failed, fail_budget) if with_failure_cap else 1.0
+            note = (
+                f", feedback ×{loop:.2f} (measured {late + failed:.0f} of {arrived:.0f}"
+                f" not instant, {failed:.0f} failed, over {covered / 3600:.1f} h)"
+            )
+            return loop, loop_fail, note
+        windows = [w for w in self._completed_windows(ctx, window_s, n_windows) if w is not None]
+
+        def integral(pick: int, share: float) -> float:
+            """pick 0: late starts and failures; 1: failures alone."""
+
+            def misses(w: tuple[float, float, float, float]) -> float:
+                return w[1] if pick else w[0] + w[1]
+
+            steps = [(misses(w), w[2], w[3] >= _FEEDBACK_FULL_COVER * window_s) for w in windows]
+            factor = integral_factor(steps, params.feedback_target * share, gain, top)
+            if measured is not None and share > 0.0:
+                # The last window against the SLO's budget itself: a service that got worse
+                # since the last window completed is answered now, not at midnight.
+                guard = math.pow(_shrunk_ratio(misses(measured), measured[2], share), gain)
+                factor = _clamp_factor(factor * min(guard, 1.0), top)
+            return factor
+
+        loop = integral(0, budget)
+        loop_fail = integral(1, fail_budget) if with_failure_cap else 1.0
+        note = f", feedback ×{loop:.2f} (integral over {len(windows)} measured windows"
+        if measured is not None:
+            late, failed, arrived, covered = measured
+            note += (
+                f"; last {covered / 3600:.1f} h measured {late + failed:.0f} of {arrived:.0f}"
+                f" not instant, {failed:.0f} failed"
+            )
+        return loop, loop_fail, note + ")"
 
     def decide(self, params: BaseModel, ctx: PolicyContext) -> Recommendation:
         if not isinstance(params, SloParams):
@@ -559,32 +715,14 @@ class SloPolicy:
         share = params.miss_budget_share
         if legacy and params.legacy_miss_budget_share is not None:
             share = params.legacy_miss_budget_share
-        loop, loop_note = 1.0, ""
-        measured: tuple[float, float, float, float] | None = None
-        full_window = False
-        if params.feedback_window_seconds is not None:
-            measured = measured_misses(ctx.history, ctx.now, params.feedback_window_seconds)
-            if measured is not None:
-                late, failed, arrived, covered = measured
-                # Misses come in bursts (a morning ramp): part of a day without one is no
-                # evidence for the whole day, so only a full window may loosen.
-                full_window = covered >= _FEEDBACK_FULL_COVER * params.feedback_window_seconds
-                loop = _feedback(late + failed, arrived, 1.0 - ctx.slo.instant, params, full_window)
-                loop_note = (
-                    f", feedback ×{loop:.2f} (measured {late + failed:.0f} of {arrived:.0f}"
-                    f" not instant, {failed:.0f} failed, over {covered / 3600:.1f} h)"
-                )
+        failure_share = params.legacy_failure_share if legacy else None
+        loop, loop_fail, loop_note = self._feedback(params, ctx, failure_share is not None)
         miss = min((1.0 - ctx.slo.instant) * share * skew * loop, _MAX_MISS)
-        if legacy and params.legacy_failure_share is not None:
+        if failure_share is not None:
             # The host a miss waits for was asked for at the last decision, on average half
             # an interval ago: it fails if that host needs longer than the timeout from now.
             p_fail = provisioning_exceeds(ALWAYS_ON_PLACEMENT_TIMEOUT_S + ctx.interval_s / 2, p95)
-            loop_fail = (
-                1.0
-                if measured is None
-                else _feedback(measured[1], measured[2], ctx.slo.failed, params, full_window)
-            )
-            cap = params.legacy_failure_share * ctx.slo.failed * skew * loop_fail / p_fail
+            cap = failure_share * ctx.slo.failed * skew * loop_fail / p_fail
             miss = min(miss, cap)
         if params.quantile is not None:
             raw_buffer = max(net.quantile(params.quantile), 0)
