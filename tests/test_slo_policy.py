@@ -638,8 +638,8 @@ def test_integral_feedback_loosens_day_by_day_and_tightens_at_once(
     assert "feedback ×8.00 (integral over 7 measured windows" in i_loop.reason
     assert i_loop.setting.target_idle < p_loop.setting.target_idle < open_loop.setting.target_idle
 
-    # The same days, but the last six hours missed 5 %: the guard tightens now (the last
-    # day, 1.25 % against the 1 % budget), below what the completed days alone give.
+    # The same days, but the last six hours missed 5 %: the stateless term tightens now (the
+    # last day, 1.25 % against the 0.8 % target), below what the completed days alone give.
     worse = SloPolicy().decide(integral, make_ctx(_late_week(week, 0.004, 0.05), now, in_use=300))
     assert "feedback ×" in worse.reason
     assert worse.setting.target_idle > i_loop.setting.target_idle
@@ -648,6 +648,24 @@ def test_integral_feedback_loosens_day_by_day_and_tightens_at_once(
     assert SloPolicy().decide(integral, make_ctx(week, now, in_use=300)).setting == (
         open_loop.setting
     )
+
+
+def test_integral_feedback_stateless_term_only_tightens(week: LocationHistory) -> None:
+    now = START + 7 * DAY - 60.0
+    stateless = SloParams(feedback_window_seconds=DAY, feedback_gain=2.0, feedback_max_factor=8)
+    integral = stateless.model_copy(update={"feedback_integral_windows": 14})
+    # Every completed day on the 0.8 % target, today's last six hours without a miss: the
+    # stateless loop loosens on the last 24 h; the integral term holds at x1, and its
+    # stateless term does not loosen.
+    on_target = _late_week(week, 0.008, 0.0)
+    ctx = make_ctx(on_target, now, in_use=300)
+    assert "feedback ×1.00 (integral over 7" in SloPolicy().decide(integral, ctx).reason
+    assert "feedback ×1.43" in SloPolicy().decide(stateless, ctx).reason
+    # A smaller integral gain takes smaller steps: 0.4 % a day loosens x2 per day at gain 1
+    # (to the cap of 8 in the week), about x1.4 per day at 0.5 (x6.6 after six days).
+    half = integral.model_copy(update={"feedback_integral_gain": 0.5})
+    cautious = make_ctx(_late_week(week, 0.004), now, in_use=300)
+    assert "feedback ×6.63" in SloPolicy().decide(half, cautious).reason
 
 
 def test_integral_feedback_memo_follows_the_rows(week: LocationHistory) -> None:

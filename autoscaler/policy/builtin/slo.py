@@ -300,13 +300,12 @@ class SloParams(BaseModel):
         gt=0.0,
         le=4.0,
         alias="feedbackGain",
-        description="Exponent of the feedback factor. The stateless loop (the factor "
-        "recomputed from the last window each tick) settles where factor = (target / "
+        description="Exponent of the feedback factor. The loop is stateless (the factor is "
+        "recomputed from the last window each tick), so it settles where factor = (target / "
         "measured)^gain, short of the target; and the buffer's miss share responds weakly to "
         "its budget (a Poisson tail): a gain above 1 settles closer to the target; below 1 "
-        "moves in smaller steps. With feedbackIntegralWindows, the exponent of each "
-        "window's step: 1 corrects a window's whole error at once if the miss share were "
-        "proportional to its budget; above 1 overshoots (days alternate loose and tight).",
+        "moves in smaller steps. With feedbackIntegralWindows, the exponent of the stateless "
+        "term, which then only tightens.",
     )
     feedback_max_factor: float = Field(
         default=2.0,
@@ -320,15 +319,25 @@ class SloParams(BaseModel):
         ge=1,
         le=60,
         alias="feedbackIntegralWindows",
-        description="Make the feedback integral: the factor is rebuilt from the history "
-        "over this many completed feedback windows (whole days at 86400 s, aligned to UTC "
-        "midnight), each step multiplying it by (target / measured that window)^"
-        "feedbackGain, within [1/4, feedbackMaxFactor]; so it settles where the measured "
-        "share meets feedbackTarget instead of short of it. A step loosens only over a "
-        "window measured for 90 % of its length. Between steps, the last window of "
-        "sampled misses tightens it at once if it is above the SLO's budget itself. Needs "
-        "feedbackWindowSeconds, and history for the windows (historyWindowSeconds). None: "
-        "the stateless loop.",
+        description="Add an integral term to the feedback: the factor is rebuilt from "
+        "the history over this many completed feedback windows (whole days at 86400 s, "
+        "aligned to UTC midnight), each multiplying it by (target / measured that window)^"
+        "feedbackIntegralGain, within [1/4, feedbackMaxFactor]; so it settles where the "
+        "measured share meets feedbackTarget instead of short of it. A step loosens only "
+        "over a window measured for 90 % of its length. The stateless term stays, "
+        "tightening only: misses above the target over the last window tighten at once, by "
+        "(target / measured)^feedbackGain. Needs feedbackWindowSeconds, and history for the "
+        "windows (historyWindowSeconds). None: the stateless loop alone.",
+    )
+    feedback_integral_gain: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=2.0,
+        alias="feedbackIntegralGain",
+        description="Exponent of each completed window's step in the integral term: 1 "
+        "corrects a window's whole error at once if the miss share were proportional to its "
+        "budget; above 1 overshoots (days alternate loose and tight, which costs more "
+        "misses than it saves), below 1 averages over more days.",
     )
     miss_budget_skew: float = Field(
         default=0.0,
@@ -642,12 +651,17 @@ class SloPolicy:
             def misses(w: tuple[float, float, float, float]) -> float:
                 return w[1] if pick else w[0] + w[1]
 
+            target = params.feedback_target * share
+            if target <= 0.0:
+                return 1.0
             steps = [(misses(w), w[2], w[3] >= _FEEDBACK_FULL_COVER * window_s) for w in windows]
-            factor = integral_factor(steps, params.feedback_target * share, gain, top)
-            if measured is not None and share > 0.0:
-                # The last window against the SLO's budget itself: a service that got worse
-                # since the last window completed is answered now, not at midnight.
-                guard = math.pow(_shrunk_ratio(misses(measured), measured[2], share), gain)
+            factor = integral_factor(steps, target, params.feedback_integral_gain, top)
+            if measured is not None:
+                # The proportional term only tightens: misses above the target over the last
+                # window (a service that got worse, a day busier than its forecast) are
+                # answered now, not when the window completes; below it, the integral alone
+                # sets the level.
+                guard = math.pow(_shrunk_ratio(misses(measured), measured[2], target), gain)
                 factor = _clamp_factor(factor * min(guard, 1.0), top)
             return factor
 
