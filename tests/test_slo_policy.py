@@ -589,6 +589,7 @@ def test_integral_factor_steps_are_bounded_and_partial_windows_only_tighten() ->
     assert integral_factor([quiet, quiet, quiet], target, 1.0, 2.0) == 2.0
     flood = (5_000.0, 10_000.0, True)
     assert integral_factor([flood, flood], target, 1.0, 8.0) == 0.25
+    assert integral_factor([flood, flood], target, 1.0, 8.0, bottom=1 / 16) == 1 / 16
     # The floor holds at each step, so one good day after a flood lifts from 1/4.
     mild = (0.0, 1_000.0, True)  # no miss in 1,000 arrivals: (1,000 + 625) / 625 = x2.6
     assert integral_factor([flood, flood, mild], target, 1.0, 8.0) == pytest.approx(0.25 * 2.6)
@@ -686,6 +687,17 @@ def test_integral_feedback_memo_follows_the_rows(week: LocationHistory) -> None:
     assert rewritten == SloPolicy().decide(
         params, make_ctx(_with_late(week, late), now, in_use=300)
     )
+
+
+def test_feedback_floor_is_a_parameter(week: LocationHistory) -> None:
+    now = START + 7 * DAY - 60.0
+    params = SloParams(feedback_window_seconds=DAY, feedback_integral_windows=14)
+    flooded = make_ctx(_late_week(week, 0.05), now, in_use=300)
+    assert "feedback ×0.25 (" in SloPolicy().decide(params, flooded).reason
+    deeper = params.model_copy(update={"feedback_min_factor": 1 / 16})
+    assert "feedback ×0.06 (" in SloPolicy().decide(deeper, flooded).reason
+    with pytest.raises(pydantic.ValidationError, match="feedbackMinFactor"):
+        SloParams.model_validate({"feedbackMinFactor": 0.001})
 
 
 def test_integral_feedback_needs_a_window_length() -> None:

@@ -92,6 +92,7 @@ _DAY_GRID_S = tuple(900.0 * k for k in range(1, 97))  # the next day, every 15 m
 _DAY_GRID = np.array(_DAY_GRID_S)  # built once (a np.array of 96 floats costs ~5 µs)
 _SKEW_CLAMP = 4.0  # the day-budget skew never moves the hour's share by more than this factor
 _MAX_MISS = 0.5  # a miss-share target above this is no longer a buffer
+_FEEDBACK_MIN_FACTOR = 0.25  # the feedback's default floor on the miss budget's factor
 _Z95 = 1.6449  # standard normal 95th percentile
 # A session waiting for always-on capacity fails after this (gameliftstreams.md).
 ALWAYS_ON_PLACEMENT_TIMEOUT_S = 75.0
@@ -314,6 +315,15 @@ class SloParams(BaseModel):
         alias="feedbackMaxFactor",
         description="The feedback never spends more than this × the open-loop miss budget.",
     )
+    feedback_min_factor: float = Field(
+        default=_FEEDBACK_MIN_FACTOR,
+        ge=1.0 / 64.0,
+        le=1.0,
+        alias="feedbackMinFactor",
+        description="The feedback never cuts the open-loop miss budget below this × it. A "
+        "service much slower than the model (a buffer that must last 1.5× longer refills) "
+        "needs the budget cut further than ×1/4.",
+    )
     feedback_integral_windows: int | None = Field(
         default=None,
         ge=1,
@@ -494,7 +504,6 @@ def measured_misses(
 
 
 _FEEDBACK_PRIOR_MISSES = 5.0  # the prior at the target weighs as much as this many misses
-_FEEDBACK_MIN_FACTOR = 0.25
 _FEEDBACK_FULL_COVER = 0.9  # share of the window measured before the feedback may loosen
 _WINDOWS_MEMO = 256  # locations whose completed feedback windows are kept
 _Windows = tuple[tuple[float, float, float, float] | None, ...]
@@ -510,12 +519,18 @@ def _shrunk_ratio(misses: float, arrivals: float, target: float) -> float:
     return target / estimate
 
 
-def _clamp_factor(factor: float, top: float) -> float:
-    return min(max(factor, _FEEDBACK_MIN_FACTOR), top)
+def _clamp_factor(factor: float, bottom: float, top: float) -> float:
+    return min(max(factor, bottom), top)
 
 
 def feedback_factor(
-    misses: float, arrivals: float, target: float, gain: float, top: float
+    misses: float,
+    arrivals: float,
+    target: float,
+    gain: float,
+    top: float,
+    *,
+    bottom: float = _FEEDBACK_MIN_FACTOR,
 ) -> float:
     """Factor on a miss budget from ``misses`` of ``arrivals`` measured against a ``target``
     share: ``(target / m̂)^gain`` within [1/4, ``top``], m̂ shrunk toward the target
@@ -523,11 +538,16 @@ def feedback_factor(
     ×1.8 (gain 0.5)."""
     if target <= 0.0:
         return 1.0
-    return _clamp_factor(math.pow(_shrunk_ratio(misses, arrivals, target), gain), top)
+    return _clamp_factor(math.pow(_shrunk_ratio(misses, arrivals, target), gain), bottom, top)
 
 
 def integral_factor(
-    windows: Sequence[tuple[float, float, bool]], target: float, gain: float, top: float
+    windows: Sequence[tuple[float, float, bool]],
+    target: float,
+    gain: float,
+    top: float,
+    *,
+    bottom: float = _FEEDBACK_MIN_FACTOR,
 ) -> float:
     """Factor on a miss budget rebuilt from completed windows, oldest first, each given as
     (misses, arrivals, fully measured): from 1, every window multiplies it by
@@ -545,7 +565,7 @@ def integral_factor(
     factor = 1.0
     for misses, arrivals, full in windows:
         step = math.pow(_shrunk_ratio(misses, arrivals, target), gain)
-        factor = _clamp_factor(factor * (step if full else min(step, 1.0)), top)
+        factor = _clamp_factor(factor * (step if full else min(step, 1.0)), bottom, top)
     return factor
 
 
@@ -623,6 +643,7 @@ class SloPolicy:
         measured = measured_misses(ctx.history, ctx.now, window_s)
         budget, fail_budget = 1.0 - ctx.slo.instant, ctx.slo.failed
         gain, top = params.feedback_gain, params.feedback_max_factor
+        bottom = params.feedback_min_factor
         n_windows = params.feedback_integral_windows
         if n_windows is None:
             if measured is None:
@@ -633,7 +654,8 @@ class SloPolicy:
             full = covered >= _FEEDBACK_FULL_COVER * window_s
 
             def stateless(misses: float, share: float) -> float:
-                factor = feedback_factor(misses, arrived, params.feedback_target * share, gain, top)
+                target = params.feedback_target * share
+                factor = feedback_factor(misses, arrived, target, gain, top, bottom=bottom)
                 return factor if full else min(factor, 1.0)
 
             loop = stateless(late + failed, budget)
@@ -655,14 +677,16 @@ class SloPolicy:
             if target <= 0.0:
                 return 1.0
             steps = [(misses(w), w[2], w[3] >= _FEEDBACK_FULL_COVER * window_s) for w in windows]
-            factor = integral_factor(steps, target, params.feedback_integral_gain, top)
+            factor = integral_factor(
+                steps, target, params.feedback_integral_gain, top, bottom=bottom
+            )
             if measured is not None:
                 # The proportional term only tightens: misses above the target over the last
                 # window (a service that got worse, a day busier than its forecast) are
                 # answered now, not when the window completes; below it, the integral alone
                 # sets the level.
                 guard = math.pow(_shrunk_ratio(misses(measured), measured[2], target), gain)
-                factor = _clamp_factor(factor * min(guard, 1.0), top)
+                factor = _clamp_factor(factor * min(guard, 1.0), bottom, top)
             return factor
 
         loop = integral(0, budget)
