@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,10 +27,8 @@ from autoscaler.policy.builtin.slo import (
     SloParams,
     SloPolicy,
     budget_skew,
-    completed_windows,
     feedback_factor,
     host_buffer_for_miss_share,
-    integral_factor,
     measured_misses,
     observed_arrival_rate,
     provisioning_exceeds,
@@ -463,10 +460,11 @@ def test_measured_misses_skip_unmeasured_and_incomplete_rows() -> None:
     assert measured_misses(hist, 240.0, 600.0) is None  # nothing measured at all
     late = np.array([np.nan, 1.0, 2.0, 5.0, 0.0])
     got = measured_misses(_with_late(hist, late), 240.0, 600.0)
-    # Row 0 was not measured (NaN: arrivals left out too), row 3 is incomplete.
-    assert got == (3.0, 0.0, 30.0, 240.0)
+    # Row 0 was not measured (NaN: arrivals left out too), row 3 is incomplete: the rows
+    # left cover 3 minutes.
+    assert got == (3.0, 0.0, 30.0, 180.0)
     got = measured_misses(_with_late(hist, late), 240.0, 150.0)  # (90, 240]: rows 2-4
-    assert got == (2.0, 0.0, 20.0, 180.0)
+    assert got == (2.0, 0.0, 20.0, 120.0)
     assert measured_misses(_with_late(hist, np.full(5, np.nan)), 240.0, 600.0) is None
 
 
@@ -539,80 +537,6 @@ def test_measured_misses_fast_path_equals_the_masked_sums() -> None:
     assert slow[2] == pytest.approx(want[2] - full.arrivals[lo + 5])
 
 
-def _closed_loop(
-    factor_of: Callable[[list[tuple[float, float, bool]]], float],
-    windows: int,
-    caution: float,
-    target: float,
-) -> float:
-    """Miss share after ``windows`` days of a plant whose miss share is ``caution`` × the
-    factor × the target (a model ``caution`` times too careful), each day's factor given by
-    ``factor_of`` from the days before it."""
-    arrivals = 50_000.0
-    days: list[tuple[float, float, bool]] = []
-    share = 0.0
-    for _ in range(windows):
-        share = caution * factor_of(days) * target
-        days.append((share * arrivals, arrivals, True))
-    return share
-
-
-def test_integral_factor_settles_on_the_target_where_the_stateless_one_stops_short() -> None:
-    target = 0.008
-    assert integral_factor([], target, 1.0, 8.0) == 1.0
-    assert integral_factor([(400.0, 50_000.0, True)], target, 1.0, 8.0) == pytest.approx(1.0)
-
-    def integral(days: list[tuple[float, float, bool]]) -> float:
-        return integral_factor(days, target, 1.0, 8.0)
-
-    # A model 4x too careful: the integral loop spends all the slack within a few days.
-    assert _closed_loop(integral, 8, 0.25, target) == pytest.approx(target, rel=0.01)
-    # The stateless factor rests where f = (target / measured)^gain with the measurement
-    # taken under f itself: here f = 2, half the slack (found by bisection on log f).
-    lo, hi = 0.0, math.log(8.0)
-    for _ in range(60):
-        f = math.exp((lo + hi) / 2)
-        measured = 0.25 * f * target
-        if feedback_factor(measured * 1e7, 1e7, target, 1.0, 8.0) > f:
-            lo = math.log(f)
-        else:
-            hi = math.log(f)
-    assert math.exp(lo) == pytest.approx(2.0, rel=1e-3)
-    # A service worse than modelled: tightened to the target too, within the floor of 1/4.
-    assert _closed_loop(integral, 8, 3.0, target) == pytest.approx(target, rel=0.01)
-
-
-def test_integral_factor_steps_are_bounded_and_partial_windows_only_tighten() -> None:
-    target = 0.008
-    quiet = (0.0, 100_000.0, True)  # a day without a miss: a step of about x80
-    assert integral_factor([quiet], target, 1.0, 8.0) == 8.0
-    assert integral_factor([quiet, quiet, quiet], target, 1.0, 2.0) == 2.0
-    flood = (5_000.0, 10_000.0, True)
-    assert integral_factor([flood, flood], target, 1.0, 8.0) == 0.25
-    assert integral_factor([flood, flood], target, 1.0, 8.0, bottom=1 / 16) == 1 / 16
-    # The floor holds at each step, so one good day after a flood lifts from 1/4.
-    mild = (0.0, 1_000.0, True)  # no miss in 1,000 arrivals: (1,000 + 625) / 625 = x2.6
-    assert integral_factor([flood, flood, mild], target, 1.0, 8.0) == pytest.approx(0.25 * 2.6)
-    # A window measured only in part may tighten, never loosen.
-    assert integral_factor([(0.0, 100_000.0, False)], target, 1.0, 8.0) == 1.0
-    assert integral_factor([(800.0, 50_000.0, False)], target, 1.0, 8.0) < 0.55
-
-
-def test_completed_windows_are_aligned_to_whole_windows() -> None:
-    at = [float(t) for t in range(0, 4 * 3600 + 1, 600)]  # 4 h of 10-min rows from a midnight
-    hist = _with_late(_rows(at, [10.0] * len(at), [True] * len(at)), np.ones(len(at)))
-    hour = 3600.0
-    # At 2 h 30 the completed hours end at 0, 1 h and 2 h; each window (start, end] holds
-    # the rows stamped in it (the first only row 0, whose own start is unknown: 0 s covered).
-    got = completed_windows(hist, 2.5 * hour, hour, 3)
-    assert got == ((1.0, 0.0, 10.0, 0.0), (6.0, 0.0, 60.0, hour), (6.0, 0.0, 60.0, hour))
-    # Any tick of the same hour sees the same windows; the next hour shifts them by one.
-    assert completed_windows(hist, 2.99 * hour, hour, 3) == got
-    assert completed_windows(hist, 3.0 * hour, hour, 3) == (*got[1:], got[2])
-    # Before the history: nothing measured.
-    assert completed_windows(hist, 0.5 * hour, hour, 2)[0] is None
-
-
 def _late_week(week: LocationHistory, share: float, recent: float | None = None) -> LocationHistory:
     """``week`` with ``share`` of each row's arrivals late; the last 6 hours ``recent``."""
     late = share * week.arrivals
@@ -621,77 +545,9 @@ def _late_week(week: LocationHistory, share: float, recent: float | None = None)
     return _with_late(week, late)
 
 
-def test_integral_feedback_loosens_day_by_day_and_tightens_at_once(
-    week: LocationHistory,
-) -> None:
-    now = START + 7 * DAY - 60.0
-    stateless = SloParams(feedback_window_seconds=DAY, feedback_gain=1.0, feedback_max_factor=8)
-    integral = stateless.model_copy(update={"feedback_integral_windows": 14})
-    open_loop = SloPolicy().decide(SloParams(), make_ctx(week, now, in_use=300))
-
-    # 0.4 % late every day for a 0.8 % target: the stateless factor stays near x2 (the
-    # prior shrinks it a little), the integral one doubles each completed day up to the cap.
-    cautious = _late_week(week, 0.004)
-    ctx = make_ctx(cautious, now, in_use=300)
-    p_loop = SloPolicy().decide(stateless, ctx)
-    i_loop = SloPolicy().decide(integral, ctx)
-    assert "feedback ×1.88 (measured 36 of 8977 not instant" in p_loop.reason
-    assert "feedback ×8.00 (integral over 7 measured windows" in i_loop.reason
-    assert i_loop.setting.target_idle < p_loop.setting.target_idle < open_loop.setting.target_idle
-
-    # The same days, but the last six hours missed 5 %: the stateless term tightens now (the
-    # last day, 1.25 % against the 0.8 % target), below what the completed days alone give.
-    worse = SloPolicy().decide(integral, make_ctx(_late_week(week, 0.004, 0.05), now, in_use=300))
-    assert "feedback ×" in worse.reason
-    assert worse.setting.target_idle > i_loop.setting.target_idle
-
-    # No late-start column: the open loop; an unmeasured day only tightens (none here).
-    assert SloPolicy().decide(integral, make_ctx(week, now, in_use=300)).setting == (
-        open_loop.setting
-    )
-
-
-def test_integral_feedback_stateless_term_only_tightens(week: LocationHistory) -> None:
-    now = START + 7 * DAY - 60.0
-    stateless = SloParams(feedback_window_seconds=DAY, feedback_gain=2.0, feedback_max_factor=8)
-    integral = stateless.model_copy(update={"feedback_integral_windows": 14})
-    # Every completed day on the 0.8 % target, today's last six hours without a miss: the
-    # stateless loop loosens on the last 24 h; the integral term holds at x1, and its
-    # stateless term does not loosen.
-    on_target = _late_week(week, 0.008, 0.0)
-    ctx = make_ctx(on_target, now, in_use=300)
-    assert "feedback ×1.00 (integral over 7" in SloPolicy().decide(integral, ctx).reason
-    assert "feedback ×1.43" in SloPolicy().decide(stateless, ctx).reason
-    # A smaller integral gain takes smaller steps: 0.4 % a day loosens x2 per day at gain 1
-    # (to the cap of 8 in the week), about x1.4 per day at 0.5 (x6.6 after six days).
-    half = integral.model_copy(update={"feedback_integral_gain": 0.5})
-    cautious = make_ctx(_late_week(week, 0.004), now, in_use=300)
-    assert "feedback ×6.63" in SloPolicy().decide(half, cautious).reason
-
-
-def test_integral_feedback_memo_follows_the_rows(week: LocationHistory) -> None:
-    now = START + 7 * DAY - 60.0
-    params = SloParams(feedback_window_seconds=DAY, feedback_integral_windows=14)
-    plugin = SloPolicy()
-    cautious = _late_week(week, 0.004)
-    first = plugin.decide(params, make_ctx(cautious, now, in_use=300))
-    assert plugin.decide(params, make_ctx(cautious, now + 30.0, in_use=300)) == (
-        SloPolicy().decide(params, make_ctx(cautious, now + 30.0, in_use=300))
-    )
-    # A backfill rewrote a completed day (many late starts): the same plugin sees it.
-    late = np.array(cautious.late_starts, copy=True)
-    day3 = (week.at > START + 2 * DAY) & (week.at <= START + 3 * DAY)
-    late[day3] = 0.2 * week.arrivals[day3]
-    rewritten = plugin.decide(params, make_ctx(_with_late(week, late), now, in_use=300))
-    assert rewritten.reason != first.reason
-    assert rewritten == SloPolicy().decide(
-        params, make_ctx(_with_late(week, late), now, in_use=300)
-    )
-
-
 def test_feedback_floor_is_a_parameter(week: LocationHistory) -> None:
     now = START + 7 * DAY - 60.0
-    params = SloParams(feedback_window_seconds=DAY, feedback_integral_windows=14)
+    params = SloParams(feedback_window_seconds=DAY, feedback_gain=2.0)
     flooded = make_ctx(_late_week(week, 0.05), now, in_use=300)
     assert "feedback ×0.25 (" in SloPolicy().decide(params, flooded).reason
     deeper = params.model_copy(update={"feedback_min_factor": 1 / 16})
@@ -700,12 +556,14 @@ def test_feedback_floor_is_a_parameter(week: LocationHistory) -> None:
         SloParams.model_validate({"feedbackMinFactor": 0.001})
 
 
-def test_integral_feedback_needs_a_window_length() -> None:
-    with pytest.raises(pydantic.ValidationError, match="feedbackIntegralWindows needs"):
-        SloParams.model_validate({"feedbackIntegralWindows": 14})
-    assert (
-        SloParams.model_validate(
-            {"feedbackWindowSeconds": 86400, "feedbackIntegralWindows": 14}
-        ).feedback_integral_windows
-        == 14
-    )
+def test_a_day_with_two_measured_hours_is_not_a_measured_day(week: LocationHistory) -> None:
+    now = START + 7 * DAY - 60.0
+    params = SloParams(feedback_window_seconds=DAY, feedback_gain=2.0, feedback_max_factor=8)
+    # The window's first two hours and its newest row measured, no miss; the rest not.
+    late = np.full(len(week), np.nan)
+    day = week.at > now - DAY
+    late[day & (week.at <= now - DAY + 7200.0)] = 0.0
+    late[-1] = 0.0
+    gappy = SloPolicy().decide(params, make_ctx(_with_late(week, late), now, in_use=300))
+    assert "feedback ×1.00" in gappy.reason
+    assert "over 2.0 h)" in gappy.reason

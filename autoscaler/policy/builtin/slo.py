@@ -57,9 +57,7 @@ quality_tuning.py``) and checked on held-out series, seeds and windows:
 - ``feedbackWindowSeconds``: the miss budget is scaled by how the sampled late starts and
   placement failures of the last window compare with the SLO's budget (``measured_misses``,
   ``feedback_factor``): the model above is cautious on the benchmark's service, and the real
-  service may refill slower than it assumes. ``feedbackIntegralWindows`` makes the factor
-  integral (``integral_factor``): rebuilt from the history, day by day, so it settles on the
-  target instead of short of it.
+  service may refill slower than it assumes.
 - ``refillFactor``: a refill window from the provisioning mean rather than its p95; it
   measured too aggressive on real traces (Windows, bursty hourly series) and is not shipped.
 """
@@ -67,13 +65,10 @@ quality_tuning.py``) and checked on held-out series, seeds and windows:
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
-from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from autoscaler.domain.classes import round_down_to_tenancy, round_up_to_tenancy
 from autoscaler.domain.models import (
@@ -283,9 +278,10 @@ class SloParams(BaseModel):
         "the share of sessions that did not start at once (late starts and placement "
         "failures, as sampled) is compared with feedbackTarget × the SLO's miss budget, and "
         "the budget the buffer is sized for is scaled by (target / measured)^feedbackGain, "
-        "within [1/4, feedbackMaxFactor]. The measurement starts from a prior at the target "
-        "worth a few misses, so thin evidence moves little, and it loosens only once 90 % "
-        "of the window is measured (misses come in bursts); it tightens at once. Legacy "
+        "within [feedbackMinFactor, feedbackMaxFactor]. The measurement starts from a prior "
+        "at the target worth a few misses, so thin evidence moves little, and it loosens "
+        "only once the measured rows account for 90 % of the window (misses come in "
+        "bursts); it tightens at once. Legacy "
         "groups' failure cap is scaled the same way by measured failures. None: open loop.",
     )
     feedback_target: float = Field(
@@ -302,11 +298,10 @@ class SloParams(BaseModel):
         le=4.0,
         alias="feedbackGain",
         description="Exponent of the feedback factor. The loop is stateless (the factor is "
-        "recomputed from the last window each tick), so it settles where factor = (target / "
+        "recomputed from the history each tick), so it settles where factor = (target / "
         "measured)^gain, short of the target; and the buffer's miss share responds weakly to "
-        "its budget (a Poisson tail): a gain above 1 settles closer to the target; below 1 "
-        "moves in smaller steps. With feedbackIntegralWindows, the exponent of the stateless "
-        "term, which then only tightens.",
+        "its budget (a Poisson tail). A gain above 1 settles closer to the target; below 1 "
+        "moves in smaller steps.",
     )
     feedback_max_factor: float = Field(
         default=2.0,
@@ -324,31 +319,6 @@ class SloParams(BaseModel):
         "service much slower than the model (a buffer that must last 1.5× longer refills) "
         "needs the budget cut further than ×1/4.",
     )
-    feedback_integral_windows: int | None = Field(
-        default=None,
-        ge=1,
-        le=60,
-        alias="feedbackIntegralWindows",
-        description="Add an integral term to the feedback: the factor is rebuilt from "
-        "the history over this many completed feedback windows (whole days at 86400 s, "
-        "aligned to UTC midnight), each multiplying it by (target / measured that window)^"
-        "feedbackIntegralGain, within [1/4, feedbackMaxFactor]; so it settles where the "
-        "measured share meets feedbackTarget instead of short of it. A step loosens only "
-        "over a window measured for 90 % of its length. The stateless term stays, "
-        "tightening only: misses above the target over the last window tighten at once, by "
-        "(target / measured)^feedbackGain. Needs feedbackWindowSeconds, and history for the "
-        "windows (historyWindowSeconds). None: the stateless loop alone.",
-    )
-    feedback_integral_gain: float = Field(
-        default=1.0,
-        gt=0.0,
-        le=2.0,
-        alias="feedbackIntegralGain",
-        description="Exponent of each completed window's step in the integral term: 1 "
-        "corrects a window's whole error at once if the miss share were proportional to its "
-        "budget; above 1 overshoots (days alternate loose and tight, which costs more "
-        "misses than it saves), below 1 averages over more days.",
-    )
     miss_budget_skew: float = Field(
         default=0.0,
         ge=0.0,
@@ -359,14 +329,6 @@ class SloParams(BaseModel):
         "day's arrival-weighted share is unchanged (0: the same share every hour; 0.5 is close "
         "to the cost-optimal split of a Poisson buffer).",
     )
-
-    @model_validator(mode="after")
-    def _integral_needs_window(self) -> SloParams:
-        if self.feedback_integral_windows is not None and self.feedback_window_seconds is None:
-            raise ValueError(
-                "feedbackIntegralWindows needs feedbackWindowSeconds (the length of a window)"
-            )
-        return self
 
 
 def provisioning_exceeds(seconds: float, p95_s: float) -> float:
@@ -467,8 +429,8 @@ def measured_misses(
     history: LocationHistory, now: float, window_s: float
 ) -> tuple[float, float, float, float] | None:
     """(late starts, placement failures, arrivals, seconds covered) summed over the complete
-    rows of the last ``window_s`` whose late starts were measured (covered: from the first
-    such row's window start to ``now``); None when no row was.
+    rows of the last ``window_s`` whose late starts were measured (covered: the time those
+    rows account for, plus the time since the newest row); None when no row was.
 
     Rows without a measurement (NaN: the listing failed, rows stored before the controller
     counted late starts, CloudWatch backfill) are left out whole, arrivals included, so an
@@ -494,33 +456,20 @@ def measured_misses(
     ok = complete & np.isfinite(rows)
     if not ok.any():
         return None
-    first = lo + int(np.argmax(ok))
+    # Covered: the time the measured rows account for (each row's arrivals cover the time
+    # since the row before it; the first row of the history has no known start), so a day
+    # with two measured hours never reads as a measured day.
+    durations = np.diff(at[lo - 1 : hi]) if lo > 0 else np.concatenate(([0.0], np.diff(at[:hi])))
     return (
         float(rows[ok].sum()),
         float(np.nan_to_num(history.placement_failures[lo:hi][ok]).sum()),
         float(np.nan_to_num(history.arrivals[lo:hi][ok]).sum()),
-        now - float(at[first - 1] if first > 0 else at[first]),
+        float(durations[ok].sum()) + (now - float(at[hi - 1])),
     )
 
 
 _FEEDBACK_PRIOR_MISSES = 5.0  # the prior at the target weighs as much as this many misses
 _FEEDBACK_FULL_COVER = 0.9  # share of the window measured before the feedback may loosen
-_WINDOWS_MEMO = 256  # locations whose completed feedback windows are kept
-_Windows = tuple[tuple[float, float, float, float] | None, ...]
-
-
-def _shrunk_ratio(misses: float, arrivals: float, target: float) -> float:
-    """target / m̂, where m̂ = (misses + k) / (arrivals + k / target) is the measured miss
-    share shrunk toward the target by a prior worth k = 5 misses.
-
-    Why the prior: at 1 % misses a quiet location sees a miss every few hours, and a raw share
-    of 0 over a short spell would loosen the buffer to the cap on no evidence."""
-    estimate = (misses + _FEEDBACK_PRIOR_MISSES) / (arrivals + _FEEDBACK_PRIOR_MISSES / target)
-    return target / estimate
-
-
-def _clamp_factor(factor: float, bottom: float, top: float) -> float:
-    return min(max(factor, bottom), top)
 
 
 def feedback_factor(
@@ -533,53 +482,18 @@ def feedback_factor(
     bottom: float = _FEEDBACK_MIN_FACTOR,
 ) -> float:
     """Factor on a miss budget from ``misses`` of ``arrivals`` measured against a ``target``
-    share: ``(target / m̂)^gain`` within [1/4, ``top``], m̂ shrunk toward the target
-    (``_shrunk_ratio``): a day of 1,400 arrivals without a miss at a 0.8 % target loosens by
-    ×1.8 (gain 0.5)."""
+    share: ``(target / m̂)^gain`` within [``bottom``, ``top``], where m̂ = (misses + k) /
+    (arrivals + k / target) is the measured share shrunk toward the target by a prior worth
+    k = 5 misses.
+
+    Why the prior: at 1 % misses a quiet location sees a miss every few hours, and a raw share
+    of 0 over a short spell would loosen the buffer to the cap on no evidence; with the prior,
+    a day of 1,400 arrivals without a miss at a 0.8 % target loosens by ×1.8 (gain 0.5)."""
     if target <= 0.0:
         return 1.0
-    return _clamp_factor(math.pow(_shrunk_ratio(misses, arrivals, target), gain), bottom, top)
-
-
-def integral_factor(
-    windows: Sequence[tuple[float, float, bool]],
-    target: float,
-    gain: float,
-    top: float,
-    *,
-    bottom: float = _FEEDBACK_MIN_FACTOR,
-) -> float:
-    """Factor on a miss budget rebuilt from completed windows, oldest first, each given as
-    (misses, arrivals, fully measured): from 1, every window multiplies it by
-    ``(target / m̂)^gain`` (m̂ shrunk toward the target, ``_shrunk_ratio``), at most 1 for a
-    window not fully measured, and the product is kept within [1/4, ``top``] at each step.
-
-    Why integral: a window's misses answer the factor that was in force during it (the same
-    recursion one window earlier), so each step corrects the remaining error and the factor
-    settles where the measured share meets the target; the stateless factor settles where
-    factor = (target / measured)^gain, short of it. Why rebuilt rather than remembered: the
-    history is the only state a plugin has; a restart or a fail-over to the standby gets the
-    same factor from the same store."""
-    if target <= 0.0:
-        return 1.0
-    factor = 1.0
-    for misses, arrivals, full in windows:
-        step = math.pow(_shrunk_ratio(misses, arrivals, target), gain)
-        factor = _clamp_factor(factor * (step if full else min(step, 1.0)), bottom, top)
-    return factor
-
-
-def completed_windows(
-    history: LocationHistory, now: float, window_s: float, count: int
-) -> tuple[tuple[float, float, float, float] | None, ...]:
-    """``measured_misses`` of each of the last ``count`` windows of ``window_s`` that ended by
-    ``now``, oldest first; windows are aligned to multiples of ``window_s`` in epoch time (UTC
-    midnights for a day), so a window's sums do not move from one tick to the next."""
-    last_end = math.floor(now / window_s) * window_s
-    return tuple(
-        measured_misses(history, last_end - (count - 1 - i) * window_s, window_s)
-        for i in range(count)
-    )
+    estimate = (misses + _FEEDBACK_PRIOR_MISSES) / (arrivals + _FEEDBACK_PRIOR_MISSES / target)
+    factor = math.pow(target / estimate, gain)
+    return min(max(factor, bottom), top)
 
 
 def demand_now(ctx: PolicyContext) -> int:
@@ -596,44 +510,10 @@ class SloPolicy:
 
     def __init__(self) -> None:
         self._forecaster = SeasonalForecaster()
-        self._windows_memo: OrderedDict[tuple[object, ...], _Windows] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def _completed_windows(self, ctx: PolicyContext, window_s: float, count: int) -> _Windows:
-        """``completed_windows`` memoised: the sums of completed windows change only when a
-        window completes or the stored rows do (a backfill), so every other tick reuses them
-        (14 days of sums cost ~250 µs; the key, a few). The key holds the rows' bounds and a
-        strided sample of their bytes, as the forecaster's does."""
-        h = ctx.history
-        if h.late_starts is None:
-            return ()
-        last_end = math.floor(ctx.now / window_s) * window_s
-        lo, hi = h.at.searchsorted((last_end - count * window_s, last_end), side="right").tolist()
-        key: tuple[object, ...] = (ctx.group.arn, ctx.location, window_s, count, last_end, lo, hi)
-        if hi > lo:
-            stride = slice(lo, hi, 53)
-            key += (
-                float(h.at[lo]),
-                float(h.at[hi - 1]),
-                h.late_starts[stride].tobytes(),
-                h.arrivals[stride].tobytes(),
-                h.placement_failures[stride].tobytes(),
-                h.complete[stride].tobytes(),
-            )
-        with self._lock:
-            hit = self._windows_memo.get(key)
-            if hit is not None:
-                self._windows_memo.move_to_end(key)
-                return hit
-        windows = completed_windows(h, ctx.now, window_s, count)
-        with self._lock:
-            self._windows_memo[key] = windows
-            while len(self._windows_memo) > _WINDOWS_MEMO:
-                self._windows_memo.popitem(last=False)
-        return windows
-
+    @staticmethod
     def _feedback(
-        self, params: SloParams, ctx: PolicyContext, with_failure_cap: bool
+        params: SloParams, ctx: PolicyContext, with_failure_cap: bool
     ) -> tuple[float, float, str]:
         """(factor on the miss budget, factor on a legacy failure cap, reason note) of the
         policy's feedback; (1, 1, "") without one or without a measurement."""
@@ -641,64 +521,31 @@ class SloPolicy:
         if window_s is None:
             return 1.0, 1.0, ""
         measured = measured_misses(ctx.history, ctx.now, window_s)
-        budget, fail_budget = 1.0 - ctx.slo.instant, ctx.slo.failed
-        gain, top = params.feedback_gain, params.feedback_max_factor
-        bottom = params.feedback_min_factor
-        n_windows = params.feedback_integral_windows
-        if n_windows is None:
-            if measured is None:
-                return 1.0, 1.0, ""
-            late, failed, arrived, covered = measured
-            # Misses come in bursts (a morning ramp): part of a day without one is no
-            # evidence for the whole day, so only a full window may loosen.
-            full = covered >= _FEEDBACK_FULL_COVER * window_s
+        if measured is None:
+            return 1.0, 1.0, ""
+        late, failed, arrived, covered = measured
+        # Misses come in bursts (a morning ramp): part of a day without one is no evidence
+        # for the whole day, so only a fully measured window may loosen.
+        full = covered >= _FEEDBACK_FULL_COVER * window_s
 
-            def stateless(misses: float, share: float) -> float:
-                target = params.feedback_target * share
-                factor = feedback_factor(misses, arrived, target, gain, top, bottom=bottom)
-                return factor if full else min(factor, 1.0)
-
-            loop = stateless(late + failed, budget)
-            loop_fail = stateless(failed, fail_budget) if with_failure_cap else 1.0
-            note = (
-                f", feedback ×{loop:.2f} (measured {late + failed:.0f} of {arrived:.0f}"
-                f" not instant, {failed:.0f} failed, over {covered / 3600:.1f} h)"
+        def factor(misses: float, share: float) -> float:
+            found = feedback_factor(
+                misses,
+                arrived,
+                params.feedback_target * share,
+                params.feedback_gain,
+                params.feedback_max_factor,
+                bottom=params.feedback_min_factor,
             )
-            return loop, loop_fail, note
-        windows = [w for w in self._completed_windows(ctx, window_s, n_windows) if w is not None]
+            return found if full else min(found, 1.0)
 
-        def integral(pick: int, share: float) -> float:
-            """pick 0: late starts and failures; 1: failures alone."""
-
-            def misses(w: tuple[float, float, float, float]) -> float:
-                return w[1] if pick else w[0] + w[1]
-
-            target = params.feedback_target * share
-            if target <= 0.0:
-                return 1.0
-            steps = [(misses(w), w[2], w[3] >= _FEEDBACK_FULL_COVER * window_s) for w in windows]
-            factor = integral_factor(
-                steps, target, params.feedback_integral_gain, top, bottom=bottom
-            )
-            if measured is not None:
-                # The proportional term only tightens: misses above the target over the last
-                # window (a service that got worse, a day busier than its forecast) are
-                # answered now, not when the window completes; below it, the integral alone
-                # sets the level.
-                guard = math.pow(_shrunk_ratio(misses(measured), measured[2], target), gain)
-                factor = _clamp_factor(factor * min(guard, 1.0), bottom, top)
-            return factor
-
-        loop = integral(0, budget)
-        loop_fail = integral(1, fail_budget) if with_failure_cap else 1.0
-        note = f", feedback ×{loop:.2f} (integral over {len(windows)} measured windows"
-        if measured is not None:
-            late, failed, arrived, covered = measured
-            note += (
-                f"; last {covered / 3600:.1f} h measured {late + failed:.0f} of {arrived:.0f}"
-                f" not instant, {failed:.0f} failed"
-            )
-        return loop, loop_fail, note + ")"
+        loop = factor(late + failed, 1.0 - ctx.slo.instant)
+        loop_fail = factor(failed, ctx.slo.failed) if with_failure_cap else 1.0
+        note = (
+            f", feedback ×{loop:.2f} (measured {late + failed:.0f} of {arrived:.0f}"
+            f" not instant, {failed:.0f} failed, over {covered / 3600:.1f} h)"
+        )
+        return loop, loop_fail, note
 
     def decide(self, params: BaseModel, ctx: PolicyContext) -> Recommendation:
         if not isinstance(params, SloParams):
