@@ -537,12 +537,9 @@ def test_measured_misses_fast_path_equals_the_masked_sums() -> None:
     assert slow[2] == pytest.approx(want[2] - full.arrivals[lo + 5])
 
 
-def _late_week(week: LocationHistory, share: float, recent: float | None = None) -> LocationHistory:
-    """``week`` with ``share`` of each row's arrivals late; the last 6 hours ``recent``."""
-    late = share * week.arrivals
-    if recent is not None:
-        late = np.where(week.at > week.at[-1] - 6 * 3600.0, recent * week.arrivals, late)
-    return _with_late(week, late)
+def _late_week(week: LocationHistory, share: float) -> LocationHistory:
+    """``week`` with ``share`` of each row's arrivals late."""
+    return _with_late(week, share * week.arrivals)
 
 
 def test_feedback_floor_is_a_parameter(week: LocationHistory) -> None:

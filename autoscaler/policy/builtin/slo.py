@@ -398,6 +398,14 @@ def sticky_maximum(needed: int, current: int, slack: float, tenancy: int) -> int
     return round_up_to_tenancy(math.ceil(needed * (1.0 + slack / 2.0) - _EPSILON), tenancy)
 
 
+def _row_seconds(at: FloatArray, lo: int, hi: int) -> FloatArray:
+    """Seconds each row of ``at[lo:hi]`` accounts for: its arrivals cover the time since the
+    row before it (0 for the history's first row, whose start is unknown)."""
+    if lo > 0:
+        return np.diff(at[lo - 1 : hi])
+    return np.concatenate(([0.0], np.diff(at[:hi])))
+
+
 def observed_arrival_rate(history: LocationHistory, now: float, window_s: float) -> float:
     """A one-sigma lower bound on the arrival rate (per second) over the complete samples of
     the last ``window_s`` (each sample's arrivals cover the time since the sample before it):
@@ -418,7 +426,7 @@ def observed_arrival_rate(history: LocationHistory, now: float, window_s: float)
         span = float(at[hi - 1] - at[lo - 1])
         arrivals = float(history.arrivals[lo:hi].sum())
     else:
-        span = float(np.subtract(at[lo:hi], at[lo - 1 : hi - 1])[ok].sum())
+        span = float(_row_seconds(at, lo, hi)[ok].sum())
         arrivals = float(history.arrivals[lo:hi][ok].sum())
     if span <= 0.0:
         return 0.0
@@ -456,15 +464,13 @@ def measured_misses(
     ok = complete & np.isfinite(rows)
     if not ok.any():
         return None
-    # Covered: the time the measured rows account for (each row's arrivals cover the time
-    # since the row before it; the first row of the history has no known start), so a day
-    # with two measured hours never reads as a measured day.
-    durations = np.diff(at[lo - 1 : hi]) if lo > 0 else np.concatenate(([0.0], np.diff(at[:hi])))
+    # Covered: the time the measured rows account for, so a day with two measured hours
+    # never reads as a measured day.
     return (
         float(rows[ok].sum()),
         float(np.nan_to_num(history.placement_failures[lo:hi][ok]).sum()),
         float(np.nan_to_num(history.arrivals[lo:hi][ok]).sum()),
-        float(durations[ok].sum()) + (now - float(at[hi - 1])),
+        float(_row_seconds(at, lo, hi)[ok].sum()) + (now - float(at[hi - 1])),
     )
 
 
