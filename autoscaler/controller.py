@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -169,6 +170,9 @@ class Controller:
         self._paused_all, self._paused_groups = self._load_pause()
         # group id → the planning of an earlier tick that missed its deadline, still running
         self._overdue: dict[str, asyncio.Future[GroupPlan]] = {}
+        # group id → location → the feedback factors of the decision in force (see
+        # ``_with_feedback``)
+        self._in_force: dict[str, dict[str, tuple[float | None, float | None]]] = {}
         self._reconcile_pending()
 
     # ------------------------------------------------------------------ setup
@@ -289,7 +293,7 @@ class Controller:
         group_ids = list(assigned)
 
         previous = await self._store_call(self._previous_times, group_ids)
-        samples = await self._sampler.sample(group_ids, previous)
+        samples = [self._with_feedback(s) for s in await self._sampler.sample(group_ids, previous)]
         await self._store_call(self._store_samples, samples)
 
         plans = await self._plan_all(samples, assigned)
@@ -457,6 +461,17 @@ class Controller:
         actuation = await self._actuate(decision, dry_run=dry_run)
         if actuation.applied:
             self._memory = self._memory.record_applied(decision, sample.at)
+        # A standby's refused writes count as acting: the leader decides the same from the
+        # same data, and a standby that takes over then keeps the loop's memory.
+        acted = actuation.error is None or actuation.fenced
+        if not dry_run and not decision.frozen and acted:
+            factors = {
+                lp.location: (lp.feedback_factor, lp.failure_feedback_factor)
+                for lp in plan.locations
+                if lp.feedback_factor is not None or lp.failure_feedback_factor is not None
+            }
+            if factors:
+                self._in_force[gid] = factors
         return GroupReport(gid, sample.at, sample, decision, actuation)
 
     async def _actuate(self, decision: GroupDecision, *, dry_run: bool) -> Actuation:
@@ -506,6 +521,26 @@ class Controller:
                 if at is not None:
                     self._latest_stored[gid] = at
         return {gid: self._latest_stored[gid] for gid in group_ids if gid in self._latest_stored}
+
+    def _with_feedback(self, sample: GroupSample) -> GroupSample:
+        """``sample`` with the feedback factors in force since the previous tick, so the
+        policy can later tell which factor produced the misses this sample counts.
+
+        In force means decided by the policy at the previous tick and acted on: not a dry run
+        (nothing applied), not a frozen or paused group, not a failed update (the old
+        capacity stayed); a standby's writes refused for want of the lease do count (see
+        ``_decide_and_apply``). Anything else leaves the row without factors, which the
+        policy reads as "unknown" rather than learning from a factor that never acted."""
+        factors = self._in_force.pop(sample.group_id, None)
+        if not factors:
+            return sample
+        rows = tuple(
+            ls
+            if (found := factors.get(ls.location)) is None
+            else dataclasses.replace(ls, feedback_factor=found[0], failure_feedback_factor=found[1])
+            for ls in sample.locations
+        )
+        return dataclasses.replace(sample, locations=rows)
 
     def _store_samples(self, samples: Sequence[GroupSample]) -> None:
         rows: list[LocationSample] = [ls for s in samples for ls in s.locations]

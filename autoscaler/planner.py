@@ -70,6 +70,9 @@ class LocationPlan:
     forecast_in_use: float | None = None
     planned: bool = True  # False: the plugin was not asked (not ACTIVE, or no sample)
     plugin_error: str | None = None  # the plugin raised or answered nonsense: holding
+    # The recommendation's feedback factors (see Recommendation), recorded while in force.
+    feedback_factor: float | None = None
+    failure_feedback_factor: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,14 +169,24 @@ def check_recommendation(
             target_idle=counts["target_idle"],
             maximum=counts["maximum"],
         )
-    fc = rec.forecast_in_use
-    forecast = float(fc) if isinstance(fc, int | float) and math.isfinite(fc) else None
     return Recommendation(
         setting=setting,
         reason=str(rec.reason),
-        forecast_in_use=forecast,
+        forecast_in_use=_finite(rec.forecast_in_use),
         forecast_arrivals_per_s=rec.forecast_arrivals_per_s,
+        feedback_factor=_positive(rec.feedback_factor),
+        failure_feedback_factor=_positive(rec.failure_feedback_factor),
     )
+
+
+def _finite(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _positive(value: object) -> float | None:
+    """A feedback factor worth recording: finite and positive (its log is averaged)."""
+    found = _finite(value)
+    return found if found is not None and found > 0.0 else None
 
 
 def _hold(
@@ -302,6 +315,8 @@ def plan_group(
                 waiting=ls.waiting,
                 sample=ls,
                 forecast_in_use=checked.forecast_in_use,
+                feedback_factor=checked.feedback_factor,
+                failure_feedback_factor=checked.failure_feedback_factor,
             )
         )
     changes: tuple[LocationChange, ...] = ()

@@ -131,6 +131,13 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # The packed columns gained one: every segment is rebuilt from its rows on read.
         "DELETE FROM segments",
     ),
+    (
+        # The policy's feedback factors in force over each row's interval; NULL where none
+        # was (open-loop policies, dry runs, rows written before this column).
+        "ALTER TABLE samples ADD COLUMN feedback_factor REAL",
+        "ALTER TABLE samples ADD COLUMN failure_feedback_factor REAL",
+        "DELETE FROM segments",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
@@ -146,6 +153,8 @@ _HISTORY_COLUMNS: Final = (
     "allocated",
     "idle",
     "late_starts",
+    "feedback_factor",
+    "failure_feedback_factor",
     "complete",
 )
 _FRAME_COLUMNS: Final = (
@@ -164,20 +173,24 @@ _FRAME_COLUMNS: Final = (
     "placement_failures",
     "departures",
     "late_starts",
+    "feedback_factor",
+    "failure_feedback_factor",
     "complete",
     "backfilled",
 )
 _INSERT_SAMPLE: Final = (
     "INSERT OR REPLACE INTO samples (loc_id, at, status, always_on, target_idle, maximum,"
     " on_demand, allocated, idle, in_use, waiting, oldest_waiting_s, arrivals,"
-    " placement_failures, departures, late_starts, complete, backfilled)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+    " placement_failures, departures, late_starts, feedback_factor, failure_feedback_factor,"
+    " complete, backfilled)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
 )
 _INSERT_BACKFILL: Final = (
     "INSERT OR IGNORE INTO samples (loc_id, at, status, always_on, target_idle, maximum,"
     " on_demand, allocated, idle, in_use, waiting, oldest_waiting_s, arrivals,"
-    " placement_failures, departures, late_starts, complete, backfilled)"
-    " VALUES (?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, 0, 0, ?, 0, ?, NULL, 1, 1)"
+    " placement_failures, departures, late_starts, feedback_factor, failure_feedback_factor,"
+    " complete, backfilled)"
+    " VALUES (?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, 0, 0, ?, 0, ?, NULL, NULL, NULL, 1, 1)"
 )
 _HISTORY_SELECT: Final = ", ".join(_HISTORY_COLUMNS)
 _NCOL: Final = len(_HISTORY_COLUMNS)
@@ -208,6 +221,8 @@ _SampleRow = tuple[
     int,
     int,
     int | None,
+    float | None,
+    float | None,
     int,
 ]
 
@@ -232,6 +247,8 @@ def _sample_row(loc_id: int, s: LocationSample) -> _SampleRow:
         s.placement_failures,
         s.departures,
         s.late_starts,
+        s.feedback_factor,
+        s.failure_feedback_factor,
         int(s.complete),
     )
 
@@ -248,6 +265,8 @@ def _column_row(s: LocationSample) -> tuple[float, ...]:
         float(s.allocated),
         float(s.idle),
         math.nan if s.late_starts is None else float(s.late_starts),
+        math.nan if s.feedback_factor is None else float(s.feedback_factor),
+        math.nan if s.failure_feedback_factor is None else float(s.failure_feedback_factor),
         float(int(s.complete)),
     )
 
@@ -273,6 +292,8 @@ def _history_of(table: FloatMatrix, complete: npt.NDArray[np.bool_]) -> Location
         idle=table[7],
         complete=complete,
         late_starts=table[8],
+        feedback_factor=table[9],
+        failure_feedback_factor=table[10],
     )
 
 
@@ -592,6 +613,8 @@ class HistoryStore:
             "placement_failures",
             "departures",
             "late_starts",
+            "feedback_factor",
+            "failure_feedback_factor",
         ):
             frame[col] = frame[col].astype("float64")
         for col in ("complete", "backfilled"):
@@ -610,7 +633,7 @@ class HistoryStore:
             row = self._db.execute(
                 "SELECT at, status, always_on, target_idle, maximum, on_demand, allocated,"
                 " idle, in_use, waiting, oldest_waiting_s, arrivals, placement_failures,"
-                " departures, complete, late_starts"
+                " departures, complete, late_starts, feedback_factor, failure_feedback_factor"
                 " FROM samples WHERE loc_id = ? AND backfilled = 0"
                 " ORDER BY at DESC LIMIT 1",
                 (loc_id,),
@@ -638,6 +661,8 @@ class HistoryStore:
             departures=int(row[13]),
             complete=bool(row[14]),
             late_starts=None if row[15] is None else int(row[15]),
+            feedback_factor=None if row[16] is None else float(row[16]),
+            failure_feedback_factor=None if row[17] is None else float(row[17]),
         )
 
     def locations(self) -> list[tuple[str, str]]:
@@ -896,7 +921,8 @@ class HistoryStore:
         return int(row[0])
 
     def _read_columns(self, loc_id: int, since: float, until: float | None) -> FloatMatrix:
-        """(9, n) float64 columns of one location's samples in [since, until] (caller locks)."""
+        """(len(_HISTORY_COLUMNS), n) float64 columns of one location's samples in
+        [since, until] (caller locks)."""
         self._flush_deferred()
         db = self._db
         # Two queries: SQLite's MIN/MAX index shortcut only applies to a lone aggregate.

@@ -22,7 +22,7 @@ from autoscaler.domain.models import (
     Recommendation,
 )
 from autoscaler.domain.policy import GroupSelector, Policy
-from autoscaler.planner import plan_group
+from autoscaler.planner import check_recommendation, plan_group
 from autoscaler.policy.builtin.target_tracking import TargetTrackingParams, TargetTrackingPolicy
 from autoscaler.policy.plugin import GroupContext, PolicyContext
 
@@ -280,3 +280,22 @@ def test_with_the_real_target_tracking_plugin() -> None:
     # demand 3 + 1 waiting = 4 / 0.7 → 6 slots (tenancy 2), maximum 12.
     assert loc.proposed == CapacitySetting(always_on=6, target_idle=0, maximum=12)
     assert loc.plugin_error is None
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [(2.5, 2.5), (1, 1.0), (0.0, None), (-1.0, None), (math.nan, None), (math.inf, None)],
+)
+def test_feedback_factors_pass_the_check_only_when_usable(given: float, kept: float | None) -> None:
+    # The controller records them and the policy averages their logs: only a finite,
+    # positive factor is worth keeping; anything else is "no factor", not an error.
+    rec = Recommendation(
+        setting=CapacitySetting(always_on=0, target_idle=2, maximum=10),
+        reason="test",
+        feedback_factor=given,
+        failure_feedback_factor=given,
+    )
+    checked = check_recommendation(rec, CapacityModel.CURRENT, LocationBounds(0, 100), 1)
+    assert isinstance(checked, Recommendation)
+    assert checked.feedback_factor == kept
+    assert checked.failure_feedback_factor == kept

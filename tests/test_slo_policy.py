@@ -27,6 +27,7 @@ from autoscaler.policy.builtin.slo import (
     SloParams,
     SloPolicy,
     budget_skew,
+    day_factor_estimate,
     feedback_factor,
     host_buffer_for_miss_share,
     measured_misses,
@@ -564,3 +565,163 @@ def test_a_day_with_two_measured_hours_is_not_a_measured_day(week: LocationHisto
     gappy = SloPolicy().decide(params, make_ctx(_with_late(week, late), now, in_use=300))
     assert "feedback ×1.00" in gappy.reason
     assert "over 2.0 h)" in gappy.reason
+
+
+# ---------------------------------------------------------------------------------------------
+# The integral loop over recorded factors (feedbackIntegralDays).
+
+_TARGET = 0.8 * 0.01  # feedbackTarget × the default SLO's miss budget
+
+
+def _recorded(
+    week: LocationHistory, factor: float | FloatArray, late_share: float
+) -> LocationHistory:
+    """``week`` with ``factor`` recorded in force on every row and ``late_share`` of each
+    row's arrivals late."""
+    factors = np.broadcast_to(np.asarray(factor, dtype=np.float64), week.at.shape).copy()
+    return replace(week, late_starts=late_share * week.arrivals, feedback_factor=factors)
+
+
+def test_a_day_estimate_is_the_factor_in_force_times_target_over_measured(
+    week: LocationHistory,
+) -> None:
+    day_end = START + 3 * DAY
+    hist = _recorded(week, 2.0, 0.004)  # half the target's misses at x2
+    got = day_factor_estimate(hist, day_end, _TARGET, failures_only=False)
+    day = (week.at > day_end - DAY) & (week.at <= day_end)
+    arrivals = float(week.arrivals[day].sum())
+    shrunk = (0.004 * arrivals + 5.0) / (arrivals + 5.0 / _TARGET)
+    assert got == pytest.approx(2.0 * _TARGET / shrunk, rel=1e-9)
+    assert 3.6 < got < 4.0  # twice the room: about twice the factor (the prior shrinks it)
+    # The factor in force is averaged over time in logs: half the day at x1, half at x4 is x2.
+    varying = np.where(week.at <= day_end - DAY / 2, 1.0, 4.0)
+    hist = _recorded(week, varying, 0.004)
+    assert day_factor_estimate(hist, day_end, _TARGET, failures_only=False) == pytest.approx(
+        got, rel=2e-3
+    )
+    # No estimate from a day whose factor was recorded for less than 90 % of it (a dry run,
+    # a fresh deployment), nor from one without a late-start measurement.
+    gappy = np.where(day & (week.at <= day_end - 0.8 * DAY), np.nan, 2.0)
+    assert (
+        day_factor_estimate(_recorded(week, gappy, 0.004), day_end, _TARGET, failures_only=False)
+        is None
+    )
+    assert (
+        day_factor_estimate(replace(hist, late_starts=None), day_end, _TARGET, failures_only=False)
+        is None
+    )
+    assert day_factor_estimate(week, day_end, _TARGET, failures_only=False) is None
+
+
+def _integral_params() -> SloParams:
+    return SloParams(
+        feedback_window_seconds=DAY,
+        feedback_gain=2.0,
+        feedback_max_factor=8.0,
+        feedback_min_factor=1 / 16,
+        feedback_integral_days=7,
+    )
+
+
+def _closed_loop(days: int, truth: float, slope: float) -> tuple[FloatArray, SloPolicy, object]:
+    """The integral loop on a plant whose miss share is target × (factor / truth)^slope,
+    deciding every hour for ``days`` days; the day-mean factors, the policy, the last context."""
+    step, per_row = 60.0, 10.0
+    n = int(days * DAY / step)
+    at = START + step * np.arange(1, n + 1)
+    zero = np.zeros(n)
+    late = np.full(n, np.nan)
+    recorded = np.full(n, np.nan)
+    arrivals = np.full(n, per_row)
+    full = LocationHistory(
+        at=at,
+        in_use=zero,
+        waiting=zero,
+        arrivals=arrivals,
+        placement_failures=zero,
+        departures=zero,
+        allocated=zero,
+        idle=zero,
+        complete=np.ones(n, dtype=np.bool_),
+        late_starts=late,
+        feedback_factor=recorded,
+    )
+    policy, params = SloPolicy(), _integral_params()
+    rows_per_hour = int(3600.0 / step)
+    factor, ctx = 1.0, None
+    for start in range(0, n, rows_per_hour):
+        now = START + start * step
+        if start:
+            view = replace(
+                full,
+                **{
+                    name: getattr(full, name)[:start]
+                    for name in (
+                        "at",
+                        "in_use",
+                        "waiting",
+                        "arrivals",
+                        "placement_failures",
+                        "departures",
+                        "allocated",
+                        "idle",
+                        "complete",
+                        "late_starts",
+                        "feedback_factor",
+                    )
+                },
+            )
+            ctx = make_ctx(view, now, in_use=100)
+            factor = policy._feedback(params, ctx, False)[0]
+        stop = start + rows_per_hour
+        recorded[start:stop] = factor
+        late[start:stop] = per_row * _TARGET * (factor / truth) ** slope
+    daily = np.exp(np.log(recorded).reshape(days, -1).mean(axis=1))
+    return daily, policy, ctx
+
+
+def test_the_integral_loop_settles_on_the_factor_that_meets_the_target() -> None:
+    # Six weeks: three times the integral's memory. The withdrawn recursion (session 5)
+    # oscillated with a 15-day period; a sound loop settles and stays.
+    truth = 3.0
+    daily, policy, ctx = _closed_loop(42, truth, 0.8)
+    assert daily[0] < 1.5  # the first day has no recorded day: the stateless loop alone
+    settled = daily[-21:]
+    assert np.all(np.abs(settled / truth - 1.0) < 0.05), daily.round(2)
+    assert settled.max() / settled.min() < 1.02, daily.round(2)
+    # A restarted controller (a new plugin, no memo) reads the same factor from the history.
+    assert ctx is not None
+    again = SloPolicy()._feedback(_integral_params(), ctx, False)
+    assert again == policy._feedback(_integral_params(), ctx, False)
+    assert "integral ×" in again[2]
+
+
+def test_the_integral_loop_tightens_where_the_service_is_slower() -> None:
+    # The plant needs a factor below 1 (the buffer model is optimistic): the loop goes there
+    # and stays within its floor.
+    daily, _, _ = _closed_loop(28, 0.25, 1.0)
+    assert np.all(np.abs(daily[-7:] / 0.25 - 1.0) < 0.05), daily.round(2)
+
+
+def test_without_a_recorded_day_the_stateless_loop_decides(week: LocationHistory) -> None:
+    now = START + 7 * DAY - 60.0
+    late = _late_week(week, 0.006)  # three quarters of the target
+    stateless = _integral_params().model_copy(update={"feedback_integral_days": None})
+    ctx = make_ctx(late, now, in_use=300)
+    plain = SloPolicy().decide(stateless, ctx)
+    unrecorded = SloPolicy().decide(_integral_params(), ctx)
+    assert unrecorded.setting == plain.setting
+    assert unrecorded.feedback_factor == plain.feedback_factor
+    assert plain.feedback_factor is not None
+    assert plain.feedback_factor > 1.0
+    # Recorded days at x2 with room left: the integral goes on loosening where the
+    # stateless loop stops (at (target / measured)^2 whatever factor is in force).
+    recorded = SloPolicy().decide(
+        _integral_params(),
+        make_ctx(replace(late, feedback_factor=np.full(len(week), 2.0)), now, in_use=300),
+    )
+    assert recorded.feedback_factor is not None
+    assert recorded.feedback_factor > 2.0 > plain.feedback_factor
+    assert "integral ×" in recorded.reason
+    # Open loop: nothing to record.
+    assert SloPolicy().decide(SloParams(), ctx).feedback_factor is None

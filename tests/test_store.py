@@ -373,6 +373,70 @@ def test_a_version_1_file_gains_late_starts_as_unknown(tmp_path: Path) -> None:
         assert h.late_starts[-1] == 1.0
 
 
+@pytest.mark.parametrize("kind", ["file", "memory", "memory-cached"])
+def test_feedback_factors_round_trip_through_every_read_path(kind: str, tmp_path: Path) -> None:
+    # Rows over three 6-hour buckets, so packed buckets, the open tail, the column cache and
+    # the deferred inserts all carry the factors; None reads as NaN (none in force).
+    path: Path | str = tmp_path / "f.sqlite" if kind == "file" else ":memory:"
+    rows = [
+        dataclasses.replace(
+            sample(T0 + 60 * i),
+            feedback_factor=None if i % 7 == 0 else 1.0 + i / 1000,
+            failure_feedback_factor=0.5 if i % 2 else None,
+        )
+        for i in range(1000)
+    ]
+    with HistoryStore(path, retention_s=30 * DAY, cache_columns=kind == "memory-cached") as st_:
+        for i in range(0, 1000, 10):  # ten rows per call: the tick shape and a bulk shape
+            st_.append_samples(rows[i : i + 10])
+        h = st_.history("sg-1", "us-east-1", since=0)
+        assert h.feedback_factor is not None
+        assert h.failure_feedback_factor is not None
+        want = np.array([np.nan if r.feedback_factor is None else r.feedback_factor for r in rows])
+        np.testing.assert_array_equal(h.feedback_factor, want)
+        assert np.isnan(h.failure_feedback_factor[::2]).all()
+        assert (h.failure_feedback_factor[1::2] == 0.5).all()
+        latest = st_.latest_sample("sg-1", "us-east-1")
+        assert latest == rows[-1]
+        frame = st_.history_frame("sg-1", "us-east-1", since=0)
+        np.testing.assert_array_equal(frame["feedback_factor"].to_numpy(), want)
+
+
+def test_a_version_2_file_gains_feedback_factors_as_unknown(tmp_path: Path) -> None:
+    # A database written before factors were recorded: its rows read as "no factor in force"
+    # (NaN), and its packed buckets (two columns fewer) are rebuilt rather than misread.
+    path = tmp_path / "v2.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY)")
+        for version in (1, 2):
+            for statement in _MIGRATIONS[version - 1]:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        db.execute("INSERT INTO locations VALUES (1, 'sg-1', 'us-east-1')")
+        for i in range(800):
+            db.execute(
+                "INSERT INTO samples VALUES (1, ?, 'ACTIVE', 2, 1, 10, NULL, 5, 2, 3, 1, 4.5,"
+                " 4, 0, 1, 1, 0, 0)",
+                (T0 + 60 * i,),
+            )
+        old_packed = np.zeros((10, 360)).tobytes()  # a v2 segment: 10 columns
+        db.execute("INSERT INTO segments VALUES (1, ?, 360, ?)", (int(T0 // 21_600), old_packed))
+    db.close()
+    with HistoryStore(path, retention_s=30 * DAY) as store:
+        assert store.schema_version == SCHEMA_VERSION == 3
+        h = store.history("sg-1", "us-east-1", since=0)
+        assert len(h) == 800
+        assert (h.in_use == 3.0).all()
+        assert h.late_starts is not None
+        assert (h.late_starts == 0.0).all()
+        assert h.feedback_factor is not None
+        assert np.isnan(h.feedback_factor).all()
+        store.append_samples([dataclasses.replace(sample(T0 + 60 * 800), feedback_factor=2.5)])
+        h = store.history("sg-1", "us-east-1", since=0)
+        assert h.feedback_factor is not None
+        assert h.feedback_factor[-1] == 2.5
+
+
 def test_a_file_from_newer_software_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     HistoryStore(path, retention_s=DAY).close()

@@ -7,8 +7,12 @@ what the emulator ends up with.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import cast
 
+from autoscaler.ha import LeaderElector, LeaseBackend, LeaseTiming
+from autoscaler.runtime import build_controller
 from tests.e2e.conftest import BuildFn, World
 
 TARGET_TRACKING = """
@@ -155,3 +159,86 @@ async def test_paused_group_holds_capacity_and_pause_survives_restart(
         for _ in range(2):
             await _tick(built, world)
     assert world.location().always_on >= 10
+
+
+SLO_FEEDBACK = """
+apiVersion: autoscaler.gameliftstreams/v1
+kind: CapacityPolicy
+metadata: {name: e2e}
+spec:
+  streamGroups: {ids: [GROUP_ID]}
+  defaults: {minCapacity: 0, maxCapacity: 40}
+  policy:
+    plugin: slo
+    params: {feedbackWindowSeconds: 86400, feedbackIntegralDays: 7}
+"""
+
+
+async def test_the_feedback_factor_in_force_is_recorded_with_the_next_sample(
+    world: World, controller_for: BuildFn
+) -> None:
+    # The slo policy's integral loop learns from the factor that produced the misses it
+    # measures, so the controller stores the factor of each live decision with the next
+    # sample, and nothing where no decision of the policy acted (dry run, pause, restart).
+    policy = world.policy_file(SLO_FEEDBACK)
+    world.start_sessions(4)
+
+    def factors(built: object) -> list[float]:
+        h = built.store.history(world.group_id, "us-west-2", since=0)  # type: ignore[attr-defined]
+        assert h.feedback_factor is not None
+        return [float(f) for f in h.feedback_factor]
+
+    async with controller_for(policy) as built:
+        for _ in range(3):
+            report = await _tick(built, world)
+        decided = report.groups[0].decision  # type: ignore[attr-defined]
+        assert "feedback ×" in decided.locations[0].reason
+        first = factors(built)
+        assert math.isnan(first[0])  # nothing decided before the first sample
+        assert all(0.0 < f <= 1.0 for f in first[1:]), first  # measured part-day: ≤ ×1
+        built.controller.set_paused(True, world.group_id)
+        await _tick(built, world)  # decides frozen: no factor acts
+        built.controller.set_paused(False, world.group_id)
+        await _tick(built, world)
+        assert math.isnan(factors(built)[-1])
+    async with controller_for(policy, dry_run=True) as built:
+        await _tick(built, world)
+        await _tick(built, world)
+        assert math.isnan(factors(built)[-1])  # a dry run's factor never acted
+    async with controller_for(policy) as built:
+        await _tick(built, world)  # the restart's first sample: nothing known in force
+        await _tick(built, world)
+        after = factors(built)
+        assert math.isnan(after[-2])
+        assert 0.0 < after[-1] <= 1.0
+
+
+class _NoLease:
+    """A lease backend nobody asks: an elector that never ran holds no lease."""
+
+
+async def test_a_standby_records_the_factor_its_refused_writes_carried(
+    world: World, tmp_path: Path
+) -> None:
+    # A standby decides what the leader decides from the same data; recording its factor
+    # although its writes are refused ("not leader") lets it keep the loop when it takes over.
+    policy = world.policy_file(SLO_FEEDBACK)
+    world.start_sessions(6)
+    standby = LeaderElector(
+        cast(LeaseBackend, _NoLease()),
+        holder="standby",
+        timing=LeaseTiming(duration_s=10.0, renew_every_s=3.0),
+    )
+    settings = world.settings(policy)
+    async with build_controller(
+        settings, clock=world.clock, interval_s=60.0, elector=standby
+    ) as built:
+        first = await _tick(built, world)
+        actuation = first.groups[0].actuation  # type: ignore[attr-defined]
+        assert actuation is not None
+        assert actuation.fenced, actuation  # it wanted a change and was refused
+        await _tick(built, world)
+        h = built.store.history(world.group_id, "us-west-2", since=0)
+        assert h.feedback_factor is not None
+        assert 0.0 < h.feedback_factor[-1] <= 1.0
+    assert world.mutating_calls() == 0

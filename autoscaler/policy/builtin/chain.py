@@ -281,6 +281,10 @@ def _history_upto(h: LocationHistory, stop: int) -> LocationHistory:
         idle=h.idle[:stop],
         complete=h.complete[:stop],
         late_starts=None if h.late_starts is None else h.late_starts[:stop],
+        feedback_factor=None if h.feedback_factor is None else h.feedback_factor[:stop],
+        failure_feedback_factor=None
+        if h.failure_feedback_factor is None
+        else h.failure_feedback_factor[:stop],
     )
 
 

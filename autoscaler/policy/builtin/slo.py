@@ -301,7 +301,23 @@ class SloParams(BaseModel):
         "recomputed from the history each tick), so it settles where factor = (target / "
         "measured)^gain, short of the target; and the buffer's miss share responds weakly to "
         "its budget (a Poisson tail). A gain above 1 settles closer to the target; below 1 "
-        "moves in smaller steps.",
+        "moves in smaller steps. With feedbackIntegralDays the stateless factor only "
+        "tightens.",
+    )
+    feedback_integral_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=14,
+        alias="feedbackIntegralDays",
+        description="Make the loop integral, so the measured misses settle on the target "
+        "instead of short of it: every completed UTC day of the last this many, measured "
+        "and with the factor in force recorded for 90 % of it, gives the factor that would "
+        "have met the target that day (the factor in force × target / measured), and the "
+        "budget is scaled by their geometric mean (each within [feedbackMinFactor, "
+        "feedbackMaxFactor]), times the stateless factor where that tightens. The factor "
+        "in force is what the controller recorded with the history, so restarts keep it. "
+        "Until a recorded day completes (a new deployment, dry runs): the stateless loop "
+        "alone. None: stateless only.",
     )
     feedback_max_factor: float = Field(
         default=2.0,
@@ -476,6 +492,7 @@ def measured_misses(
 
 _FEEDBACK_PRIOR_MISSES = 5.0  # the prior at the target weighs as much as this many misses
 _FEEDBACK_FULL_COVER = 0.9  # share of the window measured before the feedback may loosen
+_DAY_S = 86_400.0
 
 
 def feedback_factor(
@@ -502,6 +519,45 @@ def feedback_factor(
     return min(max(factor, bottom), top)
 
 
+def day_factor_estimate(
+    history: LocationHistory, day_end: float, target: float, *, failures_only: bool
+) -> float | None:
+    """The factor on the miss budget that would have met ``target`` over the UTC day ending
+    at ``day_end``, from that day alone: (time-weighted geometric mean of the recorded factor
+    in force) × target / m̂, m̂ the day's measured share shrunk toward the target by the
+    prior of ``feedback_factor`` (misses: late starts and failures, or failures alone). None
+    unless the rows with a measurement and a recorded factor account for 90 % of the day.
+
+    Why one day at a time: each estimate stands alone (it needs no earlier factor to be
+    right), so averaging several is an integral loop that cannot drift as old days leave
+    the window, which a recursion rebuilt from a fixed starting factor does."""
+    recorded = history.failure_feedback_factor if failures_only else history.feedback_factor
+    late = history.late_starts
+    if recorded is None or late is None or target <= 0.0:
+        return None
+    at = history.at
+    start = day_end - _DAY_S
+    lo = int(at.searchsorted(start, side="right"))
+    hi = int(at.searchsorted(day_end, side="right"))
+    if hi <= lo:
+        return None
+    seconds = _row_seconds(at, lo, hi)
+    seconds[0] = min(float(seconds[0]), float(at[lo]) - start)  # the day's share only
+    factors = recorded[lo:hi]
+    ok = history.complete[lo:hi] & np.isfinite(late[lo:hi]) & (factors > 0.0)
+    weights = seconds[ok]
+    covered = float(weights.sum())
+    if covered < _FEEDBACK_FULL_COVER * _DAY_S:
+        return None
+    in_force = math.exp(float(np.dot(weights, np.log(factors[ok]))) / covered)
+    misses = float(np.nan_to_num(history.placement_failures[lo:hi][ok]).sum())
+    if not failures_only:
+        misses += float(late[lo:hi][ok].sum())
+    arrivals = float(np.nan_to_num(history.arrivals[lo:hi][ok]).sum())
+    measured = (misses + _FEEDBACK_PRIOR_MISSES) / (arrivals + _FEEDBACK_PRIOR_MISSES / target)
+    return in_force * target / measured
+
+
 def demand_now(ctx: PolicyContext) -> int:
     """Uncensored demand this tick: sessions holding or waiting for a slot, plus failures."""
     s = ctx.sample
@@ -516,41 +572,105 @@ class SloPolicy:
 
     def __init__(self) -> None:
         self._forecaster = SeasonalForecaster()
+        # (group ARN, location) → {(day_end, rows, first at, last at, target, failures only):
+        # the day's estimate}: a completed day's rows do not change, so its estimate is
+        # computed once a day instead of once a tick; keyed on the rows so a day that gains
+        # rows (a backfill) is estimated again.
+        self._day_estimates: dict[
+            tuple[str, str], dict[tuple[float, int, float, float, float, bool], float | None]
+        ] = {}
 
-    @staticmethod
+    def _integral(
+        self, params: SloParams, ctx: PolicyContext, target: float, *, failures_only: bool
+    ) -> tuple[float, int] | None:
+        """(geometric mean of the last ``feedbackIntegralDays`` day estimates, each within
+        the factor's bounds; how many days gave one), or None when none did."""
+        days = params.feedback_integral_days
+        if days is None:
+            return None
+        key = (ctx.group.arn, ctx.location)
+        memo = self._day_estimates.get(key, {})
+        last_end = math.floor(ctx.now / _DAY_S) * _DAY_S
+        at = ctx.history.at
+        kept: dict[tuple[float, int, float, float, float, bool], float | None] = {}
+        logs: list[float] = []
+        for back in range(days):
+            day_end = last_end - back * _DAY_S
+            lo = int(at.searchsorted(day_end - _DAY_S, side="right"))
+            hi = int(at.searchsorted(day_end, side="right"))
+            if hi <= lo:
+                continue
+            day = (day_end, hi - lo, float(at[lo]), float(at[hi - 1]), target, failures_only)
+            if day in memo:
+                found = memo[day]
+            else:
+                found = day_factor_estimate(
+                    ctx.history, day_end, target, failures_only=failures_only
+                )
+            kept[day] = found
+            if found is not None:
+                bounded = min(max(found, params.feedback_min_factor), params.feedback_max_factor)
+                logs.append(math.log(bounded))
+        # Other (target, failures_only) entries of the same days stay: legacy asks twice.
+        kept.update(
+            {d: v for d, v in memo.items() if d[0] > last_end - days * _DAY_S and d not in kept}
+        )
+        self._day_estimates[key] = kept
+        if not logs:
+            return None
+        return math.exp(sum(logs) / len(logs)), len(logs)
+
     def _feedback(
-        params: SloParams, ctx: PolicyContext, with_failure_cap: bool
+        self, params: SloParams, ctx: PolicyContext, with_failure_cap: bool
     ) -> tuple[float, float, str]:
         """(factor on the miss budget, factor on a legacy failure cap, reason note) of the
         policy's feedback; (1, 1, "") without one or without a measurement."""
         window_s = params.feedback_window_seconds
-        if window_s is None:
+        measured = None if window_s is None else measured_misses(ctx.history, ctx.now, window_s)
+        if measured is None and params.feedback_integral_days is None:
             return 1.0, 1.0, ""
-        measured = measured_misses(ctx.history, ctx.now, window_s)
-        if measured is None:
-            return 1.0, 1.0, ""
-        late, failed, arrived, covered = measured
-        # Misses come in bursts (a morning ramp): part of a day without one is no evidence
-        # for the whole day, so only a fully measured window may loosen.
-        full = covered >= _FEEDBACK_FULL_COVER * window_s
+        bottom, top = params.feedback_min_factor, params.feedback_max_factor
+        notes: list[str] = []
 
-        def factor(misses: float, share: float) -> float:
-            found = feedback_factor(
-                misses,
-                arrived,
-                params.feedback_target * share,
-                params.feedback_gain,
-                params.feedback_max_factor,
-                bottom=params.feedback_min_factor,
+        def factor(share: float, *, failures_only: bool) -> float:
+            target = params.feedback_target * share
+            stateless: float | None = None
+            if measured is not None and window_s is not None:
+                late, failed, arrived, covered = measured
+                stateless = feedback_factor(
+                    failed if failures_only else late + failed,
+                    arrived,
+                    target,
+                    params.feedback_gain,
+                    top,
+                    bottom=bottom,
+                )
+                # Misses come in bursts (a morning ramp): part of a day without one is no
+                # evidence for the whole day, so only a fully measured window may loosen.
+                if covered < _FEEDBACK_FULL_COVER * window_s:
+                    stateless = min(stateless, 1.0)
+            integral = self._integral(params, ctx, target, failures_only=failures_only)
+            if integral is None:
+                return 1.0 if stateless is None else stateless
+            found, days = integral
+            if not failures_only:
+                notes.append(f", integral ×{found:.2f} over {days} d")
+            if stateless is not None:
+                found *= min(stateless, 1.0)  # the integral loosens; a bad day tightens
+            return min(max(found, bottom), top)
+
+        loop = factor(1.0 - ctx.slo.instant, failures_only=False)
+        loop_fail = factor(ctx.slo.failed, failures_only=True) if with_failure_cap else 1.0
+        note = f", feedback ×{loop:.2f}"
+        if measured is not None:
+            late, failed, arrived, covered = measured
+            note += (
+                f" (measured {late + failed:.0f} of {arrived:.0f} not instant, {failed:.0f}"
+                f" failed, over {covered / 3600:.1f} h"
             )
-            return found if full else min(found, 1.0)
-
-        loop = factor(late + failed, 1.0 - ctx.slo.instant)
-        loop_fail = factor(failed, ctx.slo.failed) if with_failure_cap else 1.0
-        note = (
-            f", feedback ×{loop:.2f} (measured {late + failed:.0f} of {arrived:.0f}"
-            f" not instant, {failed:.0f} failed, over {covered / 3600:.1f} h)"
-        )
+            note += f"{notes[0]})" if notes else ")"
+        elif notes:
+            note += f" ({notes[0][2:]})"
         return loop, loop_fail, note
 
     def decide(self, params: BaseModel, ctx: PolicyContext) -> Recommendation:
@@ -675,9 +795,14 @@ class SloPolicy:
                 always_on=always_on, target_idle=min(buffer, maximum), maximum=maximum
             )
             why += "; pre-warm floor for the forecast rise" if prewarm else ""
+        looped = (
+            params.feedback_window_seconds is not None or params.feedback_integral_days is not None
+        )
         return Recommendation(
             setting=setting,
             reason=f"{why}; {setting.describe()} (tenancy {t})",
             forecast_in_use=float(fc.in_use_mean[1]),
             forecast_arrivals_per_s=rate,
+            feedback_factor=loop if looped else None,
+            failure_feedback_factor=loop_fail if looped and failure_share is not None else None,
         )
