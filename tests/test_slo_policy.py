@@ -685,7 +685,7 @@ def test_the_integral_loop_settles_on_the_factor_that_meets_the_target() -> None
     # oscillated with a 15-day period; a sound loop settles and stays.
     truth = 3.0
     daily, policy, ctx = _closed_loop(42, truth, 0.8)
-    assert daily[0] < 1.5  # the first day has no recorded day: the stateless loop alone
+    assert daily[0] < 1.5  # no recorded day yet: the stateless loop alone
     settled = daily[-21:]
     assert np.all(np.abs(settled / truth - 1.0) < 0.05), daily.round(2)
     assert settled.max() / settled.min() < 1.02, daily.round(2)
@@ -703,7 +703,7 @@ def test_the_integral_loop_tightens_where_the_service_is_slower() -> None:
     assert np.all(np.abs(daily[-7:] / 0.25 - 1.0) < 0.05), daily.round(2)
 
 
-def test_without_a_recorded_day_the_stateless_loop_decides(week: LocationHistory) -> None:
+def test_until_two_recorded_days_the_stateless_loop_decides(week: LocationHistory) -> None:
     now = START + 7 * DAY - 60.0
     late = _late_week(week, 0.006)  # three quarters of the target
     stateless = _integral_params().model_copy(update={"feedback_integral_days": None})
@@ -722,6 +722,15 @@ def test_without_a_recorded_day_the_stateless_loop_decides(week: LocationHistory
     )
     assert recorded.feedback_factor is not None
     assert recorded.feedback_factor > 2.0 > plain.feedback_factor
+    # One recorded day is not enough: a single day's estimate is too bold a step.
+    day_six = (week.at > START + 5 * DAY) & (week.at <= START + 6 * DAY)
+    last_day_only = np.where(day_six, 2.0, np.nan)  # the last completed day
+    one_day = SloPolicy().decide(
+        _integral_params(),
+        make_ctx(replace(late, feedback_factor=last_day_only), now, in_use=300),
+    )
+    assert one_day.feedback_factor == plain.feedback_factor
+    assert "integral" not in one_day.reason
     assert "integral ×" in recorded.reason
     # Open loop: nothing to record.
     assert SloPolicy().decide(SloParams(), ctx).feedback_factor is None

@@ -316,8 +316,8 @@ class SloParams(BaseModel):
         "budget is scaled by their geometric mean (each within [feedbackMinFactor, "
         "feedbackMaxFactor]), times the stateless factor where that tightens. The factor "
         "in force is what the controller recorded with the history, so restarts keep it. "
-        "Until a recorded day completes (a new deployment, dry runs): the stateless loop "
-        "alone. None: stateless only.",
+        "Until two recorded days have completed (a new deployment, dry runs): the stateless "
+        "loop alone. None: stateless only.",
     )
     feedback_max_factor: float = Field(
         default=2.0,
@@ -493,6 +493,13 @@ def measured_misses(
 _FEEDBACK_PRIOR_MISSES = 5.0  # the prior at the target weighs as much as this many misses
 _FEEDBACK_FULL_COVER = 0.9  # share of the window measured before the feedback may loosen
 _DAY_S = 86_400.0
+# Day estimates the integral needs before it takes over from the stateless loop. One day's
+# estimate extrapolates from one day's misses (a single ramp's burst, or none) at the factor
+# farthest from the equilibrium: measured on the full-width bench's 2-day windows, trusting
+# it decided 15 fewer cases cheapest and missed the SLO once (Windows p400: the buffer held
+# the first day's x8 while the second day's misses came), where the stateless loop tightens
+# as they come.
+_INTEGRAL_MIN_DAYS = 2
 
 
 def feedback_factor(
@@ -584,7 +591,8 @@ class SloPolicy:
         self, params: SloParams, ctx: PolicyContext, target: float, *, failures_only: bool
     ) -> tuple[float, int] | None:
         """(geometric mean of the last ``feedbackIntegralDays`` day estimates, each within
-        the factor's bounds; how many days gave one), or None when none did."""
+        the factor's bounds; how many days gave one), or None while fewer than
+        ``_INTEGRAL_MIN_DAYS`` did."""
         days = params.feedback_integral_days
         if days is None:
             return None
@@ -616,7 +624,7 @@ class SloPolicy:
             {d: v for d, v in memo.items() if d[0] > last_end - days * _DAY_S and d not in kept}
         )
         self._day_estimates[key] = kept
-        if not logs:
+        if len(logs) < _INTEGRAL_MIN_DAYS:
             return None
         return math.exp(sum(logs) / len(logs)), len(logs)
 
