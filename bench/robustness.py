@@ -5,8 +5,9 @@ delay, the 5-minute release of emptied hosts), and the real service may differ (
 slower hosts, a busy day). The decision bench runs policy and simulator on the same model, so
 it cannot show what happens then. This runs the shipped policy twice on a simulator whose hosts
 provision ``--scale`` times slower than the policy assumes: as shipped (``feedbackWindowSeconds``
-measuring late starts and scaling the miss budget) and open loop (the feedback switched off),
-and prints the instant share and cost of both. No baselines: the question is how far each falls
+measuring late starts and scaling the miss budget, made integral by ``feedbackIntegralDays``),
+with the stateless loop only (the integral off), and open loop (the feedback switched off),
+and prints the instant share and cost of each. No baselines: the question is how far each falls
 below the SLO, not who is cheapest.
 
 Run: ``python -m bench.robustness [--scale 1.5] [--days 3] [--jobs 2]``. Traces are read from
@@ -25,8 +26,12 @@ from typing import Any
 from autoscaler.backtest.runner import run_policy, score_outcome
 from bench.quality_tuning import HYPIXEL, STEAM, TRACES, TuneCase, backtest_for, ours_policy
 
-# Open loop: the shipped file without its feedback.
-OPEN_LOOP = {"feedbackWindowSeconds": None}
+# The shipped file without its feedback, and without its integral only.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "open loop": {"feedbackWindowSeconds": None, "feedbackIntegralDays": None},
+    "stateless": {"feedbackIntegralDays": None},
+    "shipped": {},
+}
 
 CASES: tuple[tuple[str, str, float, str, str], ...] = (
     (STEAM, "Rust", 400, "gen4n_high", "current"),
@@ -38,7 +43,7 @@ CASES: tuple[tuple[str, str, float, str, str], ...] = (
 
 def run_case(args: tuple[TuneCase, float, str]) -> dict[str, Any]:
     case, scale, variant = args
-    policy = ours_policy(OPEN_LOOP if variant == "open loop" else {}, "file")
+    policy = ours_policy(VARIANTS[variant], "file")
     bt = backtest_for(case, policy)
     assert bt.params is not None
     slow = dataclasses.replace(
@@ -79,18 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped: no traces at {TRACES}")
         return 0
     cases = [TuneCase(f, s, p, c, m, days=args.days) for f, s, p, c, m in CASES]
-    todo = [(c, args.scale, v) for c in cases for v in ("open loop", "shipped")]
+    todo = [(c, args.scale, v) for c in cases for v in VARIANTS]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows = list(pool.map(run_case, todo))
     print(f"provisioning {args.scale:g}x slower than the policy assumes, {args.days:g}-day windows")
-    print("| case | open loop: instant / cost_ratio | shipped (feedback): instant / cost_ratio |")
-    print("|---|---|---|")
-    for i in range(0, len(rows), 2):
-        a, b = rows[i], rows[i + 1]
-        print(
-            f"| {a['case']} | {a['instant']:.2%} / {a['cost_ratio']:.3f} "
-            f"| {b['instant']:.2%} / {b['cost_ratio']:.3f} |"
-        )
+    print("| case | " + " | ".join(f"{v}: instant / cost_ratio" for v in VARIANTS) + " |")
+    print("|---|" + "---|" * len(VARIANTS))
+    width = len(VARIANTS)
+    for i in range(0, len(rows), width):
+        cells = [f"{r['instant']:.2%} / {r['cost_ratio']:.3f}" for r in rows[i : i + width]]
+        print(f"| {rows[i]['case']} | " + " | ".join(cells) + " |")
     return 0
 
 
