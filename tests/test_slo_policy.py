@@ -734,3 +734,7 @@ def test_until_two_recorded_days_the_stateless_loop_decides(week: LocationHistor
     assert "integral ×" in recorded.reason
     # Open loop: nothing to record.
     assert SloPolicy().decide(SloParams(), ctx).feedback_factor is None
+    # Nothing measured and no recorded day: the loop is at x1 and the reason says nothing.
+    unmeasured = SloPolicy().decide(_integral_params(), make_ctx(week, now, in_use=300))
+    assert unmeasured.feedback_factor == 1.0
+    assert "feedback" not in unmeasured.reason

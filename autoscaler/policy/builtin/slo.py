@@ -669,6 +669,8 @@ class SloPolicy:
 
         loop = factor(1.0 - ctx.slo.instant, failures_only=False)
         loop_fail = factor(ctx.slo.failed, failures_only=True) if with_failure_cap else 1.0
+        if measured is None and not notes:  # nothing measured, no recorded days: open loop
+            return loop, loop_fail, ""
         note = f", feedback ×{loop:.2f}"
         if measured is not None:
             late, failed, arrived, covered = measured
