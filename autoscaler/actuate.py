@@ -173,5 +173,4 @@ class Actuator:
             calls=tuple(sent),
             error=error,
             retry_later=retry_later and NOT_LEADER not in errors,
-            fenced=bool(errors) and all(e == NOT_LEADER for e in errors),
         )

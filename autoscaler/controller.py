@@ -141,6 +141,7 @@ class Controller:
         options: ControllerOptions | None = None,
         audit: AuditLog | None = None,
         fencing: Callable[[], bool] | None = None,
+        leading: Callable[[], bool] | None = None,
         call_counts: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.options = options or ControllerOptions()
@@ -151,6 +152,9 @@ class Controller:
         self._clock = clock
         self._audit = audit
         self._fencing = fencing
+        # Whether this replica holds the lease now (None: no election, always); unlike
+        # ``fencing`` it leaves no trace in the audit's token list.
+        self._leading = leading
         self._call_counts = call_counts
         self._sampler = Sampler(
             reader,
@@ -170,9 +174,8 @@ class Controller:
         self._paused_all, self._paused_groups = self._load_pause()
         # group id → the planning of an earlier tick that missed its deadline, still running
         self._overdue: dict[str, asyncio.Future[GroupPlan]] = {}
-        # group id → location → the feedback factors of the decision in force (see
-        # ``_with_feedback``)
-        self._in_force: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+        # group id → location → the miss budget of the decision in force (``_with_feedback``)
+        self._in_force: dict[str, dict[str, float]] = {}
         self._reconcile_pending()
 
     # ------------------------------------------------------------------ setup
@@ -461,17 +464,16 @@ class Controller:
         actuation = await self._actuate(decision, dry_run=dry_run)
         if actuation.applied:
             self._memory = self._memory.record_applied(decision, sample.at)
-        # A standby's refused writes count as acting: the leader decides the same from the
-        # same data, and a standby that takes over then keeps the loop's memory.
-        acted = actuation.error is None or actuation.fenced
-        if not dry_run and not decision.frozen and acted:
-            factors = {
-                lp.location: (lp.feedback_factor, lp.failure_feedback_factor)
-                for lp in plan.locations
-                if lp.feedback_factor is not None or lp.failure_feedback_factor is not None
+        # A standby records nothing: the budget in force is the leader's, which its own
+        # (from its own history) need not equal, and a loop that learnt from the wrong
+        # budget would carry the error through a fail-over.
+        leads = self._leading is None or self._leading()
+        if not dry_run and not decision.frozen and actuation.error is None and leads:
+            budgets = {
+                lp.location: lp.miss_budget for lp in plan.locations if lp.miss_budget is not None
             }
-            if factors:
-                self._in_force[gid] = factors
+            if budgets:
+                self._in_force[gid] = budgets
         return GroupReport(gid, sample.at, sample, decision, actuation)
 
     async def _actuate(self, decision: GroupDecision, *, dry_run: bool) -> Actuation:
@@ -523,21 +525,21 @@ class Controller:
         return {gid: self._latest_stored[gid] for gid in group_ids if gid in self._latest_stored}
 
     def _with_feedback(self, sample: GroupSample) -> GroupSample:
-        """``sample`` with the feedback factors in force since the previous tick, so the
-        policy can later tell which factor produced the misses this sample counts.
+        """``sample`` with the miss budget in force since the previous tick, so the policy
+        can later tell which budget produced the misses this sample counts.
 
-        In force means decided by the policy at the previous tick and acted on: not a dry run
-        (nothing applied), not a frozen or paused group, not a failed update (the old
-        capacity stayed); a standby's writes refused for want of the lease do count (see
-        ``_decide_and_apply``). Anything else leaves the row without factors, which the
-        policy reads as "unknown" rather than learning from a factor that never acted."""
-        factors = self._in_force.pop(sample.group_id, None)
-        if not factors:
+        In force means decided by the policy at the previous tick and acted on by this
+        replica: not a dry run (nothing applied), not a frozen or paused group, not a failed
+        update (the old capacity stayed), not a standby (see ``_decide_and_apply``). Anything
+        else leaves the row without a budget, which the policy reads as "unknown" rather than
+        learning from a budget that never acted."""
+        budgets = self._in_force.pop(sample.group_id, None)
+        if not budgets:
             return sample
         rows = tuple(
             ls
-            if (found := factors.get(ls.location)) is None
-            else dataclasses.replace(ls, feedback_factor=found[0], failure_feedback_factor=found[1])
+            if (found := budgets.get(ls.location)) is None
+            else dataclasses.replace(ls, miss_budget=found)
             for ls in sample.locations
         )
         return dataclasses.replace(sample, locations=rows)

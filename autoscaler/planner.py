@@ -70,9 +70,8 @@ class LocationPlan:
     forecast_in_use: float | None = None
     planned: bool = True  # False: the plugin was not asked (not ACTIVE, or no sample)
     plugin_error: str | None = None  # the plugin raised or answered nonsense: holding
-    # The recommendation's feedback factors (see Recommendation), recorded while in force.
-    feedback_factor: float | None = None
-    failure_feedback_factor: float | None = None
+    # The recommendation's miss budget (see Recommendation), recorded while in force.
+    miss_budget: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +173,7 @@ def check_recommendation(
         reason=str(rec.reason),
         forecast_in_use=_finite(rec.forecast_in_use),
         forecast_arrivals_per_s=rec.forecast_arrivals_per_s,
-        feedback_factor=_positive(rec.feedback_factor),
-        failure_feedback_factor=_positive(rec.failure_feedback_factor),
+        miss_budget=_positive(rec.miss_budget),
     )
 
 
@@ -184,7 +182,7 @@ def _finite(value: object) -> float | None:
 
 
 def _positive(value: object) -> float | None:
-    """A feedback factor worth recording: finite and positive (its log is averaged)."""
+    """A miss budget worth recording: finite and positive (its log is averaged)."""
     found = _finite(value)
     return found if found is not None and found > 0.0 else None
 
@@ -315,8 +313,7 @@ def plan_group(
                 waiting=ls.waiting,
                 sample=ls,
                 forecast_in_use=checked.forecast_in_use,
-                feedback_factor=checked.feedback_factor,
-                failure_feedback_factor=checked.failure_feedback_factor,
+                miss_budget=checked.miss_budget,
             )
         )
     changes: tuple[LocationChange, ...] = ()

@@ -144,6 +144,7 @@ async def build_controller(
                 ),
                 audit=audit,
                 fencing=None if elector is None else elector.fence,
+                leading=None if elector is None else (lambda: elector.token is not None),
                 call_counts=lambda: dict(gls.calls),
             )
             yield Built(controller=controller, store=store, policies=loaded, reader=gls.reader)

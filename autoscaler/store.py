@@ -132,10 +132,9 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "DELETE FROM segments",
     ),
     (
-        # The policy's feedback factors in force over each row's interval; NULL where none
-        # was (open-loop policies, dry runs, rows written before this column).
-        "ALTER TABLE samples ADD COLUMN feedback_factor REAL",
-        "ALTER TABLE samples ADD COLUMN failure_feedback_factor REAL",
+        # The policy's miss budget in force over each row's interval; NULL where none was
+        # (open-loop policies, dry runs, standbys, rows written before this column).
+        "ALTER TABLE samples ADD COLUMN miss_budget REAL",
         "DELETE FROM segments",
     ),
 )
@@ -153,8 +152,7 @@ _HISTORY_COLUMNS: Final = (
     "allocated",
     "idle",
     "late_starts",
-    "feedback_factor",
-    "failure_feedback_factor",
+    "miss_budget",
     "complete",
 )
 _FRAME_COLUMNS: Final = (
@@ -173,24 +171,21 @@ _FRAME_COLUMNS: Final = (
     "placement_failures",
     "departures",
     "late_starts",
-    "feedback_factor",
-    "failure_feedback_factor",
+    "miss_budget",
     "complete",
     "backfilled",
 )
 _INSERT_SAMPLE: Final = (
     "INSERT OR REPLACE INTO samples (loc_id, at, status, always_on, target_idle, maximum,"
     " on_demand, allocated, idle, in_use, waiting, oldest_waiting_s, arrivals,"
-    " placement_failures, departures, late_starts, feedback_factor, failure_feedback_factor,"
-    " complete, backfilled)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+    " placement_failures, departures, late_starts, miss_budget, complete, backfilled)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
 )
 _INSERT_BACKFILL: Final = (
     "INSERT OR IGNORE INTO samples (loc_id, at, status, always_on, target_idle, maximum,"
     " on_demand, allocated, idle, in_use, waiting, oldest_waiting_s, arrivals,"
-    " placement_failures, departures, late_starts, feedback_factor, failure_feedback_factor,"
-    " complete, backfilled)"
-    " VALUES (?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, 0, 0, ?, 0, ?, NULL, NULL, NULL, 1, 1)"
+    " placement_failures, departures, late_starts, miss_budget, complete, backfilled)"
+    " VALUES (?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, 0, 0, ?, 0, ?, NULL, NULL, 1, 1)"
 )
 _HISTORY_SELECT: Final = ", ".join(_HISTORY_COLUMNS)
 _NCOL: Final = len(_HISTORY_COLUMNS)
@@ -222,7 +217,6 @@ _SampleRow = tuple[
     int,
     int | None,
     float | None,
-    float | None,
     int,
 ]
 
@@ -247,8 +241,7 @@ def _sample_row(loc_id: int, s: LocationSample) -> _SampleRow:
         s.placement_failures,
         s.departures,
         s.late_starts,
-        s.feedback_factor,
-        s.failure_feedback_factor,
+        s.miss_budget,
         int(s.complete),
     )
 
@@ -265,8 +258,7 @@ def _column_row(s: LocationSample) -> tuple[float, ...]:
         float(s.allocated),
         float(s.idle),
         math.nan if s.late_starts is None else float(s.late_starts),
-        math.nan if s.feedback_factor is None else float(s.feedback_factor),
-        math.nan if s.failure_feedback_factor is None else float(s.failure_feedback_factor),
+        math.nan if s.miss_budget is None else float(s.miss_budget),
         float(int(s.complete)),
     )
 
@@ -292,8 +284,7 @@ def _history_of(table: FloatMatrix, complete: npt.NDArray[np.bool_]) -> Location
         idle=table[7],
         complete=complete,
         late_starts=table[8],
-        feedback_factor=table[9],
-        failure_feedback_factor=table[10],
+        miss_budget=table[9],
     )
 
 
@@ -613,8 +604,7 @@ class HistoryStore:
             "placement_failures",
             "departures",
             "late_starts",
-            "feedback_factor",
-            "failure_feedback_factor",
+            "miss_budget",
         ):
             frame[col] = frame[col].astype("float64")
         for col in ("complete", "backfilled"):
@@ -633,7 +623,7 @@ class HistoryStore:
             row = self._db.execute(
                 "SELECT at, status, always_on, target_idle, maximum, on_demand, allocated,"
                 " idle, in_use, waiting, oldest_waiting_s, arrivals, placement_failures,"
-                " departures, complete, late_starts, feedback_factor, failure_feedback_factor"
+                " departures, complete, late_starts, miss_budget"
                 " FROM samples WHERE loc_id = ? AND backfilled = 0"
                 " ORDER BY at DESC LIMIT 1",
                 (loc_id,),
@@ -661,8 +651,7 @@ class HistoryStore:
             departures=int(row[13]),
             complete=bool(row[14]),
             late_starts=None if row[15] is None else int(row[15]),
-            feedback_factor=None if row[16] is None else float(row[16]),
-            failure_feedback_factor=None if row[17] is None else float(row[17]),
+            miss_budget=None if row[16] is None else float(row[16]),
         )
 
     def locations(self) -> list[tuple[str, str]]:

@@ -286,16 +286,14 @@ def test_with_the_real_target_tracking_plugin() -> None:
     ("given", "kept"),
     [(2.5, 2.5), (1, 1.0), (0.0, None), (-1.0, None), (math.nan, None), (math.inf, None)],
 )
-def test_feedback_factors_pass_the_check_only_when_usable(given: float, kept: float | None) -> None:
+def test_a_miss_budget_passes_the_check_only_when_usable(given: float, kept: float | None) -> None:
     # The controller records them and the policy averages their logs: only a finite,
     # positive factor is worth keeping; anything else is "no factor", not an error.
     rec = Recommendation(
         setting=CapacitySetting(always_on=0, target_idle=2, maximum=10),
         reason="test",
-        feedback_factor=given,
-        failure_feedback_factor=given,
+        miss_budget=given,
     )
     checked = check_recommendation(rec, CapacityModel.CURRENT, LocationBounds(0, 100), 1)
     assert isinstance(checked, Recommendation)
-    assert checked.feedback_factor == kept
-    assert checked.failure_feedback_factor == kept
+    assert checked.miss_budget == kept

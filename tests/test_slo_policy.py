@@ -27,7 +27,7 @@ from autoscaler.policy.builtin.slo import (
     SloParams,
     SloPolicy,
     budget_skew,
-    day_factor_estimate,
+    day_budget_estimate,
     feedback_factor,
     host_buffer_for_miss_share,
     measured_misses,
@@ -568,49 +568,51 @@ def test_a_day_with_two_measured_hours_is_not_a_measured_day(week: LocationHisto
 
 
 # ---------------------------------------------------------------------------------------------
-# The integral loop over recorded factors (feedbackIntegralDays).
+# The integral loop over recorded budgets (feedbackIntegralDays).
 
 _TARGET = 0.8 * 0.01  # feedbackTarget × the default SLO's miss budget
+_NOMINAL = 0.5 * 0.01  # the open-loop budget: missBudgetShare (default 0.5) × the SLO's
 
 
 def _recorded(
     week: LocationHistory, factor: float | FloatArray, late_share: float
 ) -> LocationHistory:
-    """``week`` with ``factor`` recorded in force on every row and ``late_share`` of each
-    row's arrivals late."""
-    factors = np.broadcast_to(np.asarray(factor, dtype=np.float64), week.at.shape).copy()
-    return replace(week, late_starts=late_share * week.arrivals, feedback_factor=factors)
+    """``week`` with ``factor`` × the nominal budget recorded in force on every row and
+    ``late_share`` of each row's arrivals late."""
+    factors = np.broadcast_to(np.asarray(factor, dtype=np.float64), week.at.shape)
+    return replace(week, late_starts=late_share * week.arrivals, miss_budget=factors * _NOMINAL)
 
 
-def test_a_day_estimate_is_the_factor_in_force_times_target_over_measured(
+def test_a_day_estimate_is_the_budget_in_force_times_target_over_measured(
     week: LocationHistory,
 ) -> None:
     day_end = START + 3 * DAY
     hist = _recorded(week, 2.0, 0.004)  # half the target's misses at x2
-    got = day_factor_estimate(hist, day_end, _TARGET, failures_only=False)
+    got = day_budget_estimate(hist, day_end, _TARGET, failures_only=False)
+    assert got is not None
     day = (week.at > day_end - DAY) & (week.at <= day_end)
     arrivals = float(week.arrivals[day].sum())
     shrunk = (0.004 * arrivals + 5.0) / (arrivals + 5.0 / _TARGET)
-    assert got == pytest.approx(2.0 * _TARGET / shrunk, rel=1e-9)
-    assert 3.6 < got < 4.0  # twice the room: about twice the factor (the prior shrinks it)
-    # The factor in force is averaged over time in logs: half the day at x1, half at x4 is x2.
+    assert got == pytest.approx(2.0 * _NOMINAL * _TARGET / shrunk, rel=1e-9)
+    assert 3.6 < got / _NOMINAL < 4.0  # twice the room: about twice the budget (the prior)
+    # The budget in force is averaged over time in logs: half the day at x1, half at x4 is x2.
     varying = np.where(week.at <= day_end - DAY / 2, 1.0, 4.0)
     hist = _recorded(week, varying, 0.004)
-    assert day_factor_estimate(hist, day_end, _TARGET, failures_only=False) == pytest.approx(
+    assert day_budget_estimate(hist, day_end, _TARGET, failures_only=False) == pytest.approx(
         got, rel=2e-3
     )
-    # No estimate from a day whose factor was recorded for less than 90 % of it (a dry run,
-    # a fresh deployment), nor from one without a late-start measurement.
+    # No estimate from a day whose budget was recorded for less than 90 % of it (a dry run,
+    # a fresh deployment, a standby), nor from one without a late-start measurement.
     gappy = np.where(day & (week.at <= day_end - 0.8 * DAY), np.nan, 2.0)
     assert (
-        day_factor_estimate(_recorded(week, gappy, 0.004), day_end, _TARGET, failures_only=False)
+        day_budget_estimate(_recorded(week, gappy, 0.004), day_end, _TARGET, failures_only=False)
         is None
     )
     assert (
-        day_factor_estimate(replace(hist, late_starts=None), day_end, _TARGET, failures_only=False)
+        day_budget_estimate(replace(hist, late_starts=None), day_end, _TARGET, failures_only=False)
         is None
     )
-    assert day_factor_estimate(week, day_end, _TARGET, failures_only=False) is None
+    assert day_budget_estimate(week, day_end, _TARGET, failures_only=False) is None
 
 
 def _integral_params() -> SloParams:
@@ -644,7 +646,7 @@ def _closed_loop(days: int, truth: float, slope: float) -> tuple[FloatArray, Slo
         idle=zero,
         complete=np.ones(n, dtype=np.bool_),
         late_starts=late,
-        feedback_factor=recorded,
+        miss_budget=recorded,
     )
     policy, params = SloPolicy(), _integral_params()
     rows_per_hour = int(3600.0 / step)
@@ -667,16 +669,16 @@ def _closed_loop(days: int, truth: float, slope: float) -> tuple[FloatArray, Slo
                         "idle",
                         "complete",
                         "late_starts",
-                        "feedback_factor",
+                        "miss_budget",
                     )
                 },
             )
             ctx = make_ctx(view, now, in_use=100)
-            factor = policy._feedback(params, ctx, False)[0]
+            factor = policy._feedback(params, ctx, _NOMINAL, None)[0]
         stop = start + rows_per_hour
-        recorded[start:stop] = factor
+        recorded[start:stop] = factor * _NOMINAL
         late[start:stop] = per_row * _TARGET * (factor / truth) ** slope
-    daily = np.exp(np.log(recorded).reshape(days, -1).mean(axis=1))
+    daily = np.exp(np.log(recorded / _NOMINAL).reshape(days, -1).mean(axis=1))
     return daily, policy, ctx
 
 
@@ -691,9 +693,13 @@ def test_the_integral_loop_settles_on_the_factor_that_meets_the_target() -> None
     assert settled.max() / settled.min() < 1.02, daily.round(2)
     # A restarted controller (a new plugin, no memo) reads the same factor from the history.
     assert ctx is not None
-    again = SloPolicy()._feedback(_integral_params(), ctx, False)
-    assert again == policy._feedback(_integral_params(), ctx, False)
+    again = SloPolicy()._feedback(_integral_params(), ctx, _NOMINAL, None)
+    assert again == policy._feedback(_integral_params(), ctx, _NOMINAL, None)
     assert "integral ×" in again[2]
+    # An edited policy whose open-loop budget is twice as large (a larger missBudgetShare)
+    # keeps the budget that met the target: the factor on the new budget halves.
+    edited = SloPolicy()._feedback(_integral_params(), ctx, 2 * _NOMINAL, None)
+    assert edited[0] == pytest.approx(again[0] / 2, rel=1e-9)
 
 
 def test_the_integral_loop_tightens_where_the_service_is_slower() -> None:
@@ -711,30 +717,30 @@ def test_until_two_recorded_days_the_stateless_loop_decides(week: LocationHistor
     plain = SloPolicy().decide(stateless, ctx)
     unrecorded = SloPolicy().decide(_integral_params(), ctx)
     assert unrecorded.setting == plain.setting
-    assert unrecorded.feedback_factor == plain.feedback_factor
-    assert plain.feedback_factor is not None
-    assert plain.feedback_factor > 1.0
+    assert unrecorded.miss_budget == plain.miss_budget
+    assert plain.miss_budget is not None
+    assert plain.miss_budget > _NOMINAL  # the stateless loop loosened
     # Recorded days at x2 with room left: the integral goes on loosening where the
-    # stateless loop stops (at (target / measured)^2 whatever factor is in force).
+    # stateless loop stops (at (target / measured)^2 whatever budget is in force).
     recorded = SloPolicy().decide(
-        _integral_params(),
-        make_ctx(replace(late, feedback_factor=np.full(len(week), 2.0)), now, in_use=300),
+        _integral_params(), make_ctx(_recorded(week, 2.0, 0.006), now, in_use=300)
     )
-    assert recorded.feedback_factor is not None
-    assert recorded.feedback_factor > 2.0 > plain.feedback_factor
+    assert recorded.miss_budget is not None
+    assert recorded.miss_budget > 2.0 * _NOMINAL > plain.miss_budget
+    assert "integral ×" in recorded.reason
     # One recorded day is not enough: a single day's estimate is too bold a step.
     day_six = (week.at > START + 5 * DAY) & (week.at <= START + 6 * DAY)
     last_day_only = np.where(day_six, 2.0, np.nan)  # the last completed day
     one_day = SloPolicy().decide(
-        _integral_params(),
-        make_ctx(replace(late, feedback_factor=last_day_only), now, in_use=300),
+        _integral_params(), make_ctx(_recorded(week, last_day_only, 0.006), now, in_use=300)
     )
-    assert one_day.feedback_factor == plain.feedback_factor
+    assert one_day.miss_budget == plain.miss_budget
     assert "integral" not in one_day.reason
-    assert "integral ×" in recorded.reason
-    # Open loop: nothing to record.
-    assert SloPolicy().decide(SloParams(), ctx).feedback_factor is None
+    # Open loop and a quantile buffer: nothing to record.
+    assert SloPolicy().decide(SloParams(), ctx).miss_budget is None
+    quantile = _integral_params().model_copy(update={"quantile": 0.995})
+    assert SloPolicy().decide(quantile, ctx).miss_budget is None
     # Nothing measured and no recorded day: the loop is at x1 and the reason says nothing.
     unmeasured = SloPolicy().decide(_integral_params(), make_ctx(week, now, in_use=300))
-    assert unmeasured.feedback_factor == 1.0
+    assert unmeasured.miss_budget == pytest.approx(_NOMINAL)
     assert "feedback" not in unmeasured.reason

@@ -374,37 +374,37 @@ def test_a_version_1_file_gains_late_starts_as_unknown(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["file", "memory", "memory-cached"])
-def test_feedback_factors_round_trip_through_every_read_path(kind: str, tmp_path: Path) -> None:
+def test_miss_budgets_round_trip_through_every_read_path(kind: str, tmp_path: Path) -> None:
     # Rows over three 6-hour buckets, so packed buckets, the open tail, the column cache and
-    # the deferred inserts all carry the factors; None reads as NaN (none in force).
+    # the deferred inserts all carry the budgets; None reads as NaN (none in force).
     path: Path | str = tmp_path / "f.sqlite" if kind == "file" else ":memory:"
     rows = [
         dataclasses.replace(
             sample(T0 + 60 * i),
-            feedback_factor=None if i % 7 == 0 else 1.0 + i / 1000,
-            failure_feedback_factor=0.5 if i % 2 else None,
+            miss_budget=None if i % 7 == 0 else 0.005 + i / 1e6,
         )
         for i in range(1000)
     ]
     with HistoryStore(path, retention_s=30 * DAY, cache_columns=kind == "memory-cached") as st_:
-        for i in range(0, 1000, 10):  # ten rows per call: the tick shape and a bulk shape
+        st_.append_samples(rows[:10])
+        # A read now: a cached store then keeps the location's memory copy, which the
+        # appends below extend (deferred inserts) instead of being filled from SQLite later.
+        assert len(st_.history("sg-1", "us-east-1", since=0)) == 10
+        for i in range(10, 1000, 10):  # ten rows per call, the tick shape
             st_.append_samples(rows[i : i + 10])
         h = st_.history("sg-1", "us-east-1", since=0)
-        assert h.feedback_factor is not None
-        assert h.failure_feedback_factor is not None
-        want = np.array([np.nan if r.feedback_factor is None else r.feedback_factor for r in rows])
-        np.testing.assert_array_equal(h.feedback_factor, want)
-        assert np.isnan(h.failure_feedback_factor[::2]).all()
-        assert (h.failure_feedback_factor[1::2] == 0.5).all()
+        assert h.miss_budget is not None
+        want = np.array([np.nan if r.miss_budget is None else r.miss_budget for r in rows])
+        np.testing.assert_array_equal(h.miss_budget, want)
         latest = st_.latest_sample("sg-1", "us-east-1")
         assert latest == rows[-1]
         frame = st_.history_frame("sg-1", "us-east-1", since=0)
-        np.testing.assert_array_equal(frame["feedback_factor"].to_numpy(), want)
+        np.testing.assert_array_equal(frame["miss_budget"].to_numpy(), want)
 
 
-def test_a_version_2_file_gains_feedback_factors_as_unknown(tmp_path: Path) -> None:
-    # A database written before factors were recorded: its rows read as "no factor in force"
-    # (NaN), and its packed buckets (two columns fewer) are rebuilt rather than misread.
+def test_a_version_2_file_gains_miss_budgets_as_unknown(tmp_path: Path) -> None:
+    # A database written before budgets were recorded: its rows read as "no budget in force"
+    # (NaN), and its packed buckets (one column fewer) are rebuilt rather than misread.
     path = tmp_path / "v2.sqlite"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY)")
@@ -429,12 +429,12 @@ def test_a_version_2_file_gains_feedback_factors_as_unknown(tmp_path: Path) -> N
         assert (h.in_use == 3.0).all()
         assert h.late_starts is not None
         assert (h.late_starts == 0.0).all()
-        assert h.feedback_factor is not None
-        assert np.isnan(h.feedback_factor).all()
-        store.append_samples([dataclasses.replace(sample(T0 + 60 * 800), feedback_factor=2.5)])
+        assert h.miss_budget is not None
+        assert np.isnan(h.miss_budget).all()
+        store.append_samples([dataclasses.replace(sample(T0 + 60 * 800), miss_budget=0.01)])
         h = store.history("sg-1", "us-east-1", since=0)
-        assert h.feedback_factor is not None
-        assert h.feedback_factor[-1] == 2.5
+        assert h.miss_budget is not None
+        assert h.miss_budget[-1] == 0.01
 
 
 def test_a_file_from_newer_software_is_refused(tmp_path: Path) -> None:

@@ -142,10 +142,9 @@ class LocationSample:
     # longer than the instant-start threshold); None: not measured (the listing failed, or a
     # sample older than the measurement). With placement_failures: the sessions not instant.
     late_starts: int | None = None
-    # The policy's feedback factors in force since the previous sample (Recommendation's, as
-    # the controller applied them at the previous tick); None: none in force or not known.
-    feedback_factor: float | None = None
-    failure_feedback_factor: float | None = None
+    # The miss budget in force since the previous sample (Recommendation's, as the controller
+    # applied it at the previous tick); None: none in force or not known.
+    miss_budget: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,14 +174,13 @@ class LocationHistory:
     complete: npt.NDArray[np.bool_]
     # LocationSample.late_starts per row, NaN where not measured; None: no row measured it.
     late_starts: FloatArray | None = None
-    # LocationSample's feedback factors per row, NaN where none was in force; None: no row.
-    feedback_factor: FloatArray | None = None
-    failure_feedback_factor: FloatArray | None = None
+    # LocationSample.miss_budget per row, NaN where none was in force; None: no row.
+    miss_budget: FloatArray | None = None
 
     @staticmethod
     def empty() -> LocationHistory:
         z = np.zeros(0, dtype=np.float64)
-        return LocationHistory(z, z, z, z, z, z, z, z, np.zeros(0, dtype=np.bool_), z, z, z)
+        return LocationHistory(z, z, z, z, z, z, z, z, np.zeros(0, dtype=np.bool_), z, z)
 
     def __len__(self) -> int:
         return int(self.at.shape[0])
@@ -204,12 +202,12 @@ class Recommendation:
     reason: str
     forecast_in_use: float | None = None  # forecast concurrency at the lead time
     forecast_arrivals_per_s: float | None = None
-    # Factors a closed-loop policy applied to its miss (and legacy failure) budget. The
-    # controller records them with the next sample while the decision is in force, so the
-    # policy can later read which factor produced the misses it measures (an integral loop
-    # that survives restarts). None: the policy has no feedback.
-    feedback_factor: float | None = None
-    failure_feedback_factor: float | None = None
+    # The share of sessions a closed-loop policy sized its buffer to let miss (in its own
+    # units, e.g. before an hour-of-day spread). The controller records it with the next
+    # sample while the decision is in force, so the policy can later read which budget
+    # produced the misses it measures (an integral loop that survives restarts and policy
+    # edits). None: the policy has no feedback.
+    miss_budget: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +273,6 @@ class Actuation:
     calls: tuple[str, ...] = ()  # operation names sent (or that would have been sent)
     error: str | None = None
     retry_later: bool = False
-    # Every write was refused because this replica does not hold the lease (a standby): the
-    # decision is the one the leader makes from the same data, just not this replica's to send.
-    fenced: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -281,10 +281,7 @@ def _history_upto(h: LocationHistory, stop: int) -> LocationHistory:
         idle=h.idle[:stop],
         complete=h.complete[:stop],
         late_starts=None if h.late_starts is None else h.late_starts[:stop],
-        feedback_factor=None if h.feedback_factor is None else h.feedback_factor[:stop],
-        failure_feedback_factor=None
-        if h.failure_feedback_factor is None
-        else h.failure_feedback_factor[:stop],
+        miss_budget=None if h.miss_budget is None else h.miss_budget[:stop],
     )
 
 

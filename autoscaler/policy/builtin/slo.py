@@ -311,13 +311,15 @@ class SloParams(BaseModel):
         alias="feedbackIntegralDays",
         description="Make the loop integral, so the measured misses settle on the target "
         "instead of short of it: every completed UTC day of the last this many, measured "
-        "and with the factor in force recorded for 90 % of it, gives the factor that would "
-        "have met the target that day (the factor in force × target / measured), and the "
-        "budget is scaled by their geometric mean (each within [feedbackMinFactor, "
-        "feedbackMaxFactor]), times the stateless factor where that tightens. The factor "
-        "in force is what the controller recorded with the history, so restarts keep it. "
-        "Until two recorded days have completed (a new deployment, dry runs): the stateless "
-        "loop alone. None: stateless only.",
+        "and with the miss budget in force recorded for 90 % of it, gives the budget that "
+        "would have met the target that day (the budget in force × target / measured), and "
+        "the buffer is sized for their geometric mean (each within [feedbackMinFactor, "
+        "feedbackMaxFactor] × the open-loop budget), times the stateless factor where that "
+        "tightens; a legacy group's failure cap likewise from measured failures. The budget "
+        "in force (what sized the buffer, whichever of the budget and the cap bound) is what "
+        "the controller recorded with the history, so restarts and policy edits keep it. "
+        "Until two recorded days have completed (a new deployment, dry runs, a standby "
+        "taking over): the stateless loop alone. None: stateless only.",
     )
     feedback_max_factor: float = Field(
         default=2.0,
@@ -526,19 +528,21 @@ def feedback_factor(
     return min(max(factor, bottom), top)
 
 
-def day_factor_estimate(
+def day_budget_estimate(
     history: LocationHistory, day_end: float, target: float, *, failures_only: bool
 ) -> float | None:
-    """The factor on the miss budget that would have met ``target`` over the UTC day ending
-    at ``day_end``, from that day alone: (time-weighted geometric mean of the recorded factor
-    in force) × target / m̂, m̂ the day's measured share shrunk toward the target by the
-    prior of ``feedback_factor`` (misses: late starts and failures, or failures alone). None
-    unless the rows with a measurement and a recorded factor account for 90 % of the day.
+    """The miss budget that would have met ``target`` over the UTC day ending at
+    ``day_end``, from that day alone: (time-weighted geometric mean of the recorded budget in
+    force) × target / m̂, m̂ the day's measured share shrunk toward the target by the prior of
+    ``feedback_factor`` (misses: late starts and failures, or failures alone). None unless
+    the rows with a measurement and a recorded budget account for 90 % of the day.
 
-    Why one day at a time: each estimate stands alone (it needs no earlier factor to be
+    Why one day at a time: each estimate stands alone (it needs no earlier budget to be
     right), so averaging several is an integral loop that cannot drift as old days leave
-    the window, which a recursion rebuilt from a fixed starting factor does."""
-    recorded = history.failure_feedback_factor if failures_only else history.feedback_factor
+    the window, which a recursion rebuilt from a fixed starting factor does. Why the budget
+    and not the factor on it: the factor is relative to parameters (the SLO, the budget
+    share) that an edited policy changes; the budget the buffer was sized for is not."""
+    recorded = history.miss_budget
     late = history.late_starts
     if recorded is None or late is None or target <= 0.0:
         return None
@@ -550,13 +554,13 @@ def day_factor_estimate(
         return None
     seconds = _row_seconds(at, lo, hi)
     seconds[0] = min(float(seconds[0]), float(at[lo]) - start)  # the day's share only
-    factors = recorded[lo:hi]
-    ok = history.complete[lo:hi] & np.isfinite(late[lo:hi]) & (factors > 0.0)
+    budgets = recorded[lo:hi]
+    ok = history.complete[lo:hi] & np.isfinite(late[lo:hi]) & (budgets > 0.0)
     weights = seconds[ok]
     covered = float(weights.sum())
     if covered < _FEEDBACK_FULL_COVER * _DAY_S:
         return None
-    in_force = math.exp(float(np.dot(weights, np.log(factors[ok]))) / covered)
+    in_force = math.exp(float(np.dot(weights, np.log(budgets[ok]))) / covered)
     misses = float(np.nan_to_num(history.placement_failures[lo:hi][ok]).sum())
     if not failures_only:
         misses += float(late[lo:hi][ok].sum())
@@ -579,28 +583,33 @@ class SloPolicy:
 
     def __init__(self) -> None:
         self._forecaster = SeasonalForecaster()
-        # (group ARN, location) → {(day_end, rows, first at, last at, target, failures only):
-        # the day's estimate}: a completed day's rows do not change, so its estimate is
-        # computed once a day instead of once a tick; keyed on the rows so a day that gains
-        # rows (a backfill) is estimated again.
-        self._day_estimates: dict[
-            tuple[str, str], dict[tuple[float, int, float, float, float, bool], float | None]
-        ] = {}
+        # (group ARN, location) → {(day_end, rows, first at, last at, budget sum, target,
+        # failures only): the day's estimate}: a completed day's rows do not change, so its
+        # estimate is computed once a day instead of once a tick; keyed on the rows so a day
+        # that gains rows (a backfill) is estimated again.
+        self._day_estimates: dict[tuple[str, str], dict[tuple[float, ...], float | None]] = {}
 
     def _integral(
-        self, params: SloParams, ctx: PolicyContext, target: float, *, failures_only: bool
+        self,
+        params: SloParams,
+        ctx: PolicyContext,
+        target: float,
+        nominal: float,
+        *,
+        failures_only: bool,
     ) -> tuple[float, int] | None:
-        """(geometric mean of the last ``feedbackIntegralDays`` day estimates, each within
-        the factor's bounds; how many days gave one), or None while fewer than
-        ``_INTEGRAL_MIN_DAYS`` did."""
+        """(geometric mean of the last ``feedbackIntegralDays`` day estimates as factors on
+        the ``nominal`` (open-loop) budget, each within the factor's bounds; how many days
+        gave one), or None while fewer than ``_INTEGRAL_MIN_DAYS`` did."""
         days = params.feedback_integral_days
-        if days is None:
+        recorded = ctx.history.miss_budget
+        if days is None or recorded is None or nominal <= 0.0:
             return None
         key = (ctx.group.arn, ctx.location)
         memo = self._day_estimates.get(key, {})
         last_end = math.floor(ctx.now / _DAY_S) * _DAY_S
         at = ctx.history.at
-        kept: dict[tuple[float, int, float, float, float, bool], float | None] = {}
+        kept: dict[tuple[float, ...], float | None] = {}
         logs: list[float] = []
         for back in range(days):
             day_end = last_end - back * _DAY_S
@@ -608,16 +617,27 @@ class SloPolicy:
             hi = int(at.searchsorted(day_end, side="right"))
             if hi <= lo:
                 continue
-            day = (day_end, hi - lo, float(at[lo]), float(at[hi - 1]), target, failures_only)
+            # The day's rows and budgets (their sum: another run's day with the same times,
+            # through a shared plugin, is another key), the target and which misses.
+            day = (
+                day_end,
+                hi - lo,
+                float(at[lo]),
+                float(at[hi - 1]),
+                float(np.nansum(recorded[lo:hi])),
+                target,
+                float(failures_only),
+            )
             if day in memo:
                 found = memo[day]
             else:
-                found = day_factor_estimate(
+                found = day_budget_estimate(
                     ctx.history, day_end, target, failures_only=failures_only
                 )
             kept[day] = found
             if found is not None:
-                bounded = min(max(found, params.feedback_min_factor), params.feedback_max_factor)
+                factor = found / nominal
+                bounded = min(max(factor, params.feedback_min_factor), params.feedback_max_factor)
                 logs.append(math.log(bounded))
         # Other (target, failures_only) entries of the same days stay: legacy asks twice.
         kept.update(
@@ -629,10 +649,12 @@ class SloPolicy:
         return math.exp(sum(logs) / len(logs)), len(logs)
 
     def _feedback(
-        self, params: SloParams, ctx: PolicyContext, with_failure_cap: bool
+        self, params: SloParams, ctx: PolicyContext, nominal: float, nominal_cap: float | None
     ) -> tuple[float, float, str]:
         """(factor on the miss budget, factor on a legacy failure cap, reason note) of the
-        policy's feedback; (1, 1, "") without one or without a measurement."""
+        policy's feedback; (1, 1, "") without one or without a measurement. ``nominal`` and
+        ``nominal_cap``: the open-loop budget and failure cap (None: no cap), as recorded
+        budgets are (before the hour's spread), which the integral's estimates divide."""
         window_s = params.feedback_window_seconds
         measured = None if window_s is None else measured_misses(ctx.history, ctx.now, window_s)
         if measured is None and params.feedback_integral_days is None:
@@ -640,7 +662,7 @@ class SloPolicy:
         bottom, top = params.feedback_min_factor, params.feedback_max_factor
         notes: list[str] = []
 
-        def factor(share: float, *, failures_only: bool) -> float:
+        def factor(share: float, nominal: float, *, failures_only: bool) -> float:
             target = params.feedback_target * share
             stateless: float | None = None
             if measured is not None and window_s is not None:
@@ -657,7 +679,7 @@ class SloPolicy:
                 # evidence for the whole day, so only a fully measured window may loosen.
                 if covered < _FEEDBACK_FULL_COVER * window_s:
                     stateless = min(stateless, 1.0)
-            integral = self._integral(params, ctx, target, failures_only=failures_only)
+            integral = self._integral(params, ctx, target, nominal, failures_only=failures_only)
             if integral is None:
                 return 1.0 if stateless is None else stateless
             found, days = integral
@@ -667,8 +689,10 @@ class SloPolicy:
                 found *= min(stateless, 1.0)  # the integral loosens; a bad day tightens
             return min(max(found, bottom), top)
 
-        loop = factor(1.0 - ctx.slo.instant, failures_only=False)
-        loop_fail = factor(ctx.slo.failed, failures_only=True) if with_failure_cap else 1.0
+        loop = factor(1.0 - ctx.slo.instant, nominal, failures_only=False)
+        loop_fail = (
+            1.0 if nominal_cap is None else factor(ctx.slo.failed, nominal_cap, failures_only=True)
+        )
         if measured is None and not notes:  # nothing measured, no recorded days: open loop
             return loop, loop_fail, ""
         note = f", feedback ×{loop:.2f}"
@@ -737,14 +761,17 @@ class SloPolicy:
         if legacy and params.legacy_miss_budget_share is not None:
             share = params.legacy_miss_budget_share
         failure_share = params.legacy_failure_share if legacy else None
-        loop, loop_fail, loop_note = self._feedback(params, ctx, failure_share is not None)
-        miss = min((1.0 - ctx.slo.instant) * share * skew * loop, _MAX_MISS)
+        nominal = (1.0 - ctx.slo.instant) * share
+        nominal_cap: float | None = None
         if failure_share is not None:
             # The host a miss waits for was asked for at the last decision, on average half
             # an interval ago: it fails if that host needs longer than the timeout from now.
             p_fail = provisioning_exceeds(ALWAYS_ON_PLACEMENT_TIMEOUT_S + ctx.interval_s / 2, p95)
-            cap = failure_share * ctx.slo.failed * skew * loop_fail / p_fail
-            miss = min(miss, cap)
+            nominal_cap = failure_share * ctx.slo.failed / p_fail
+        loop, loop_fail, loop_note = self._feedback(params, ctx, nominal, nominal_cap)
+        miss = min(nominal * skew * loop, _MAX_MISS)
+        if nominal_cap is not None:
+            miss = min(miss, nominal_cap * skew * loop_fail)
         if params.quantile is not None:
             raw_buffer = max(net.quantile(params.quantile), 0)
             rule = f"quantile {params.quantile:g} of net arrivals"
@@ -813,6 +840,8 @@ class SloPolicy:
             reason=f"{why}; {setting.describe()} (tenancy {t})",
             forecast_in_use=float(fc.in_use_mean[1]),
             forecast_arrivals_per_s=rate,
-            feedback_factor=loop if looped else None,
-            failure_feedback_factor=loop_fail if looped and failure_share is not None else None,
+            # What the buffer was sized for, before the hour's spread: the integral learns
+            # from it (whichever of the budget and the legacy cap bound). None where no
+            # miss share sized it (a quantile buffer).
+            miss_budget=miss / skew if looped and params.quantile is None else None,
         )
