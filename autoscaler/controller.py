@@ -174,7 +174,7 @@ class Controller:
         self._paused_all, self._paused_groups = self._load_pause()
         # group id → the planning of an earlier tick that missed its deadline, still running
         self._overdue: dict[str, asyncio.Future[GroupPlan]] = {}
-        # group id → location → the miss budget of the decision in force (``_with_feedback``)
+        # group id → location → the miss budget of the decision in force (``_with_budget``)
         self._in_force: dict[str, dict[str, float]] = {}
         self._reconcile_pending()
 
@@ -296,7 +296,7 @@ class Controller:
         group_ids = list(assigned)
 
         previous = await self._store_call(self._previous_times, group_ids)
-        samples = [self._with_feedback(s) for s in await self._sampler.sample(group_ids, previous)]
+        samples = await self._sampler.sample(group_ids, previous)
         await self._store_call(self._store_samples, samples)
 
         plans = await self._plan_all(samples, assigned)
@@ -524,9 +524,10 @@ class Controller:
                     self._latest_stored[gid] = at
         return {gid: self._latest_stored[gid] for gid in group_ids if gid in self._latest_stored}
 
-    def _with_feedback(self, sample: GroupSample) -> GroupSample:
-        """``sample`` with the miss budget in force since the previous tick, so the policy
-        can later tell which budget produced the misses this sample counts.
+    def _with_budget(self, sample: GroupSample) -> list[LocationSample]:
+        """``sample``'s locations, each with the miss budget in force since the previous tick
+        (stored with it), so the policy can later tell which budget produced the misses this
+        sample counts.
 
         In force means decided by the policy at the previous tick and acted on by this
         replica: not a dry run (nothing applied), not a frozen or paused group, not a failed
@@ -535,17 +536,16 @@ class Controller:
         learning from a budget that never acted."""
         budgets = self._in_force.pop(sample.group_id, None)
         if not budgets:
-            return sample
-        rows = tuple(
+            return list(sample.locations)
+        return [
             ls
             if (found := budgets.get(ls.location)) is None
             else dataclasses.replace(ls, miss_budget=found)
             for ls in sample.locations
-        )
-        return dataclasses.replace(sample, locations=rows)
+        ]
 
     def _store_samples(self, samples: Sequence[GroupSample]) -> None:
-        rows: list[LocationSample] = [ls for s in samples for ls in s.locations]
+        rows: list[LocationSample] = [ls for s in samples for ls in self._with_budget(s)]
         if rows:
             self._store.append_samples(rows)
         for ls in rows:  # the store keeps the newest time per group: so do we

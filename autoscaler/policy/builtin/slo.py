@@ -502,6 +502,7 @@ _DAY_S = 86_400.0
 # the first day's x8 while the second day's misses came), where the stateless loop tightens
 # as they come.
 _INTEGRAL_MIN_DAYS = 2
+_UNKNOWN = -1.0  # a day estimate not yet computed (estimates are positive or None)
 
 
 def feedback_factor(
@@ -569,6 +570,12 @@ def day_budget_estimate(
     return in_force * target / measured
 
 
+def _key_float(value: float) -> float:
+    """``value`` as a dict key part: NaN (never equal to itself) as -1."""
+    found = float(value)
+    return -1.0 if math.isnan(found) else found
+
+
 def demand_now(ctx: PolicyContext) -> int:
     """Uncensored demand this tick: sessions holding or waiting for a slot, plus failures."""
     s = ctx.sample
@@ -583,11 +590,16 @@ class SloPolicy:
 
     def __init__(self) -> None:
         self._forecaster = SeasonalForecaster()
-        # (group ARN, location) → {(day_end, rows, first at, last at, budget sum, target,
+        # (group ARN, location) → {(day_end, rows, first and last at, three budgets, target,
         # failures only): the day's estimate}: a completed day's rows do not change, so its
         # estimate is computed once a day instead of once a tick; keyed on the rows so a day
-        # that gains rows (a backfill) is estimated again.
+        # that gains rows (a backfill) is estimated again. Only the thread planning that
+        # location's group touches its dict (one plan per group at a time).
         self._day_estimates: dict[tuple[str, str], dict[tuple[float, ...], float | None]] = {}
+        # (group ARN, location) → {the completed days' span, target, bounds: the integral}
+        self._span_answers: dict[
+            tuple[str, str], dict[tuple[float, ...], tuple[float, int] | None]
+        ] = {}
 
     def _integral(
         self,
@@ -605,11 +617,27 @@ class SloPolicy:
         recorded = ctx.history.miss_budget
         if days is None or recorded is None or nominal <= 0.0:
             return None
-        key = (ctx.group.arn, ctx.location)
-        memo = self._day_estimates.get(key, {})
+        memo = self._day_estimates.setdefault((ctx.group.arn, ctx.location), {})
         last_end = math.floor(ctx.now / _DAY_S) * _DAY_S
-        at = ctx.history.at
-        kept: dict[tuple[float, ...], float | None] = {}
+        history = ctx.history
+        at = history.at
+        # Within a day the answer only changes if the completed days' rows do: checked on
+        # the whole span at once (two searches) before the seven days one by one.
+        lo = int(at.searchsorted(last_end - days * _DAY_S, side="right"))
+        hi = int(at.searchsorted(last_end, side="right"))
+        span: tuple[float, ...] = (
+            last_end,
+            hi - lo,
+            *((float(at[lo]), float(at[hi - 1]), _key_float(recorded[hi - 1])) if hi > lo else ()),
+            target,
+            nominal,
+            float(failures_only),
+            params.feedback_min_factor,
+            params.feedback_max_factor,
+        )
+        spans = self._span_answers.setdefault((ctx.group.arn, ctx.location), {})
+        if span in spans:
+            return spans[span]
         logs: list[float] = []
         for back in range(days):
             day_end = last_end - back * _DAY_S
@@ -617,36 +645,38 @@ class SloPolicy:
             hi = int(at.searchsorted(day_end, side="right"))
             if hi <= lo:
                 continue
-            # The day's rows and budgets (their sum: another run's day with the same times,
-            # through a shared plugin, is another key), the target and which misses.
+            # The day's rows, a few of its recorded budgets (another run's day with the same
+            # times, through a shared plugin, differs there), the target and which misses:
+            # scalar reads, so a tick's seven lookups stay a few µs each.
             day = (
                 day_end,
                 hi - lo,
                 float(at[lo]),
                 float(at[hi - 1]),
-                float(np.nansum(recorded[lo:hi])),
+                _key_float(recorded[lo]),
+                _key_float(recorded[(lo + hi) // 2]),
+                _key_float(recorded[hi - 1]),
                 target,
                 float(failures_only),
             )
-            if day in memo:
-                found = memo[day]
-            else:
-                found = day_budget_estimate(
-                    ctx.history, day_end, target, failures_only=failures_only
-                )
-            kept[day] = found
+            found = memo.get(day, _UNKNOWN)
+            if found is _UNKNOWN:
+                found = day_budget_estimate(history, day_end, target, failures_only=failures_only)
+                memo[day] = found
+                oldest = last_end - days * _DAY_S
+                for stale in [d for d in memo if d[0] <= oldest]:
+                    del memo[stale]
             if found is not None:
                 factor = found / nominal
                 bounded = min(max(factor, params.feedback_min_factor), params.feedback_max_factor)
                 logs.append(math.log(bounded))
-        # Other (target, failures_only) entries of the same days stay: legacy asks twice.
-        kept.update(
-            {d: v for d, v in memo.items() if d[0] > last_end - days * _DAY_S and d not in kept}
-        )
-        self._day_estimates[key] = kept
-        if len(logs) < _INTEGRAL_MIN_DAYS:
-            return None
-        return math.exp(sum(logs) / len(logs)), len(logs)
+        result = None
+        if len(logs) >= _INTEGRAL_MIN_DAYS:
+            result = math.exp(sum(logs) / len(logs)), len(logs)
+        for stale in [k for k in spans if k[0] != last_end]:  # the previous days' answers
+            del spans[stale]
+        spans[span] = result
+        return result
 
     def _feedback(
         self, params: SloParams, ctx: PolicyContext, nominal: float, nominal_cap: float | None
