@@ -502,7 +502,6 @@ _DAY_S = 86_400.0
 # the first day's x8 while the second day's misses came), where the stateless loop tightens
 # as they come.
 _INTEGRAL_MIN_DAYS = 2
-_UNKNOWN = -1.0  # a day estimate not yet computed (estimates are positive or None)
 
 
 def feedback_factor(
@@ -524,9 +523,13 @@ def feedback_factor(
     a day of 1,400 arrivals without a miss at a 0.8 % target loosens by ×1.8 (gain 0.5)."""
     if target <= 0.0:
         return 1.0
-    estimate = (misses + _FEEDBACK_PRIOR_MISSES) / (arrivals + _FEEDBACK_PRIOR_MISSES / target)
-    factor = math.pow(target / estimate, gain)
+    factor = math.pow(target / _shrunk_share(misses, arrivals, target), gain)
     return min(max(factor, bottom), top)
+
+
+def _shrunk_share(misses: float, arrivals: float, target: float) -> float:
+    """m̂: the measured miss share shrunk toward ``target`` by a prior worth k = 5 misses."""
+    return (misses + _FEEDBACK_PRIOR_MISSES) / (arrivals + _FEEDBACK_PRIOR_MISSES / target)
 
 
 def day_budget_estimate(
@@ -566,8 +569,7 @@ def day_budget_estimate(
     if not failures_only:
         misses += float(late[lo:hi][ok].sum())
     arrivals = float(np.nan_to_num(history.arrivals[lo:hi][ok]).sum())
-    measured = (misses + _FEEDBACK_PRIOR_MISSES) / (arrivals + _FEEDBACK_PRIOR_MISSES / target)
-    return in_force * target / measured
+    return in_force * target / _shrunk_share(misses, arrivals, target)
 
 
 def _key_float(value: float) -> float:
@@ -590,13 +592,12 @@ class SloPolicy:
 
     def __init__(self) -> None:
         self._forecaster = SeasonalForecaster()
-        # (group ARN, location) → {(day_end, rows, first and last at, three budgets, target,
-        # failures only): the day's estimate}: a completed day's rows do not change, so its
-        # estimate is computed once a day instead of once a tick; keyed on the rows so a day
-        # that gains rows (a backfill) is estimated again. Only the thread planning that
-        # location's group touches its dict (one plan per group at a time).
-        self._day_estimates: dict[tuple[str, str], dict[tuple[float, ...], float | None]] = {}
-        # (group ARN, location) → {the completed days' span, target, bounds: the integral}
+        # (group ARN, location) → {the completed days' span, target, bounds: the integral}:
+        # the completed days' rows do not change, so the integral is computed once a day
+        # instead of once a tick; keyed on the span's rows (a backfill changes them) and a
+        # few of its recorded budgets (another run's days with the same times, through a
+        # shared plugin, differ there). Only the thread planning that location's group
+        # touches its dict (one plan per group at a time).
         self._span_answers: dict[
             tuple[str, str], dict[tuple[float, ...], tuple[float, int] | None]
         ] = {}
@@ -617,18 +618,26 @@ class SloPolicy:
         recorded = ctx.history.miss_budget
         if days is None or recorded is None or nominal <= 0.0:
             return None
-        memo = self._day_estimates.setdefault((ctx.group.arn, ctx.location), {})
         last_end = math.floor(ctx.now / _DAY_S) * _DAY_S
         history = ctx.history
         at = history.at
-        # Within a day the answer only changes if the completed days' rows do: checked on
-        # the whole span at once (two searches) before the seven days one by one.
         lo = int(at.searchsorted(last_end - days * _DAY_S, side="right"))
         hi = int(at.searchsorted(last_end, side="right"))
+        sampled = (
+            (
+                float(at[lo]),
+                float(at[hi - 1]),
+                _key_float(recorded[lo]),
+                _key_float(recorded[(lo + hi) // 2]),
+                _key_float(recorded[hi - 1]),
+            )
+            if hi > lo
+            else ()
+        )
         span: tuple[float, ...] = (
             last_end,
             hi - lo,
-            *((float(at[lo]), float(at[hi - 1]), _key_float(recorded[hi - 1])) if hi > lo else ()),
+            *sampled,
             target,
             nominal,
             float(failures_only),
@@ -641,31 +650,7 @@ class SloPolicy:
         logs: list[float] = []
         for back in range(days):
             day_end = last_end - back * _DAY_S
-            lo = int(at.searchsorted(day_end - _DAY_S, side="right"))
-            hi = int(at.searchsorted(day_end, side="right"))
-            if hi <= lo:
-                continue
-            # The day's rows, a few of its recorded budgets (another run's day with the same
-            # times, through a shared plugin, differs there), the target and which misses:
-            # scalar reads, so a tick's seven lookups stay a few µs each.
-            day = (
-                day_end,
-                hi - lo,
-                float(at[lo]),
-                float(at[hi - 1]),
-                _key_float(recorded[lo]),
-                _key_float(recorded[(lo + hi) // 2]),
-                _key_float(recorded[hi - 1]),
-                target,
-                float(failures_only),
-            )
-            found = memo.get(day, _UNKNOWN)
-            if found is _UNKNOWN:
-                found = day_budget_estimate(history, day_end, target, failures_only=failures_only)
-                memo[day] = found
-                oldest = last_end - days * _DAY_S
-                for stale in [d for d in memo if d[0] <= oldest]:
-                    del memo[stale]
+            found = day_budget_estimate(history, day_end, target, failures_only=failures_only)
             if found is not None:
                 factor = found / nominal
                 bounded = min(max(factor, params.feedback_min_factor), params.feedback_max_factor)
