@@ -35,12 +35,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +63,9 @@ from autoscaler.policy.plugin import ENTRY_POINT_GROUP, PluginRegistry, UnknownP
 from autoscaler.store import HistoryStore
 from autoscaler.twin.inprocess import InProcessGameLiftStreams, config_of
 from autoscaler.twin.model import ModelParams, ServiceModel
+
+if TYPE_CHECKING:
+    from autoscaler.backtest.parallel import RunPool
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -800,6 +805,9 @@ class Backtest:
     bounds: list[float] = field(default_factory=list)
     fleets: list[baselines.Fleet] = field(default_factory=list)
     runs: int = 0
+    # Runs in worker processes (``autoscaler backtest --jobs``); None: in this process.
+    pool: RunPool | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.tenancy = stream_class_info(self.stream_class).tenancy
@@ -816,44 +824,93 @@ class Backtest:
             for p in self.plans
         ]
 
+    def run_one(
+        self,
+        index: int,
+        candidate: baselines.Candidate,
+        label: str,
+        *,
+        progress: Callable[[float], None] | None = None,
+    ) -> Result:
+        """Run ``candidate`` on seed ``index``'s plan and score it (in this process)."""
+        outcome = run_policy(
+            self.plans[index],
+            policy=candidate.policy,
+            stream_class=self.stream_class,
+            capacity_model=self.capacity_model,
+            seed=self.seeds[index],
+            interval_s=self.interval_s,
+            params=self.params,
+            initial=candidate.static,
+            registry=self.registry,
+            label=label,
+            label_params=candidate.params,
+            progress=progress,
+        )
+        return score_outcome(
+            outcome,
+            self.plans[index],
+            price_per_slot_hour=self.price,
+            slo=self.slo,
+            bound_slot_h=self.bounds[index],
+        )
+
     def evaluate(
         self, label: str, make: Callable[[baselines.Fleet], baselines.Candidate]
     ) -> Scored:
         """Run one candidate on every seed's plan and score it."""
-        results: list[Result] = []
-        candidate: baselines.Candidate | None = None
-        for plan, seed, fleet, bound in zip(
-            self.plans, self.seeds, self.fleets, self.bounds, strict=True
-        ):
-            candidate = make(fleet)
-            if self.progress is not None:
-                self.progress(f"{label} {dict(candidate.params)} seed {seed}")
-            outcome = run_policy(
-                plan,
-                policy=candidate.policy,
-                stream_class=self.stream_class,
-                capacity_model=self.capacity_model,
-                seed=seed,
-                interval_s=self.interval_s,
-                params=self.params,
-                initial=candidate.static,
-                registry=self.registry,
-                label=label,
-                label_params=candidate.params,
-            )
+        return self.evaluate_many(label, [make])[0]
+
+    def evaluate_many(
+        self, label: str, makes: Sequence[Callable[[baselines.Fleet], baselines.Candidate]]
+    ) -> list[Scored]:
+        """``evaluate`` for each of ``makes``; with a ``pool``, every run is handed to it
+        before the first result is awaited (the runs are independent)."""
+        per_make = [[make(fleet) for fleet in self.fleets] for make in makes]
+        if self.pool is None:
+            scored = []
+            for candidates in per_make:
+                results = []
+                for index, candidate in enumerate(candidates):
+                    self._tell(label, candidate, index)
+                    results.append(self.run_one(index, candidate, label))
+                    self._count()
+                scored.append(self._scored(candidates, results))
+            return scored
+        pool = self.pool
+        futures = [
+            [pool.submit(candidate, index, label) for index, candidate in enumerate(candidates)]
+            for candidates in per_make
+        ]
+        scored = []
+        for candidates, pending in zip(per_make, futures, strict=True):
+            results = []
+            for index, (candidate, future) in enumerate(zip(candidates, pending, strict=True)):
+                results.append(future.result())
+                self._count()
+                self._tell(label, candidate, index)
+            scored.append(self._scored(candidates, results))
+        return scored
+
+    def _tell(self, label: str, candidate: baselines.Candidate, index: int) -> None:
+        """Tell ``progress`` of a run (as it starts in this process; as it ends in a pool,
+        whose results several threads collect)."""
+        if self.progress is not None:
+            with self._lock:
+                self.progress(f"{label} {dict(candidate.params)} seed {self.seeds[index]}")
+
+    def _count(self) -> None:
+        with self._lock:
             self.runs += 1
-            results.append(
-                score_outcome(
-                    outcome, plan, price_per_slot_hour=self.price, slo=self.slo, bound_slot_h=bound
-                )
-            )
-        assert candidate is not None
-        return Scored(candidate, aggregate(results), results)
+
+    @staticmethod
+    def _scored(candidates: list[baselines.Candidate], results: list[Result]) -> Scored:
+        return Scored(candidates[-1], aggregate(results), results)
 
     def sweep(self, label: str, candidates: Sequence[baselines.Candidate]) -> Scored:
         """Every candidate; the cheapest meeting the SLO on every seed, else the one with the
         best instant share (reported as missing the SLO)."""
-        scored = [self.evaluate(label, constant_candidate(c)) for c in candidates]
+        scored = self.evaluate_many(label, [constant_candidate(c) for c in candidates])
         return pick_cheapest(scored, grid=[dict(c.params) for c in candidates])
 
     def native_idle(self) -> Scored | baselines.Unavailable:
@@ -953,6 +1010,7 @@ def backtest(
     progress: Callable[[str], None] | None = None,
     on_row: Callable[[Mapping[str, Any]], None] | None = None,
     plot: str | Path | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Our policy (``policy_file``, default ``policies/default.yaml``, run with its shipped
     parameters) and the chosen baselines on ``seeds`` session plans of ``trace``.
@@ -961,7 +1019,14 @@ def backtest(
     seeds per policy; ``spread`` their spread; ``summary`` the cheapest baseline meeting the
     SLO and our ratio to it. Bad input raises ``ConfigError``. Ctrl-C stops the runs and
     returns what finished with ``"interrupted": true``.
+
+    ``jobs`` > 1 runs on that many worker processes (``parallel.RunPool``): ours and every
+    baseline are driven at once, each handing its runs to the pool, so a sweep, the seeds and
+    the baselines all share the cores. Every run is the same deterministic run as with one
+    job, so the report is the same but for wall times.
     """
+    if jobs < 1:
+        raise ConfigError("--jobs", [f"need at least 1 job, got {jobs}"])
     if seeds < 1:
         raise ConfigError("--seeds", [f"need at least 1 seed, got {seeds}"])
     if peak <= 0:
@@ -1023,17 +1088,20 @@ def backtest(
             on_row(row)
 
     interrupted = False
+    ours = baselines.Candidate(
+        "ours", {"file": str(source), "plugin": policy.plugin}, policy=policy
+    )
     try:
-        ours = baselines.Candidate(
-            "ours", {"file": str(source), "plugin": policy.plugin}, policy=policy
+        results = (
+            _run_all(bt, ours, baselines_to_run)
+            if jobs == 1
+            else _run_all_pooled(bt, ours, baselines_to_run, jobs=jobs)
         )
-        keep(bt.evaluate("ours", lambda _f: ours), "ours")
-        for b in baselines_to_run:
-            got = _run_baseline(bt, b)
+        for name, got in results:
             if isinstance(got, baselines.Unavailable):
-                unavailable[b] = got.reason
+                unavailable[name] = got.reason
             else:
-                keep(got, b)
+                keep(got, name)
         if plot is not None:
             from autoscaler.backtest.plot import plot_timeline  # noqa: PLC0415
 
@@ -1060,6 +1128,48 @@ def backtest(
     if interrupted:
         report["interrupted"] = True
     return report
+
+
+def _run_all(
+    bt: Backtest, ours: baselines.Candidate, chosen: Sequence[str]
+) -> Iterator[tuple[str, Scored | baselines.Unavailable]]:
+    """Ours, then each of ``chosen``, one run after another in this process."""
+    yield "ours", bt.evaluate("ours", lambda _f: ours)
+    for b in chosen:
+        yield b, _run_baseline(bt, b)
+
+
+def _run_all_pooled(
+    bt: Backtest, ours: baselines.Candidate, chosen: Sequence[str], *, jobs: int
+) -> Iterator[tuple[str, Scored | baselines.Unavailable]]:
+    """Ours, then each of ``chosen``, as ``_run_all`` gives them, but computed at once on a
+    pool of ``jobs`` processes. Each is driven by a thread of this process that
+    only hands runs to the pool and waits (so a baseline's own search, such as native-idle's
+    bisection, keeps its order while the others fill the cores).
+
+    Ctrl-C: the pool stops (queued runs are dropped, running ones end at their next simulated
+    day), and what finished before is still yielded, in order, up to the first that did not."""
+    from autoscaler.backtest.parallel import RunPool  # noqa: PLC0415
+
+    with (
+        RunPool(bt, jobs=jobs) as pool,
+        ThreadPoolExecutor(
+            max_workers=1 + len(chosen), thread_name_prefix="backtest-driver"
+        ) as drivers,
+    ):
+        bt.pool = pool
+        try:
+            tasks: list[tuple[str, Future[Scored | baselines.Unavailable]]] = [
+                ("ours", drivers.submit(bt.evaluate, "ours", lambda _f: ours))
+            ]
+            tasks += [(b, drivers.submit(_run_baseline, bt, b)) for b in chosen]
+            for name, task in tasks:
+                yield name, task.result()
+        except BaseException:  # Ctrl-C, an error, or the caller gone: no run is waited for
+            pool.stop()
+            raise
+        finally:
+            bt.pool = None
 
 
 def _run_baseline(bt: Backtest, which: str) -> Scored | baselines.Unavailable:

@@ -51,6 +51,12 @@ def register(subparsers: Any) -> None:
         help="comma-separated: static-peak, native-idle, target-tracking, buffer, "
         "hourly-predictive; or all (default), none",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        help="worker processes for the runs (default: every usable CPU; 1: in this process). "
+        "The report is the same for any value but for wall times",
+    )
     parser.add_argument("--output", choices=("table", "json"), default="table")
     parser.add_argument("--plot", help="write a PNG of our run (first seed) here")
     parser.set_defaults(func=run)
@@ -58,6 +64,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from autoscaler.backtest.baselines import parse_baselines  # noqa: PLC0415
+    from autoscaler.backtest.parallel import usable_cores  # noqa: PLC0415
     from autoscaler.backtest.runner import backtest  # noqa: PLC0415
 
     try:
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             baselines_to_run=chosen,
             progress=progress,
             plot=args.plot,
+            jobs=usable_cores() if args.jobs is None else args.jobs,
         )
     if args.output == "json":
         print(json.dumps(_jsonable(report), indent=2))

@@ -1,0 +1,158 @@
+"""A backtest's runs on several cores (``autoscaler backtest --jobs N``).
+
+Why processes: a run is CPU-bound Python (the controller's tick, the service model) that holds
+the GIL, so threads would take turns on one core. Each run is independent and deterministic
+(plan, seed, candidate), so running it in another process gives the same result; a backtest of
+3 seeds × ~25 baseline candidates has plenty of runs to share out.
+
+Why each worker gets the plans once (``RunSetup``, at start-up) and a run is only (candidate,
+seed index, label): a month of sessions is tens of MB, and sending it with each of ~80 runs
+would cost more than some runs.
+
+Why ``spawn``: the parent has threads (the drivers in ``runner._run_all_pooled``, rich's
+refresh thread), and forking a process that has threads can leave a lock held in the child.
+
+Ctrl-C: the workers ignore SIGINT (the terminal sends it to the whole process group) and the
+parent decides: ``RunPool.stop`` drops queued runs and sets an event that a running run checks
+at each simulated day, so a stopped backtest returns in a second or two instead of finishing
+the runs in flight.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from autoscaler.backtest import baselines
+from autoscaler.backtest.scoring import Result
+from autoscaler.backtest.sessions import SessionPlan
+from autoscaler.domain.models import CapacityModel
+from autoscaler.domain.policy import Slo
+from autoscaler.twin.model import ModelParams
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event
+
+    from autoscaler.backtest.runner import Backtest
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)  # pragma: no cover - macOS and Windows
+
+
+class RunStoppedError(Exception):
+    """A run ended early because its backtest was stopped (Ctrl-C)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunSetup:
+    """What every run of one backtest shares; sent to each worker once."""
+
+    plans: tuple[SessionPlan, ...]
+    seeds: tuple[int, ...]
+    stream_class: str
+    capacity_model: CapacityModel
+    slo: Slo
+    price: float
+    interval_s: float
+    params: ModelParams | None
+
+    @classmethod
+    def of(cls, bt: Backtest) -> RunSetup:
+        return cls(
+            plans=tuple(bt.plans),
+            seeds=tuple(bt.seeds),
+            stream_class=bt.stream_class,
+            capacity_model=bt.capacity_model,
+            slo=bt.slo,
+            price=bt.price,
+            interval_s=bt.interval_s,
+            params=bt.params,
+        )
+
+
+@dataclass(slots=True)
+class _Worker:
+    backtest: Backtest
+    stop: Event
+
+
+_worker: _Worker | None = None  # this worker process's backtest (set by _start_worker)
+
+
+def _start_worker(setup: RunSetup, stop: Event) -> None:
+    # Ctrl-C reaches every process of the terminal's group; only the parent acts on it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from autoscaler.backtest.runner import Backtest, backtest_registry  # noqa: PLC0415
+
+    global _worker  # noqa: PLW0603 - one backtest per worker process, set once at start
+    _worker = _Worker(
+        Backtest(
+            plans=list(setup.plans),
+            seeds=list(setup.seeds),
+            stream_class=setup.stream_class,
+            capacity_model=setup.capacity_model,
+            slo=setup.slo,
+            price=setup.price,
+            registry=backtest_registry(),
+            interval_s=setup.interval_s,
+            params=setup.params,
+        ),
+        stop,
+    )
+
+
+def _run(candidate: baselines.Candidate, index: int, label: str) -> Result:
+    worker = _worker
+    if worker is None:  # pragma: no cover - the pool always starts its workers first
+        raise RuntimeError("backtest worker used before it was started")
+    stop = worker.stop
+
+    def check(_fraction: float) -> None:
+        if stop.is_set():
+            raise RunStoppedError(f"{label} stopped")
+
+    return worker.backtest.run_one(index, candidate, label, progress=check)
+
+
+class RunPool:
+    """``jobs`` worker processes running ``bt``'s runs (see the module's docstring)."""
+
+    def __init__(self, bt: Backtest, *, jobs: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._executor = ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(RunSetup.of(bt), self._stop),
+        )
+
+    def submit(self, candidate: baselines.Candidate, index: int, label: str) -> Future[Result]:
+        """Run ``candidate`` on seed ``index``'s plan in a worker; its scored result."""
+        return self._executor.submit(_run, candidate, index, label)
+
+    def stop(self) -> None:
+        """Drop the queued runs, end the running ones at their next simulated day, and wait
+        for the workers to exit."""
+        self._stop.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> RunPool:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=kind is not None)
