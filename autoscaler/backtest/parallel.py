@@ -11,21 +11,28 @@ would cost more than some runs.
 
 Why ``spawn``: the parent has threads (the drivers in ``runner._run_all_pooled``, rich's
 refresh thread), and forking a process that has threads can leave a lock held in the child.
+The usual ``spawn`` rule follows: a script that calls ``backtest(jobs=2)`` needs its
+``if __name__ == "__main__":`` guard (the CLI has it).
 
-Ctrl-C: the workers ignore SIGINT (the terminal sends it to the whole process group) and the
-parent decides: ``RunPool.stop`` drops queued runs and sets an event that a running run checks
-at each simulated day, so a stopped backtest returns in a second or two instead of finishing
-the runs in flight.
+Ctrl-C: the terminal sends SIGINT to every process of the group, and only the parent acts on
+it. A worker ignores it, and is started with it blocked (``block_sigint`` in the threads that
+start workers), so one arriving while it still imports is dropped, not printed as a
+traceback. ``RunPool.stop`` drops queued runs and sets an event that a running run checks at
+each simulated day, so a stopped backtest returns in a second or two. A worker whose parent
+dies (``kill``, an out-of-memory kill) exits too: it would otherwise wait on its queue for ever.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoscaler.backtest import baselines
@@ -41,11 +48,25 @@ if TYPE_CHECKING:
     from autoscaler.backtest.runner import Backtest
 
 
-def usable_cores() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
+def usable_cores(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity mask, lowered to a container's CPU quota
+    (cgroup v2 ``cpu.max``; a 2-CPU container on a 64-core host gets 2, not 64 workers)."""
     if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)  # pragma: no cover - macOS and Windows
+        cores = max(1, len(os.sched_getaffinity(0)))
+    else:  # pragma: no cover - macOS and Windows
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        quota, period = cgroup_cpu_max.read_text(encoding="ascii").split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota here: the affinity mask is the limit
+    return cores
+
+
+def block_sigint() -> None:
+    """Block SIGINT in this thread, so that worker processes it starts inherit it blocked."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 class RunStoppedError(Exception):
@@ -89,8 +110,15 @@ _worker: _Worker | None = None  # this worker process's backtest (set by _start_
 
 
 def _start_worker(setup: RunSetup, stop: Event) -> None:
-    # Ctrl-C reaches every process of the terminal's group; only the parent acts on it.
+    # Ctrl-C reaches every process of the terminal's group; only the parent acts on it. The
+    # worker started with it blocked (``block_sigint``): one that came meanwhile is dropped.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_with, args=(parent.sentinel,), name="parent-watch", daemon=True
+        ).start()
     from autoscaler.backtest.runner import Backtest, backtest_registry  # noqa: PLC0415
 
     global _worker  # noqa: PLW0603 - one backtest per worker process, set once at start
@@ -108,6 +136,12 @@ def _start_worker(setup: RunSetup, stop: Event) -> None:
         ),
         stop,
     )
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    """Exit this worker once its parent has gone (the sentinel becomes ready)."""
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(1)
 
 
 def _run(candidate: baselines.Candidate, index: int, label: str) -> Result:
@@ -137,22 +171,24 @@ class RunPool:
         )
 
     def submit(self, candidate: baselines.Candidate, index: int, label: str) -> Future[Result]:
-        """Run ``candidate`` on seed ``index``'s plan in a worker; its scored result."""
-        return self._executor.submit(_run, candidate, index, label)
+        """Run ``candidate`` on seed ``index``'s plan in a worker; its scored result.
+        Refused (``RunStoppedError``) once the pool is stopped."""
+        stopped = RunStoppedError(f"{label}: the backtest was stopped")
+        if self._stop.is_set():
+            raise stopped
+        try:
+            return self._executor.submit(_run, candidate, index, label)
+        except RuntimeError:  # shut down between the check and the submit
+            if self._stop.is_set():
+                raise stopped from None
+            raise
 
     def stop(self) -> None:
-        """Drop the queued runs, end the running ones at their next simulated day, and wait
-        for the workers to exit."""
+        """Refuse new runs, drop the queued ones, end the running ones at their next
+        simulated day, and wait for the workers to exit."""
         self._stop.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> RunPool:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=kind is not None)
+    def close(self) -> None:
+        """Wait for the runs handed over and let the workers exit."""
+        self._executor.shutdown(wait=True)

@@ -33,11 +33,12 @@ session's wait is the time it waited before failing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
@@ -1097,11 +1098,14 @@ def backtest(
             if jobs == 1
             else _run_all_pooled(bt, ours, baselines_to_run, jobs=jobs)
         )
-        for name, got in results:
-            if isinstance(got, baselines.Unavailable):
-                unavailable[name] = got.reason
-            else:
-                keep(got, name)
+        # Closed on the way out whatever happens (an error in ``on_row``, Ctrl-C in
+        # ``keep``), so a pool is stopped at once rather than when the generator is freed.
+        with contextlib.closing(results):
+            for name, got in results:
+                if isinstance(got, baselines.Unavailable):
+                    unavailable[name] = got.reason
+                else:
+                    keep(got, name)
         if plot is not None:
             from autoscaler.backtest.plot import plot_timeline  # noqa: PLC0415
 
@@ -1132,7 +1136,7 @@ def backtest(
 
 def _run_all(
     bt: Backtest, ours: baselines.Candidate, chosen: Sequence[str]
-) -> Iterator[tuple[str, Scored | baselines.Unavailable]]:
+) -> Generator[tuple[str, Scored | baselines.Unavailable], None, None]:
     """Ours, then each of ``chosen``, one run after another in this process."""
     yield "ours", bt.evaluate("ours", lambda _f: ours)
     for b in chosen:
@@ -1141,35 +1145,50 @@ def _run_all(
 
 def _run_all_pooled(
     bt: Backtest, ours: baselines.Candidate, chosen: Sequence[str], *, jobs: int
-) -> Iterator[tuple[str, Scored | baselines.Unavailable]]:
+) -> Generator[tuple[str, Scored | baselines.Unavailable], None, None]:
     """Ours, then each of ``chosen``, as ``_run_all`` gives them, but computed at once on a
-    pool of ``jobs`` processes. Each is driven by a thread of this process that
-    only hands runs to the pool and waits (so a baseline's own search, such as native-idle's
-    bisection, keeps its order while the others fill the cores).
+    pool of ``jobs`` processes. Each is driven by a thread of this process that only hands
+    runs to the pool and waits (so a baseline's own search, such as native-idle's bisection,
+    keeps its order while the others fill the cores).
 
-    Ctrl-C: the pool stops (queued runs are dropped, running ones end at their next simulated
-    day), and what finished before is still yielded, in order, up to the first that did not."""
-    from autoscaler.backtest.parallel import RunPool  # noqa: PLC0415
+    Ctrl-C (or an error, or the caller closing the generator): the pool stops (queued runs
+    are dropped, running ones end at their next simulated day, a driver's next run is
+    refused); after Ctrl-C every policy whose runs all finished is still yielded, in order
+    (the rest are left out, so the report may have gaps where ``jobs`` = 1 stops at a
+    prefix). The drivers block SIGINT, so the workers they start inherit it blocked until they
+    ignore it: a Ctrl-C while a worker is still importing does not print its traceback."""
+    from autoscaler.backtest.parallel import RunPool, block_sigint  # noqa: PLC0415
 
-    with (
-        RunPool(bt, jobs=jobs) as pool,
-        ThreadPoolExecutor(
-            max_workers=1 + len(chosen), thread_name_prefix="backtest-driver"
-        ) as drivers,
-    ):
-        bt.pool = pool
-        try:
+    pool = RunPool(bt, jobs=jobs)
+    bt.pool = pool
+    try:
+        with ThreadPoolExecutor(
+            max_workers=1 + len(chosen),
+            thread_name_prefix="backtest-driver",
+            initializer=block_sigint,
+        ) as drivers:
             tasks: list[tuple[str, Future[Scored | baselines.Unavailable]]] = [
                 ("ours", drivers.submit(bt.evaluate, "ours", lambda _f: ours))
             ]
             tasks += [(b, drivers.submit(_run_baseline, bt, b)) for b in chosen]
-            for name, task in tasks:
-                yield name, task.result()
-        except BaseException:  # Ctrl-C, an error, or the caller gone: no run is waited for
-            pool.stop()
-            raise
-        finally:
-            bt.pool = None
+            given = 0
+            try:
+                for name, task in tasks:
+                    yield name, task.result()
+                    given += 1
+            except KeyboardInterrupt:
+                pool.stop()  # before the drivers are joined: they end on the refused runs
+                drivers.shutdown(wait=True)
+                for name, task in tasks[given:]:  # what finished meanwhile, in order
+                    if not task.cancelled() and task.exception() is None:
+                        yield name, task.result()
+                raise
+            except BaseException:  # an error, or the caller closed the generator
+                pool.stop()
+                raise
+    finally:
+        bt.pool = None  # only once no driver can reach it any more
+        pool.close()
 
 
 def _run_baseline(bt: Backtest, which: str) -> Scored | baselines.Unavailable:

@@ -14,6 +14,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from rich.console import Console
@@ -89,21 +90,29 @@ def run(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         bar.update(task, description=message, advance=1)
 
-    with bar:
-        report = backtest(
-            args.trace,
-            args.series,
-            policy_file=args.policy,
-            peak=args.peak,
-            stream_class=args.stream_class,
-            capacity_model=args.capacity_model,
-            days=args.days,
-            seeds=args.seeds,
-            baselines_to_run=chosen,
-            progress=progress,
-            plot=args.plot,
-            jobs=usable_cores() if args.jobs is None else args.jobs,
+    try:
+        with bar:
+            report = backtest(
+                args.trace,
+                args.series,
+                policy_file=args.policy,
+                peak=args.peak,
+                stream_class=args.stream_class,
+                capacity_model=args.capacity_model,
+                days=args.days,
+                seeds=args.seeds,
+                baselines_to_run=chosen,
+                progress=progress,
+                plot=args.plot,
+                jobs=usable_cores() if args.jobs is None else args.jobs,
+            )
+    except BrokenProcessPool:
+        print(
+            "error: a backtest worker process died (killed, or out of memory?): "
+            "rerun with fewer --jobs, or --jobs 1 to run in this process",
+            file=sys.stderr,
         )
+        return 1
     if args.output == "json":
         print(json.dumps(_jsonable(report), indent=2))
     else:

@@ -141,12 +141,22 @@ class UnknownPluginError(KeyError):
     def __init__(self, name: str, known: Iterable[str], detail: str | None = None) -> None:
         self.name = name
         self.known = tuple(sorted(known))
+        self.detail = detail
         listed = ", ".join(self.known) if self.known else "none"
         text = f"unknown policy plugin {name!r} (known: {listed})"
         if detail:
             text = f"policy plugin {name!r} could not be loaded: {detail} (known: {listed})"
         self.message = text
         super().__init__(text)
+
+    def __reduce__(
+        self,
+    ) -> tuple[
+        type[UnknownPluginError], tuple[str, tuple[str, ...], str | None], dict[str, object]
+    ]:
+        # As ConfigError: rebuilt from its arguments (``args`` holds the message, which this
+        # __init__ cannot take), so a backtest worker's error reaches its parent intact.
+        return type(self), (self.name, self.known, self.detail), dict(self.__dict__)
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.message
