@@ -154,12 +154,17 @@ def test_ctrl_c_to_the_whole_process_group_prints_no_traceback(tmp_path: Path) -
             text=True,
             start_new_session=True,  # its own process group, as a terminal's job
         )
-        deadline = time.monotonic() + 60
-        while len(_children(cli_run.pid)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)  # the resource tracker and two workers
-        time.sleep(delay_s)
-        os.killpg(cli_run.pid, signal.SIGINT)
-        out, err = cli_run.communicate(timeout=120)
+        try:
+            deadline = time.monotonic() + 60
+            while len(_children(cli_run.pid)) < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)  # the resource tracker and two workers
+            time.sleep(delay_s)
+            os.killpg(cli_run.pid, signal.SIGINT)
+            out, err = cli_run.communicate(timeout=50)
+        finally:  # a failing run leaves nothing behind
+            if cli_run.poll() is None:
+                os.killpg(cli_run.pid, signal.SIGKILL)
+                cli_run.wait()
         assert cli_run.returncode == 130, err
         assert "Traceback" not in err
         assert "KeyboardInterrupt" not in err
