@@ -744,3 +744,35 @@ def test_until_two_recorded_days_the_stateless_loop_decides(week: LocationHistor
     unmeasured = SloPolicy().decide(_integral_params(), make_ctx(week, now, in_use=300))
     assert unmeasured.miss_budget == pytest.approx(_NOMINAL)
     assert "feedback" not in unmeasured.reason
+
+
+@pytest.mark.parametrize("extra", [0, 1])  # an even and an odd demand
+def test_legacy_counts_the_partly_used_hosts_free_slot_exactly(
+    week: LocationHistory, extra: int
+) -> None:
+    """A legacy group's idle capacity is always-on − demand, known at the decision: always-on
+    is demand + the buffer in slots, rounded up to whole hosts (not the host-averaged buffer
+    rounded up again on top of an odd demand)."""
+    now = START + 6 * DAY  # midnight: an odd buffer in slots (11)
+    i = int(np.searchsorted(week.at, now))
+    demand = 2 * (int(week.in_use[i - 1]) // 2) + extra
+    ctx = make_ctx(
+        week,
+        now,
+        in_use=demand,
+        tenancy=2,
+        stream_class="gen4n_high",
+        model=CapacityModel.LEGACY,
+    )
+    exact = SloPolicy().decide(SloParams(partial_host_credit=True), ctx)
+    averaged = SloPolicy().decide(SloParams(), ctx)
+    slots = int(exact.reason.split("→ buffer ")[1].split(" ", maxsplit=1)[0])
+    assert slots % 2 == 1
+    idle = exact.setting.always_on - demand
+    assert exact.setting.always_on % 2 == 0
+    assert idle == slots + (demand + slots) % 2  # the buffer, and the rounding to a host
+    if extra:  # odd demand, odd buffer: a whole number of hosts without a spare slot
+        assert exact.setting.always_on < averaged.setting.always_on
+    else:
+        assert exact.setting.always_on == averaged.setting.always_on
+    assert "partly used 2-slot host" in exact.reason

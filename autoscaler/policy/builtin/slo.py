@@ -35,7 +35,9 @@ quality_tuning.py``) and checked on held-out series, seeds and windows:
   ones a larger), at the same arrival-weighted share of the day (``budget_skew``).
 - ``partialHostCredit``: the service provisions whole hosts for in-use + TargetIdle, so the
   partly used host's free slots are idle capacity already; the buffer is sized with them
-  instead of being rounded up to whole hosts on top of them (``host_buffer_for_miss_share``).
+  instead of being rounded up to whole hosts on top of them (``host_buffer_for_miss_share``;
+  a legacy group's always-on is its idle capacity, so there the free slots at the decision are
+  known exactly: always-on is rounded up to whole hosts from demand + the buffer in slots).
 - ``maxDispersion``: with little history the forecaster's arrival-rate doubt (±50 %) would buy
   buffer at busy locations for doubt rather than for Poisson noise.
 - ``legacyMissBudgetShare``: a legacy miss while raised always-on hosts provision waits with
@@ -257,8 +259,9 @@ class SloParams(BaseModel):
         default=False,
         alias="partialHostCredit",
         description="With hosts of several slots, count the free slots of partly used hosts "
-        "(on average (tenancy − 1) / 2 beyond the target) when sizing the buffer, instead of "
-        "rounding the buffer itself up to whole hosts on top of them.",
+        "(on average (tenancy − 1) / 2 beyond the target; legacy groups: exactly those of the "
+        "partly used host at the decision) when sizing the buffer, instead of rounding the "
+        "buffer itself up to whole hosts on top of them.",
     )
     rate_floor_seconds: float | None = Field(
         default=None,
@@ -798,11 +801,19 @@ class SloPolicy:
             rule += loop_note
         buffer = round_up_to_tenancy(max(raw_buffer, params.min_idle), t)
         if params.partial_host_credit and params.quantile is None and t > 1:
-            buffer = max(
-                host_buffer_for_miss_share(net, miss, t, hint=raw_buffer),
-                round_up_to_tenancy(params.min_idle, t),
-            )
-            rule += f", {t}-slot hosts' free slots counted"
+            if legacy:
+                # Always-on is the idle capacity, and its free slots at the decision are
+                # known (always-on − demand, whole hosts): the buffer is the idle slots the
+                # window needs, and rounding always-on up to whole hosts adds only what the
+                # partly used host lacks (not an average over it, as under TargetIdle).
+                buffer = max(raw_buffer, round_up_to_tenancy(params.min_idle, t))
+                rule += f", the partly used {t}-slot host's free slots counted"
+            else:
+                buffer = max(
+                    host_buffer_for_miss_share(net, miss, t, hint=raw_buffer),
+                    round_up_to_tenancy(params.min_idle, t),
+                )
+                rule += f", {t}-slot hosts' free slots counted"
         peak = float(fc.in_use_peak_mean[2])
         upper = float(fc.in_use_peak_quantiles[0, 2])
         cap = round_down_to_tenancy(ctx.bounds.max_capacity, t)
