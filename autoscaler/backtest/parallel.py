@@ -99,6 +99,22 @@ class RunSetup:
             params=bt.params,
         )
 
+    def backtest(self) -> Backtest:
+        """The backtest these runs belong to, as a worker holds it (the built-in registry)."""
+        from autoscaler.backtest.runner import Backtest, backtest_registry  # noqa: PLC0415
+
+        return Backtest(
+            plans=list(self.plans),
+            seeds=list(self.seeds),
+            stream_class=self.stream_class,
+            capacity_model=self.capacity_model,
+            slo=self.slo,
+            price=self.price,
+            registry=backtest_registry(),
+            interval_s=self.interval_s,
+            params=self.params,
+        )
+
 
 @dataclass(slots=True)
 class _Worker:
@@ -119,23 +135,8 @@ def _start_worker(setup: RunSetup, stop: Event) -> None:
         threading.Thread(
             target=_exit_with, args=(parent.sentinel,), name="parent-watch", daemon=True
         ).start()
-    from autoscaler.backtest.runner import Backtest, backtest_registry  # noqa: PLC0415
-
     global _worker  # noqa: PLW0603 - one backtest per worker process, set once at start
-    _worker = _Worker(
-        Backtest(
-            plans=list(setup.plans),
-            seeds=list(setup.seeds),
-            stream_class=setup.stream_class,
-            capacity_model=setup.capacity_model,
-            slo=setup.slo,
-            price=setup.price,
-            registry=backtest_registry(),
-            interval_s=setup.interval_s,
-            params=setup.params,
-        ),
-        stop,
-    )
+    _worker = _Worker(setup.backtest(), stop)
 
 
 def _exit_with(parent_sentinel: int) -> None:
@@ -173,15 +174,13 @@ class RunPool:
     def submit(self, candidate: baselines.Candidate, index: int, label: str) -> Future[Result]:
         """Run ``candidate`` on seed ``index``'s plan in a worker; its scored result.
         Refused (``RunStoppedError``) once the pool is stopped."""
-        stopped = RunStoppedError(f"{label}: the backtest was stopped")
-        if self._stop.is_set():
-            raise stopped
         try:
-            return self._executor.submit(_run, candidate, index, label)
+            if not self._stop.is_set():
+                return self._executor.submit(_run, candidate, index, label)
         except RuntimeError:  # shut down between the check and the submit
-            if self._stop.is_set():
-                raise stopped from None
-            raise
+            if not self._stop.is_set():
+                raise
+        raise RunStoppedError(f"{label}: the backtest was stopped")
 
     def stop(self) -> None:
         """Refuse new runs, drop the queued ones, end the running ones at their next

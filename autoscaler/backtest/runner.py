@@ -868,30 +868,34 @@ class Backtest:
         """``evaluate`` for each of ``makes``; with a ``pool``, every run is handed to it
         before the first result is awaited (the runs are independent)."""
         per_make = [[make(fleet) for fleet in self.fleets] for make in makes]
-        if self.pool is None:
-            scored = []
-            for candidates in per_make:
-                results = []
-                for index, candidate in enumerate(candidates):
-                    self._tell(label, candidate, index)
-                    results.append(self.run_one(index, candidate, label))
-                    self._count()
-                scored.append(self._scored(candidates, results))
-            return scored
         pool = self.pool
-        futures = [
-            [pool.submit(candidate, index, label) for index, candidate in enumerate(candidates)]
-            for candidates in per_make
+        if pool is None:
+            return [
+                self._scored(cs, [self._run_here(label, c, i) for i, c in enumerate(cs)])
+                for cs in per_make
+            ]
+        # Every run handed over first, then the results collected in order.
+        futures = [[pool.submit(c, i, label) for i, c in enumerate(cs)] for cs in per_make]
+        return [
+            self._scored(cs, [self._collect(label, c, i, fs[i]) for i, c in enumerate(cs)])
+            for cs, fs in zip(per_make, futures, strict=True)
         ]
-        scored = []
-        for candidates, pending in zip(per_make, futures, strict=True):
-            results = []
-            for index, (candidate, future) in enumerate(zip(candidates, pending, strict=True)):
-                results.append(future.result())
-                self._count()
-                self._tell(label, candidate, index)
-            scored.append(self._scored(candidates, results))
-        return scored
+
+    def _run_here(self, label: str, candidate: baselines.Candidate, index: int) -> Result:
+        """One run in this process, told to ``progress`` as it starts."""
+        self._tell(label, candidate, index)
+        result = self.run_one(index, candidate, label)
+        self._count()
+        return result
+
+    def _collect(
+        self, label: str, candidate: baselines.Candidate, index: int, future: Future[Result]
+    ) -> Result:
+        """One pooled run's result, told to ``progress`` once it has ended."""
+        result = future.result()
+        self._count()
+        self._tell(label, candidate, index)
+        return result
 
     def _tell(self, label: str, candidate: baselines.Candidate, index: int) -> None:
         """Tell ``progress`` of a run (as it starts in this process; as it ends in a pool,

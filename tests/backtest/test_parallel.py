@@ -16,7 +16,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 import autoscaler.cli as cli
@@ -28,33 +27,18 @@ from autoscaler.backtest.runner import (
     load_plans,
     model_params,
 )
-from autoscaler.backtest.synthetic import synthetic_trace
 from autoscaler.domain.models import CapacityModel
 from autoscaler.domain.policy import Slo
 from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import UnknownPluginError
+from tests.backtest.small_world import TT_POLICY, write_trace_csv
 
-TT_POLICY = """
-apiVersion: autoscaler.gameliftstreams/v1
-kind: CapacityPolicy
-metadata: {name: tt}
-spec:
-  streamGroups: {ids: [sg-placeholder]}
-  defaults: {maxCapacity: 10}
-  policy:
-    plugin: target-tracking
-    params: {targetUtilization: 0.7, minIdle: 2}
-"""
 BASELINES = ("static-peak", "native-idle", "buffer")
 
 
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    synthetic = synthetic_trace(peak=500, days=0.125, step_s=600, seed=2)
-    stamps = pd.to_datetime(synthetic.times, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ")
-    path = tmp_path_factory.mktemp("trace") / "trace.csv"
-    pd.DataFrame({"timestamp": stamps, "game": synthetic.values}).to_csv(path, index=False)
-    return path
+    return write_trace_csv(tmp_path_factory.mktemp("trace") / "trace.csv")
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +124,7 @@ def test_a_stopped_pool_ends_a_running_run_and_refuses_new_ones(trace: Path, pol
 def test_ctrl_c_to_the_whole_process_group_prints_no_traceback(tmp_path: Path) -> None:
     """A terminal's Ctrl-C reaches the workers too, at any moment (here: while they start or
     run); only the parent acts on it, and the CLI exits 130 with what finished."""
-    synthetic = synthetic_trace(peak=500, days=1.2, step_s=600, seed=2)
-    stamps = pd.to_datetime(synthetic.times, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ")
-    long_trace = tmp_path / "day.csv"
-    pd.DataFrame({"timestamp": stamps, "game": synthetic.values}).to_csv(long_trace, index=False)
+    long_trace = write_trace_csv(tmp_path / "day.csv", days=1.2)
     command = [sys.executable, "-m", "autoscaler", "backtest", "--trace", str(long_trace)]
     command += ["--peak", "40", "--seeds", "2", "--jobs", "2", "--output", "json"]
     for delay_s in (0.0, 5.0):  # as soon as the workers exist (still importing); mid-run

@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import autoscaler.cli as cli
@@ -34,20 +33,10 @@ from autoscaler.policy.config import load_policy_file
 from autoscaler.store import HistoryStore
 from autoscaler.twin.model import ModelParams
 from tests.backtest.result_keys import RESULT_KEYS
+from tests.backtest.small_world import TT_POLICY, write_trace_csv
 
 T0 = 1_767_225_600.0
 CLASS = "gen4n_high"  # tenancy 2
-TT_POLICY = """
-apiVersion: autoscaler.gameliftstreams/v1
-kind: CapacityPolicy
-metadata: {name: tt}
-spec:
-  streamGroups: {ids: [sg-placeholder]}
-  defaults: {maxCapacity: 10}
-  policy:
-    plugin: target-tracking
-    params: {targetUtilization: 0.7, minIdle: 2}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -248,11 +237,7 @@ def test_timeline_and_plot(plan: SessionPlan, policy_path: Path, tmp_path: Path)
 
 
 def _trace_csv(tmp_path: Path) -> Path:
-    trace = synthetic_trace(peak=500, days=0.125, step_s=600, seed=2)
-    ts = pd.to_datetime(trace.times, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ")
-    path = tmp_path / "trace.csv"
-    pd.DataFrame({"timestamp": ts, "game": trace.values}).to_csv(path, index=False)
-    return path
+    return write_trace_csv(tmp_path / "trace.csv")
 
 
 def test_backtest_json_shape(tmp_path: Path, policy_path: Path) -> None:

@@ -806,14 +806,12 @@ class SloPolicy:
                 # known (always-on − demand, whole hosts): the buffer is the idle slots the
                 # window needs, and rounding always-on up to whole hosts adds only what the
                 # partly used host lacks (not an average over it, as under TargetIdle).
-                buffer = max(raw_buffer, round_up_to_tenancy(params.min_idle, t))
-                rule += f", the partly used {t}-slot host's free slots counted"
+                credited, counted = raw_buffer, f"the partly used {t}-slot host's free slots"
             else:
-                buffer = max(
-                    host_buffer_for_miss_share(net, miss, t, hint=raw_buffer),
-                    round_up_to_tenancy(params.min_idle, t),
-                )
-                rule += f", {t}-slot hosts' free slots counted"
+                credited = host_buffer_for_miss_share(net, miss, t, hint=raw_buffer)
+                counted = f"{t}-slot hosts' free slots"
+            buffer = max(credited, round_up_to_tenancy(params.min_idle, t))
+            rule += f", {counted} counted"
         peak = float(fc.in_use_peak_mean[2])
         upper = float(fc.in_use_peak_quantiles[0, 2])
         cap = round_down_to_tenancy(ctx.bounds.max_capacity, t)
