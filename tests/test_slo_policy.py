@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydantic
@@ -19,7 +20,7 @@ from autoscaler.domain.models import (
     LocationHistory,
 )
 from autoscaler.domain.policy import Slo
-from autoscaler.forecast import NetArrivals
+from autoscaler.forecast import NetArrivals, SeasonalForecaster
 from autoscaler.forecast.synthetic import Diurnal, history
 from autoscaler.guard import step_limit
 from autoscaler.policy.builtin.buffer import BufferParams
@@ -776,3 +777,80 @@ def test_legacy_counts_the_partly_used_hosts_free_slot_exactly(
     else:
         assert exact.setting.always_on == averaged.setting.always_on
     assert "partly used 2-slot host" in exact.reason
+
+
+_COLUMNS = (
+    *("at", "in_use", "waiting", "arrivals", "placement_failures"),
+    *("departures", "allocated", "idle", "complete"),
+)
+
+
+def _upto(hist: LocationHistory, end: float) -> LocationHistory:
+    """The rows of ``hist`` at or before ``end`` (what the controller had stored then)."""
+    n = int(hist.at.searchsorted(end, side="right"))
+    return replace(
+        hist,
+        **{f: getattr(hist, f)[:n] for f in _COLUMNS},
+    )
+
+
+class _CountingForecaster(SeasonalForecaster):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[float] = []
+
+    def forecast(self, history: LocationHistory, now: float, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(now)
+        return super().forecast(history, now, *args, **kwargs)
+
+
+def test_forecast_refresh_reuses_the_period_s_forecast_and_nothing_else(
+    week: LocationHistory,
+) -> None:
+    refreshed = SloParams(forecast_refresh_seconds=300.0)
+    plugin, fresh = SloPolicy(), SloPolicy()
+    counting = _CountingForecaster()
+    plugin._forecaster = counting  # count the calls the period saves
+    period_start = START + 6 * DAY + 17 * 3600.0  # a rising afternoon, on a 5-min boundary
+    minutes = [period_start + 60.0 * k for k in range(7)]  # the period's five, then the next
+    got = []
+    for now in minutes:
+        ctx = make_ctx(_upto(week, now), now, in_use=int(week.in_use[int(now - START) // 60]))
+        got.append(plugin.decide(refreshed, ctx))
+        if now == minutes[0]:
+            # the period's first decision is the fresh one to the last digit
+            assert got[0] == fresh.decide(SloParams(), ctx)
+    # One forecast for the first period's five decisions, one for the next period.
+    assert counting.calls == [minutes[0], minutes[5]]
+    # Within the period the forecast is the period's first (the history grew meanwhile)...
+    assert {r.forecast_in_use for r in got[:5]} == {got[0].forecast_in_use}
+    # ...and the next period's is its own.
+    assert got[5].forecast_in_use != got[0].forecast_in_use
+
+
+def test_forecast_refresh_does_not_reuse_another_history(week: LocationHistory) -> None:
+    refreshed = SloParams(forecast_refresh_seconds=300.0)
+    plugin = SloPolicy()
+    counting = _CountingForecaster()
+    plugin._forecaster = counting
+    now = START + 6 * DAY + 17 * 3600.0  # a period's first minute
+    plugin.decide(refreshed, make_ctx(_upto(week, now), now, in_use=300))
+    # The same history, continued: the period's forecast is reused.
+    plugin.decide(refreshed, make_ctx(_upto(week, now + 60.0), now + 60.0, in_use=300))
+    assert counting.calls == [now]
+    # Another run at the same times (a seed, a history rewritten by a backfill): the row
+    # the kept forecast saw newest differs there, so it is forecast afresh...
+    other = replace(week, in_use=week.in_use + 1.0)
+    plugin.decide(refreshed, make_ctx(_upto(other, now + 120.0), now + 120.0, in_use=300))
+    assert counting.calls == [now, now + 120.0]
+    # ...and another location of the same group keeps a forecast of its own.
+    eu = make_ctx(_upto(other, now + 180.0), now + 180.0, in_use=300, location="eu-west-1")
+    plugin.decide(refreshed, eu)
+    plugin.decide(refreshed, make_ctx(_upto(other, now + 180.0), now + 180.0, in_use=300))
+    assert counting.calls == [now, now + 120.0, now + 180.0]
+
+
+@pytest.mark.parametrize("bad", [0.0, -60.0, 7200.0])
+def test_forecast_refresh_is_validated(bad: float) -> None:
+    with pytest.raises(pydantic.ValidationError, match="forecastRefreshSeconds"):
+        SloParams.model_validate({"forecastRefreshSeconds": bad})
