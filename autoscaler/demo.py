@@ -445,11 +445,20 @@ def save_chart(timeline: Timeline, names: dict[str, str], path: Path) -> Path:
 
 
 async def run_demo(options: DemoOptions, console: Console | None = None) -> dict[str, Any]:
-    """Run the demo; return the summary (also printed). Ctrl-C ends early, still summarised."""
+    """Run the demo; return the summary (also printed). Ctrl-C ends early, still summarised.
+
+    The controller's state (its SQLite history) lives in a scratch folder removed at the
+    end; the chart is kept (``options.chart``, else a folder of its own under the temp dir)."""
+    with tempfile.TemporaryDirectory(prefix="autoscaler-demo-state-") as scratch:
+        return await _run_demo(options, console, state_dir=Path(scratch))
+
+
+async def _run_demo(
+    options: DemoOptions, console: Console | None, *, state_dir: Path
+) -> dict[str, Any]:
     console = console or Console(width=None if os.isatty(1) else 150)
     clock = ScaledClock(scale=options.time_scale)
     info = stream_class_info(options.stream_class)
-    workdir = Path(tempfile.mkdtemp(prefix="autoscaler-demo-"))
     plan = demand_plan(options)
     t0 = clock.now() + 300.0  # demand starts once the groups are active
     buffer_k = static_idle_buffer(plan, info.tenancy, info.windows)
@@ -471,7 +480,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
             policy_paths=[options.policy],
             aws_region=PRIMARY,
             aws_endpoint_url=emulator.url,
-            state_dir=workdir / "state",
+            state_dir=state_dir,
             http_port=0,
             interval_s=options.interval_s,
             log_level="WARNING",
@@ -563,9 +572,9 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
         usage = await _admin(emulator.url, "usage")
         calls = await _admin(emulator.url, "calls")
         rows = _summary_rows(usage, names)
-    chart = options.chart or workdir / "demo.png"
     chart_path: Path | None = None
     if len(timeline.t) >= 2:
+        chart = options.chart or Path(tempfile.mkdtemp(prefix="autoscaler-demo-")) / "demo.png"
         chart_path = save_chart(timeline, names, chart)
     console.print()  # the live view leaves the cursor at the end of its last line
     console.print(_summary_table(rows, options.hours))

@@ -5,6 +5,7 @@ summary agrees with the emulator's own usage endpoint."""
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-async def test_demo_serves_players_and_the_summary_matches_the_emulator(tmp_path: Path) -> None:
+async def test_demo_serves_players_and_the_summary_matches_the_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     chart = tmp_path / "demo.png"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # what the demo leaves behind
     options = DemoOptions(
         hours=1.5,
         time_scale=720.0,
@@ -55,3 +61,4 @@ async def test_demo_serves_players_and_the_summary_matches_the_emulator(tmp_path
     assert managed["failed"] <= 0.01
     assert chart.exists()
     assert chart.stat().st_size > 10_000
+    assert list(scratch.iterdir()) == []  # the controller's state went with the demo
