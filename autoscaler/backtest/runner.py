@@ -731,6 +731,7 @@ BUILTIN_PLUGINS = {
 # The shipped recommended policy (a source checkout keeps policies/ next to the package).
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 MAX_INTERP_GAP_S = 3 * 3600.0
+DEFAULT_PEAK = 400.0  # a concurrency trace's peak when none is given (the benchmark's larger)
 
 
 def backtest_registry() -> PluginRegistry:
@@ -760,22 +761,36 @@ def load_plans(
     trace: str | Path,
     series: str | None,
     *,
-    peak: float,
+    peak: float | None,
     days: float | None,
     seeds: Sequence[int],
 ) -> tuple[list[SessionPlan], str]:
     """One plan per seed from a trace file: a concurrency series is cut to its longest stretch
-    without a hole longer than 3 h and scaled to ``peak``; a session log is replayed as is
-    (every seed gets the same sessions; the model's seed still differs). Returns the plans and
-    the series name."""
+    without a hole longer than 3 h and scaled to ``peak`` (default ``DEFAULT_PEAK``); a session
+    log is replayed as recorded, its first ``days`` if given (every seed gets the same
+    sessions; the model's seed still differs), and cannot be scaled: a ``peak`` for it is an
+    error rather than a setting silently ignored. Returns the plans and the series name."""
     loaded = read_trace(trace, series)
     if isinstance(loaded, SessionPlan):
-        return [loaded for _ in seeds], series or "sessions"
+        if peak is not None:
+            raise ConfigError(
+                str(trace),
+                [
+                    "--peak scales a concurrency trace; a session log is replayed as recorded "
+                    f"(this one peaks at {loaded.peak_in_progress()} sessions in progress): "
+                    "leave --peak out"
+                ],
+            )
+        plan = loaded if days is None else loaded.first_days(days)
+        return [plan for _ in seeds], series or "sessions"
     stretch = longest_stretch(loaded, MAX_INTERP_GAP_S)
     if stretch.duration_s <= 0:
         raise ConfigError(str(trace), [f"series {loaded.series!r} has no usable stretch"])
+    scale_to = DEFAULT_PEAK if peak is None else peak
     plans = [
-        plan_sessions(stretch, peak=peak, seed=seed, days=days, max_interp_gap_s=MAX_INTERP_GAP_S)
+        plan_sessions(
+            stretch, peak=scale_to, seed=seed, days=days, max_interp_gap_s=MAX_INTERP_GAP_S
+        )
         for seed in seeds
     ]
     return plans, loaded.series
@@ -1005,7 +1020,7 @@ def backtest(
     series: str | None = None,
     *,
     policy_file: str | Path | None = None,
-    peak: float = 400.0,
+    peak: float | None = None,
     stream_class: str = "gen4n_high",
     capacity_model: CapacityModel | str = CapacityModel.CURRENT,
     days: float | None = None,
@@ -1034,8 +1049,10 @@ def backtest(
         raise ConfigError("--jobs", [f"need at least 1 job, got {jobs}"])
     if seeds < 1:
         raise ConfigError("--seeds", [f"need at least 1 seed, got {seeds}"])
-    if peak <= 0:
+    if peak is not None and peak <= 0:
         raise ConfigError("--peak", [f"peak must be > 0, got {peak:g}"])
+    if days is not None and not days > 0:
+        raise ConfigError("--days", [f"must be > 0, got {days:g}"])
     if stream_class not in STREAM_CLASSES:
         raise ConfigError(
             "--stream-class",
@@ -1074,7 +1091,8 @@ def backtest(
     report: dict[str, Any] = {
         "trace": str(trace),
         "series": series_name,
-        "peak": peak,
+        # what the concurrency was scaled to; a session log's own peak in progress
+        "peak": plans[0].peak if plans[0].peak is not None else plans[0].peak_in_progress(),
         "stream_class": stream_class,
         "capacity_model": model.value,
         "slo": {"instant": policy.slo.instant, "failed": policy.slo.failed},

@@ -184,6 +184,36 @@ class SessionPlan:
     def size(self) -> int:
         return int(self.arrival_s.size)
 
+    def first_days(self, days: float) -> SessionPlan:
+        """The sessions arriving in the first ``days`` (the window then ends there, or at the
+        end of the last session if that is sooner); the rest of the plan as it is."""
+        end_s = days * 86400.0
+        n = int(self.arrival_s.searchsorted(end_s, side="left"))
+        return SessionPlan.build(
+            arrival_s=self.arrival_s[:n],
+            duration_s=self.duration_s[:n],
+            location=self.location[:n],
+            locations=self.locations,
+            t0_epoch_s=self.t0_epoch_s,
+            horizon_s=min(self.horizon_s, end_s),
+            source=self.source,
+            seed=self.seed,
+            warm_start=min(self.warm_start, n),
+            peak=self.peak,
+            step_s=self.step_s,
+            target=self.target[: int(end_s // self.step_s) + 1] if self.step_s else self.target,
+        )
+
+    def peak_in_progress(self) -> int:
+        """Most sessions in progress at once, over every location, if each started on arrival."""
+        if self.arrival_s.size == 0:
+            return 0
+        ends = np.sort(self.arrival_s + self.duration_s)
+        live = np.arange(1, self.arrival_s.size + 1) - np.searchsorted(
+            ends, self.arrival_s, side="right"
+        )
+        return int(live.max())
+
 
 def pchip(
     x: NDArray[np.float64], y: NDArray[np.float64], xq: NDArray[np.float64]

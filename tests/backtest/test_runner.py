@@ -17,6 +17,7 @@ from autoscaler.backtest.runner import (
     RunOutcome,
     backtest,
     build_world,
+    load_plans,
     model_params,
     peak_concurrency,
     run_policy,
@@ -396,3 +397,51 @@ def test_sampled_late_starts_count_the_sessions_the_scoring_calls_cold(policy_pa
     # Off by a few: a late session that went ACTIVE and CONNECTED in two windows counts
     # twice, one still waiting when the run ends is scored but has not started.
     assert abs(measured - (out.cold + out.failed)) <= 0.05 * (out.cold + out.failed) + 2
+
+
+def _session_log(tmp_path: Path) -> Path:
+    """Two days of sessions in two locations: on day 1 four overlap at most (three in
+    us-east-1 and one in eu-central-1 at 01:00-01:30), on day 2 six in us-east-1 at once."""
+    rows = ["arrival,duration_s,location"]
+    day1 = [(3600, 1800, "us-east-1")] * 3
+    day1 += [(3660, 1800, "eu-central-1"), (7200, 600, "us-east-1")]
+    day2 = [(86400 + 3600 + k, 1200, "us-east-1") for k in range(6)]
+    for offset, duration, location in day1 + day2:
+        stamp = np.datetime64(int(T0 + offset), "s").astype(str) + "Z"
+        rows.append(f"{stamp},{duration},{location}")
+    path = tmp_path / "sessions.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_session_log_first_days_and_recorded_peak(tmp_path: Path, policy_path: Path) -> None:
+    log = _session_log(tmp_path)
+    (whole,), _ = load_plans(log, None, peak=None, days=None, seeds=[1])
+    assert whole.size == 11
+    assert whole.peak_in_progress() == 6
+    (day1,), _ = load_plans(log, None, peak=None, days=1.0, seeds=[1])
+    assert day1.size == 5  # arrivals before the first day's end (counted from the first)
+    assert day1.horizon_s == 86400.0
+    assert day1.peak_in_progress() == 4
+    assert set(day1.locations) == {"us-east-1", "eu-central-1"}
+    report = backtest(log, policy_file=policy_path, days=1.0, seeds=1, baselines_to_run=())
+    assert report["peak"] == 4  # what the log recorded in the window, not a default
+    whole_report = backtest(log, policy_file=policy_path, seeds=1, baselines_to_run=())
+    assert whole_report["peak"] == 6
+    # the bound is the cut window's: in proportion to the two plans' in-use slot-hours
+    ratio = report["results"][0]["bound"] / whole_report["results"][0]["bound"]
+    assert ratio == pytest.approx(in_use_bound(day1, 2) / in_use_bound(whole, 2))
+    assert ratio < 1.0
+
+
+def test_cli_refuses_to_scale_a_session_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _session_log(tmp_path)
+    assert _cli(monkeypatch, ["backtest", "--trace", str(log), "--peak", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "--peak scales a concurrency trace" in err
+    assert "peaks at 6 sessions in progress" in err
+    assert "Traceback" not in err
+    assert _cli(monkeypatch, ["backtest", "--trace", str(log), "--days", "0"]) == 2
+    assert "--days:\n  - must be > 0, got 0" in capsys.readouterr().err
