@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -626,6 +626,12 @@ def _integral_params() -> SloParams:
     )
 
 
+def _first_rows(hist: LocationHistory, n: int) -> LocationHistory:
+    """The first ``n`` rows of every column ``hist`` has."""
+    columns = {f.name: getattr(hist, f.name) for f in fields(hist)}
+    return replace(hist, **{k: v[:n] for k, v in columns.items() if v is not None})
+
+
 def _closed_loop(days: int, truth: float, slope: float) -> tuple[FloatArray, SloPolicy, object]:
     """The integral loop on a plant whose miss share is target × (factor / truth)^slope,
     deciding every hour for ``days`` days; the day-mean factors, the policy, the last context."""
@@ -655,25 +661,7 @@ def _closed_loop(days: int, truth: float, slope: float) -> tuple[FloatArray, Slo
     for start in range(0, n, rows_per_hour):
         now = START + start * step
         if start:
-            view = replace(
-                full,
-                **{
-                    name: getattr(full, name)[:start]
-                    for name in (
-                        "at",
-                        "in_use",
-                        "waiting",
-                        "arrivals",
-                        "placement_failures",
-                        "departures",
-                        "allocated",
-                        "idle",
-                        "complete",
-                        "late_starts",
-                        "miss_budget",
-                    )
-                },
-            )
+            view = _first_rows(full, start)
             ctx = make_ctx(view, now, in_use=100)
             factor = policy._feedback(params, ctx, _NOMINAL, None)[0]
         stop = start + rows_per_hour
@@ -779,19 +767,9 @@ def test_legacy_counts_the_partly_used_hosts_free_slot_exactly(
     assert "partly used 2-slot host" in exact.reason
 
 
-_COLUMNS = (
-    *("at", "in_use", "waiting", "arrivals", "placement_failures"),
-    *("departures", "allocated", "idle", "complete"),
-)
-
-
 def _upto(hist: LocationHistory, end: float) -> LocationHistory:
     """The rows of ``hist`` at or before ``end`` (what the controller had stored then)."""
-    n = int(hist.at.searchsorted(end, side="right"))
-    return replace(
-        hist,
-        **{f: getattr(hist, f)[:n] for f in _COLUMNS},
-    )
+    return _first_rows(hist, int(hist.at.searchsorted(end, side="right")))
 
 
 class _CountingForecaster(SeasonalForecaster):

@@ -51,7 +51,7 @@ import pydantic
 
 from autoscaler.backtest import baselines
 from autoscaler.backtest.scoring import Aggregate, Result, aggregate, in_use_bound, score
-from autoscaler.backtest.sessions import SessionPlan, plan_sessions
+from autoscaler.backtest.sessions import SessionPlan, most_in_progress, plan_sessions
 from autoscaler.backtest.traces import longest_stretch, read_trace
 from autoscaler.controller import Controller, ControllerOptions
 from autoscaler.domain.classes import STREAM_CLASSES, round_up_to_tenancy, stream_class_info
@@ -152,14 +152,7 @@ def peak_concurrency(plan: SessionPlan) -> dict[str, int]:
     out: dict[str, int] = {}
     for i, name in enumerate(plan.locations):
         mine = plan.location == i
-        starts = np.sort(plan.arrival_s[mine])
-        ends = np.sort(plan.arrival_s[mine] + plan.duration_s[mine])
-        if starts.size == 0:
-            out[name] = 0
-            continue
-        # in progress just after each arrival: arrivals so far − ends at or before it
-        live = np.arange(1, starts.size + 1) - np.searchsorted(ends, starts, side="right")
-        out[name] = int(live.max())
+        out[name] = most_in_progress(plan.arrival_s[mine], plan.duration_s[mine])
     return out
 
 

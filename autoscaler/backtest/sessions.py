@@ -206,13 +206,18 @@ class SessionPlan:
 
     def peak_in_progress(self) -> int:
         """Most sessions in progress at once, over every location, if each started on arrival."""
-        if self.arrival_s.size == 0:
-            return 0
-        ends = np.sort(self.arrival_s + self.duration_s)
-        live = np.arange(1, self.arrival_s.size + 1) - np.searchsorted(
-            ends, self.arrival_s, side="right"
-        )
-        return int(live.max())
+        return most_in_progress(self.arrival_s, self.duration_s)
+
+
+def most_in_progress(arrival_s: NDArray[np.float64], duration_s: NDArray[np.float64]) -> int:
+    """Most of these sessions in progress at once, if each started on arrival (0 for none)."""
+    if arrival_s.size == 0:
+        return 0
+    starts = np.sort(arrival_s)
+    ends = np.sort(arrival_s + duration_s)
+    # in progress just after each arrival: arrivals so far − ends at or before it
+    live = np.arange(1, starts.size + 1) - np.searchsorted(ends, starts, side="right")
+    return int(live.max())
 
 
 def pchip(
