@@ -67,6 +67,7 @@ quality_tuning.py``) and checked on held-out series, seeds and windows:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -314,12 +315,13 @@ class SloParams(BaseModel):
         le=14,
         alias="feedbackIntegralDays",
         description="Make the loop integral, so the measured misses settle on the target "
-        "instead of short of it: every completed UTC day of the last this many, measured "
-        "and with the miss budget in force recorded for 90 % of it, gives the budget that "
-        "would have met the target that day (the budget in force × target / measured), and "
-        "the buffer is sized for their geometric mean (each within [feedbackMinFactor, "
-        "feedbackMaxFactor] × the open-loop budget), times the stateless factor where that "
-        "tightens; a legacy group's failure cap likewise from measured failures. The budget "
+        "instead of short of it: the completed UTC days of the last this many that were "
+        "measured and had the miss budget in force recorded for 90 % of each, pooled, give "
+        "the budget that would have met the target over them (the budget in force, "
+        "time-weighted geometric mean, × target / their measured share), and the buffer is "
+        "sized for it (within [feedbackMinFactor, feedbackMaxFactor] × the open-loop "
+        "budget), times the stateless factor where that tightens; a legacy group's failure "
+        "cap likewise from measured failures. The budget "
         "in force (what sized the buffer, whichever of the budget and the cap bound) is what "
         "the controller recorded with the history, so restarts and policy edits keep it. "
         "Until two recorded days have completed (a new deployment, dry runs, a standby "
@@ -548,23 +550,26 @@ def _shrunk_share(misses: float, arrivals: float, target: float) -> float:
     return (misses + _FEEDBACK_PRIOR_MISSES) / (arrivals + _FEEDBACK_PRIOR_MISSES / target)
 
 
-def day_budget_estimate(
-    history: LocationHistory, day_end: float, target: float, *, failures_only: bool
-) -> float | None:
-    """The miss budget that would have met ``target`` over the UTC day ending at
-    ``day_end``, from that day alone: (time-weighted geometric mean of the recorded budget in
-    force) × target / m̂, m̂ the day's measured share shrunk toward the target by the prior of
-    ``feedback_factor`` (misses: late starts and failures, or failures alone). None unless
-    the rows with a measurement and a recorded budget account for 90 % of the day.
+@dataclass(frozen=True, slots=True)
+class DayMeasure:
+    """One measured UTC day of a location: the recorded budget's time-weighted log sum over
+    the seconds it covers, and the misses and arrivals of those seconds."""
 
-    Why one day at a time: each estimate stands alone (it needs no earlier budget to be
-    right), so averaging several is an integral loop that cannot drift as old days leave
-    the window, which a recursion rebuilt from a fixed starting factor does. Why the budget
-    and not the factor on it: the factor is relative to parameters (the SLO, the budget
-    share) that an edited policy changes; the budget the buffer was sized for is not."""
+    log_budget_s: float  # Σ seconds × log(budget in force)
+    covered_s: float
+    misses: float
+    arrivals: float
+
+
+def day_measure(
+    history: LocationHistory, day_end: float, *, failures_only: bool
+) -> DayMeasure | None:
+    """The UTC day ending at ``day_end`` as the integral reads it (misses: late starts and
+    failures, or failures alone), or None unless the rows with a measurement and a recorded
+    budget account for 90 % of the day."""
     recorded = history.miss_budget
     late = history.late_starts
-    if recorded is None or late is None or target <= 0.0:
+    if recorded is None or late is None:
         return None
     at = history.at
     start = day_end - _DAY_S
@@ -580,12 +585,43 @@ def day_budget_estimate(
     covered = float(weights.sum())
     if covered < _FEEDBACK_FULL_COVER * _DAY_S:
         return None
-    in_force = math.exp(float(np.dot(weights, np.log(budgets[ok]))) / covered)
     misses = float(np.nan_to_num(history.placement_failures[lo:hi][ok]).sum())
     if not failures_only:
         misses += float(late[lo:hi][ok].sum())
     arrivals = float(np.nan_to_num(history.arrivals[lo:hi][ok]).sum())
+    return DayMeasure(float(np.dot(weights, np.log(budgets[ok]))), covered, misses, arrivals)
+
+
+def budget_estimate(days: Sequence[DayMeasure], target: float) -> float | None:
+    """The miss budget that would have met ``target`` over ``days`` together: (time-weighted
+    geometric mean of the recorded budget in force) × target / m̂, m̂ their pooled measured
+    share shrunk toward the target by the prior of ``feedback_factor``.
+
+    Why from the recorded days alone: the estimate needs no earlier estimate to be right, so
+    the loop is integral (the days' misses accumulate) yet cannot drift as old days leave
+    the window, which a recursion from a fixed starting factor does. Why the budget and not
+    the factor on it: the factor is relative to parameters (the SLO, the budget share) that
+    an edited policy changes; the budget the buffer was sized for is not. Why pooled, not one
+    estimate a day averaged: at a quiet location a day has a handful of misses, and a prior
+    worth five of them shrank each day's estimate most of the way back to the budget in
+    force, so the loop crept (28 days at peak 40 still loosening, 99.64 % instant for a
+    99.2 % aim); pooled, the prior weighs once against a week of evidence."""
+    if not days or target <= 0.0:
+        return None
+    covered = sum(d.covered_s for d in days)
+    in_force = math.exp(sum(d.log_budget_s for d in days) / covered)
+    misses = sum(d.misses for d in days)
+    arrivals = sum(d.arrivals for d in days)
     return in_force * target / _shrunk_share(misses, arrivals, target)
+
+
+def day_budget_estimate(
+    history: LocationHistory, day_end: float, target: float, *, failures_only: bool
+) -> float | None:
+    """The miss budget that would have met ``target`` over the UTC day ending at
+    ``day_end``, from that day alone (``budget_estimate`` of its ``day_measure``)."""
+    day = day_measure(history, day_end, failures_only=failures_only)
+    return None if day is None else budget_estimate((day,), target)
 
 
 def _key_float(value: float) -> float:
@@ -707,9 +743,9 @@ class SloPolicy:
         *,
         failures_only: bool,
     ) -> tuple[float, int] | None:
-        """(geometric mean of the last ``feedbackIntegralDays`` day estimates as factors on
-        the ``nominal`` (open-loop) budget, each within the factor's bounds; how many days
-        gave one), or None while fewer than ``_INTEGRAL_MIN_DAYS`` did."""
+        """(the budget estimate of the last ``feedbackIntegralDays`` measured days pooled,
+        as a factor on the ``nominal`` (open-loop) budget within the factor's bounds; how
+        many days were measured), or None while fewer than ``_INTEGRAL_MIN_DAYS`` were."""
         days = params.feedback_integral_days
         recorded = ctx.history.miss_budget
         if days is None or recorded is None or nominal <= 0.0:
@@ -743,17 +779,18 @@ class SloPolicy:
         spans = self._span_answers.setdefault((ctx.group.arn, ctx.location), {})
         if span in spans:
             return spans[span]
-        logs: list[float] = []
-        for back in range(days):
-            day_end = last_end - back * _DAY_S
-            found = day_budget_estimate(history, day_end, target, failures_only=failures_only)
-            if found is not None:
-                factor = found / nominal
-                bounded = min(max(factor, params.feedback_min_factor), params.feedback_max_factor)
-                logs.append(math.log(bounded))
+        measured = [
+            day
+            for back in range(days)
+            if (day := day_measure(history, last_end - back * _DAY_S, failures_only=failures_only))
+            is not None
+        ]
         result = None
-        if len(logs) >= _INTEGRAL_MIN_DAYS:
-            result = math.exp(sum(logs) / len(logs)), len(logs)
+        found = budget_estimate(measured, target)
+        if len(measured) >= _INTEGRAL_MIN_DAYS and found is not None:
+            factor = found / nominal
+            bounded = min(max(factor, params.feedback_min_factor), params.feedback_max_factor)
+            result = bounded, len(measured)
         for stale in [k for k in spans if k[0] != last_end]:  # the previous days' answers
             del spans[stale]
         spans[span] = result
