@@ -29,7 +29,6 @@ from autoscaler.policy.builtin.slo import (
     SloPolicy,
     budget_estimate,
     budget_skew,
-    day_budget_estimate,
     day_measure,
     feedback_factor,
     host_buffer_for_miss_share,
@@ -584,6 +583,14 @@ def _recorded(
     ``late_share`` of each row's arrivals late."""
     factors = np.broadcast_to(np.asarray(factor, dtype=np.float64), week.at.shape)
     return replace(week, late_starts=late_share * week.arrivals, miss_budget=factors * _NOMINAL)
+
+
+def day_budget_estimate(
+    history: LocationHistory, day_end: float, target: float, *, failures_only: bool
+) -> float | None:
+    """The integral's estimate from the UTC day ending at ``day_end`` alone."""
+    day = day_measure(history, day_end, failures_only=failures_only)
+    return None if day is None else budget_estimate((day,), target)
 
 
 def test_a_day_estimate_is_the_budget_in_force_times_target_over_measured(

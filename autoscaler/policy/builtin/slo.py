@@ -615,15 +615,6 @@ def budget_estimate(days: Sequence[DayMeasure], target: float) -> float | None:
     return in_force * target / _shrunk_share(misses, arrivals, target)
 
 
-def day_budget_estimate(
-    history: LocationHistory, day_end: float, target: float, *, failures_only: bool
-) -> float | None:
-    """The miss budget that would have met ``target`` over the UTC day ending at
-    ``day_end``, from that day alone (``budget_estimate`` of its ``day_measure``)."""
-    day = day_measure(history, day_end, failures_only=failures_only)
-    return None if day is None else budget_estimate((day,), target)
-
-
 def _key_float(value: float) -> float:
     """``value`` as a dict key part: NaN (never equal to itself) as -1."""
     found = float(value)
@@ -786,8 +777,8 @@ class SloPolicy:
             is not None
         ]
         result = None
-        found = budget_estimate(measured, target)
-        if len(measured) >= _INTEGRAL_MIN_DAYS and found is not None:
+        found = budget_estimate(measured, target) if len(measured) >= _INTEGRAL_MIN_DAYS else None
+        if found is not None:
             factor = found / nominal
             bounded = min(max(factor, params.feedback_min_factor), params.feedback_max_factor)
             result = bounded, len(measured)
