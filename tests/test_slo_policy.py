@@ -642,7 +642,12 @@ def _first_rows(hist: LocationHistory, n: int) -> LocationHistory:
 
 
 def _closed_loop(
-    days: int, truth: float, slope: float, *, per_row: float = 10.0
+    days: int,
+    truth: float,
+    slope: float,
+    *,
+    per_row: float = 10.0,
+    params: SloParams | None = None,
 ) -> tuple[FloatArray, SloPolicy, object]:
     """The integral loop on a plant whose miss share is target × (factor / truth)^slope,
     with ``per_row`` arrivals a minute, deciding every hour for ``days`` days; the day-mean
@@ -667,7 +672,8 @@ def _closed_loop(
         late_starts=late,
         miss_budget=recorded,
     )
-    policy, params = SloPolicy(), _integral_params()
+    policy = SloPolicy()
+    params = params or _integral_params()
     rows_per_hour = int(3600.0 / step)
     factor, ctx = 1.0, None
     for start in range(0, n, rows_per_hour):
@@ -752,6 +758,40 @@ def test_the_integral_loop_settles_at_a_quiet_location_too() -> None:
     truth = 3.0
     daily, _, _ = _closed_loop(21, truth, 0.8, per_row=0.6)
     assert np.all(np.abs(daily[-7:] / truth - 1.0) < 0.05), daily.round(2)
+
+
+def test_the_integral_aims_at_its_own_target() -> None:
+    # Aimed at 0.9 of the SLO's budget instead of feedbackTarget's 0.8, on a plant whose
+    # misses are 0.8 x the budget at x3 and grow as factor^0.8: it settles where they are
+    # 0.9 x the budget, at x3 x (9/8)^(1/0.8).
+    aimed = _integral_params().model_copy(update={"feedback_integral_target": 0.9})
+    daily, _, _ = _closed_loop(28, 3.0, 0.8, params=aimed)
+    assert np.all(np.abs(daily[-7:] / (3.0 * (9 / 8) ** 1.25) - 1.0) < 0.05), daily.round(2)
+
+
+def test_a_bad_day_is_judged_against_the_integrals_aim(week: LocationHistory) -> None:
+    # Recorded days at x2 with 0.85 % of arrivals late: worse than feedbackTarget's 0.8 % of
+    # the SLO's 1 %, better than the 0.9 % the integral aims at.
+    now = START + 7 * DAY - 60.0
+    ctx = make_ctx(_recorded(week, 2.0, 0.0085), now, in_use=300)
+    plain = SloPolicy()._feedback(_integral_params(), ctx, _NOMINAL, None)
+    aimed_params = _integral_params().model_copy(update={"feedback_integral_target": 0.9})
+    aimed = SloPolicy()._feedback(aimed_params, ctx, _NOMINAL, None)
+    plain_integral = SloPolicy()._integral(
+        _integral_params(), ctx, _TARGET, _NOMINAL, failures_only=False
+    )
+    aimed_integral = SloPolicy()._integral(
+        aimed_params, ctx, 0.9 * 0.01, _NOMINAL, failures_only=False
+    )
+    assert plain_integral is not None
+    assert aimed_integral is not None
+    # feedbackTarget: the integral tightens below x2 and the day's stateless factor on top
+    assert plain[0] < 0.99 * plain_integral[0]
+    # the integral's aim: it loosens past x2 and the day is no bad day
+    assert aimed[0] == pytest.approx(aimed_integral[0], rel=1e-12)
+    assert aimed_integral[0] > 2.0 > plain_integral[0]
+    # A legacy group's failure cap keeps feedbackTarget.
+    assert aimed[1] == plain[1]
 
 
 def test_until_two_recorded_days_the_stateless_loop_decides(week: LocationHistory) -> None:

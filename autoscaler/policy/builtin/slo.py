@@ -297,6 +297,18 @@ class SloParams(BaseModel):
         description="Share of the SLO's miss (and failure) budget the feedback aims the "
         "measured misses at; the rest is margin for what a window cannot see coming.",
     )
+    feedback_integral_target: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        alias="feedbackIntegralTarget",
+        description="Share of the SLO's miss budget the integral loop (feedbackIntegralDays) "
+        "aims the measured misses at, and against which the stateless factor then tightens "
+        "on a bad day; a legacy group's failure cap keeps feedbackTarget. Several pooled "
+        "days measure the share far more precisely than one, so the integral can aim closer "
+        "to the SLO than the day-long loop, which alone acts until two recorded days have "
+        "completed. None: feedbackTarget.",
+    )
     feedback_gain: float = Field(
         default=0.5,
         gt=0.0,
@@ -803,6 +815,14 @@ class SloPolicy:
 
         def factor(share: float, nominal: float, *, failures_only: bool) -> float:
             target = params.feedback_target * share
+            aim = params.feedback_integral_target
+            integral_target = target if failures_only or aim is None else aim * share
+            integral = self._integral(
+                params, ctx, integral_target, nominal, failures_only=failures_only
+            )
+            if integral is not None:
+                # a bad day is one worse than what the integral aims at
+                target = integral_target
             stateless: float | None = None
             if measured is not None and window_s is not None:
                 late, failed, arrived, covered = measured
@@ -818,7 +838,6 @@ class SloPolicy:
                 # evidence for the whole day, so only a fully measured window may loosen.
                 if covered < _FEEDBACK_FULL_COVER * window_s:
                     stateless = min(stateless, 1.0)
-            integral = self._integral(params, ctx, target, nominal, failures_only=failures_only)
             if integral is None:
                 return 1.0 if stateless is None else stateless
             found, days = integral
