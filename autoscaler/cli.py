@@ -40,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _under_source(problem: str, source: str) -> str:
+    """A problem as listed under its source's heading: without the source named again where
+    it begins with it (``FILE: …`` → ``…``, ``FILE, line 3: …`` → ``line 3: …``); a
+    ``FILE:2:1:`` position, which editors jump to, is kept whole."""
+    for lead in (f"{source}: ", f"{source}, "):
+        if source and problem.startswith(lead) and len(problem) > len(lead):
+            return problem[len(lead) :]
+    return problem
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -49,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error.source}:", file=sys.stderr)
         for problem in error.problems:
-            print(f"  - {problem}", file=sys.stderr)
+            print(f"  - {_under_source(problem, error.source)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

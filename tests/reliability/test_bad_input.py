@@ -67,6 +67,20 @@ def test_bad_trace_through_the_cli_exits_2(
     err = capsys.readouterr().err
     assert "'-5' is negative" in err
     assert "Traceback" not in err
+    # the file heads the list once; its problems name the line, not the file again
+    assert err.count(str(path)) == 1
+    assert "  - line 2, column 'players': value '-5' is negative" in err
+
+
+def test_a_whole_file_problem_is_listed_once_under_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text(f"timestamp,a,b\n{T0},1,2\n2025-01-01T00:10:00Z,3,4\n")
+    assert cli.main(["backtest", "--trace", str(path), "--series", "c"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}:\n  - unknown series 'c' (available: 'a', 'b')")
+    assert err.count(str(path)) == 1
 
 
 # --------------------------------------------------------------------------- API responses
