@@ -50,7 +50,14 @@ import numpy.typing as npt
 import pydantic
 
 from autoscaler.backtest import baselines
-from autoscaler.backtest.scoring import Aggregate, Result, aggregate, in_use_bound, score
+from autoscaler.backtest.scoring import (
+    Aggregate,
+    Result,
+    aggregate,
+    idle_split,
+    in_use_bound,
+    score,
+)
 from autoscaler.backtest.sessions import SessionPlan, most_in_progress, plan_sessions
 from autoscaler.backtest.traces import longest_stretch, read_trace
 from autoscaler.controller import Controller, ControllerOptions
@@ -104,6 +111,8 @@ class RunOutcome:
     tenancy: int
     capacity_model: CapacityModel
     allocated_slot_s: float  # billed over [0, horizon]
+    kept_empty_slot_s: float  # of which, empty hosts the targets kept
+    held_empty_slot_s: float  # of which, surplus empty hosts awaiting release
     instant: int
     cold: int
     failed: int
@@ -309,6 +318,8 @@ async def replay(
     i = plan.warm_start  # the warm-start sessions were placed by build_world, not scored
     base = model.usage()[gid]
     billed_before = sum(u.allocated_slot_s for u in base.values())
+    kept_before = sum(u.kept_empty_slot_s for u in base.values())
+    held_before = sum(u.held_empty_slot_s for u in base.values())
 
     tally = _Tally()
     pending: list[tuple[str, float, int]] = []
@@ -385,6 +396,8 @@ async def replay(
     model.advance(t0 + horizon)
     end = model.usage()[gid]
     billed = sum(u.allocated_slot_s for u in end.values()) - billed_before
+    kept = sum(u.kept_empty_slot_s for u in end.values()) - kept_before
+    held = sum(u.held_empty_slot_s for u in end.values()) - held_before
     # Let every session still waiting be placed or fail (no ticks, no new sessions).
     step = min(interval_s, model.params.ended_session_retention_s / 2)
     after = 0.0
@@ -427,6 +440,8 @@ async def replay(
         tenancy=world.tenancy,
         capacity_model=world.capacity_model,
         allocated_slot_s=billed,
+        kept_empty_slot_s=kept,
+        held_empty_slot_s=held,
         instant=tally.instant,
         cold=tally.cold,
         failed=tally.failed,
@@ -673,6 +688,8 @@ def score_outcome(
         policy=outcome.label,
         params=outcome.params,
         allocated_slot_s=outcome.allocated_slot_s,
+        kept_empty_slot_s=outcome.kept_empty_slot_s,
+        held_empty_slot_s=outcome.held_empty_slot_s,
         bound_slot_h=bound,
         price_per_slot_hour=price_per_slot_hour,
         instant=outcome.instant,
@@ -981,6 +998,7 @@ def result_row(agg: Aggregate) -> dict[str, Any]:
     row["updates"] = agg["updates"].mean
     row["meets_slo"] = agg.meets_slo
     row["wall_s"] = agg["wall_s"].mean
+    row["idle"] = idle_split(agg["idle_kept"].mean, agg["idle_held"].mean, agg["idle_partial"].mean)
     return row
 
 

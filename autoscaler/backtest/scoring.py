@@ -73,6 +73,14 @@ class Result:
     updates: int
     meets_slo: bool
     wall_s: float
+    # Where the overhead (cost_ratio − 1) went, as fractions of the bound that sum to it (NaN
+    # when the run's meter did not split it): empty hosts the targets kept (the buffer and
+    # floors a policy asks for), surplus empty hosts the service held until their release
+    # delay ran out, and the rest: free slots on partly used hosts beyond the bound's perfect
+    # packing (less the slot-time of sessions that started late or failed).
+    idle_kept: float = math.nan
+    idle_held: float = math.nan
+    idle_partial: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of a result (field order as documented)."""
@@ -90,7 +98,15 @@ class Result:
             "updates": self.updates,
             "meets_slo": self.meets_slo,
             "wall_s": self.wall_s,
+            "idle": idle_split(self.idle_kept, self.idle_held, self.idle_partial),
         }
+
+
+def idle_split(kept: float, held: float, partial: float) -> dict[str, float] | None:
+    """The JSON form of a result's idle split (None when it was not metered)."""
+    if not all(math.isfinite(x) for x in (kept, held, partial)):
+        return None
+    return {"kept": kept, "held": held, "partial": partial}
 
 
 def _nearest_rank(sorted_waits: np.ndarray[Any, np.dtype[np.float64]], q: float) -> float:
@@ -112,9 +128,13 @@ def score(
     updates: int,
     wall_s: float,
     slo: Slo | None = None,
+    kept_empty_slot_s: float | None = None,
+    held_empty_slot_s: float | None = None,
 ) -> Result:
     """Score one run. ``waits_s`` has one entry per session (instant ones 0 s), so its length
-    must be ``instant + cold + failed``; ``bound_slot_h`` comes from :func:`in_use_bound`."""
+    must be ``instant + cold + failed``; ``bound_slot_h`` comes from :func:`in_use_bound`.
+    ``kept_empty_slot_s`` and ``held_empty_slot_s`` (the meter's split of the empty hosts'
+    slot-seconds, part of ``allocated_slot_s``) give the result its idle split."""
     total = instant + cold + failed
     waits = np.sort(np.asarray(waits_s, dtype=np.float64))
     if min(instant, cold, failed, updates) < 0 or total == 0:
@@ -131,6 +151,19 @@ def score(
     nothing = math.inf if paid_h > 0 else 1.0
     ratio = paid_h / bound_slot_h if bound_slot_h > 0 else nothing
     share_instant, share_failed = instant / total, failed / total
+    kept = held = partial = math.nan
+    if kept_empty_slot_s is not None and held_empty_slot_s is not None and bound_slot_h > 0:
+        empty_slot_s = kept_empty_slot_s + held_empty_slot_s
+        if min(kept_empty_slot_s, held_empty_slot_s) < 0 or empty_slot_s > allocated_slot_s * (
+            1 + 1e-9
+        ):
+            raise ValueError(
+                f"empty-host slot-seconds ({kept_empty_slot_s} kept + {held_empty_slot_s} "
+                f"held) must be ≥ 0 and within allocated_slot_s ({allocated_slot_s})"
+            )
+        kept = kept_empty_slot_s / 3600.0 / bound_slot_h
+        held = held_empty_slot_s / 3600.0 / bound_slot_h
+        partial = ratio - 1.0 - kept - held
     return Result(
         policy=policy,
         params=dict(params),
@@ -145,6 +178,9 @@ def score(
         updates=updates,
         meets_slo=share_instant >= chosen.instant and share_failed <= chosen.failed,
         wall_s=wall_s,
+        idle_kept=kept,
+        idle_held=held,
+        idle_partial=partial,
     )
 
 
@@ -159,6 +195,9 @@ _NUMERIC = (
     "p99_wait_s",
     "updates",
     "wall_s",
+    "idle_kept",
+    "idle_held",
+    "idle_partial",
 )
 
 

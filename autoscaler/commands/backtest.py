@@ -140,6 +140,13 @@ def _params(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
+def _idle(split: Mapping[str, float] | None) -> str:
+    """The overhead's split in per cent of the bound (sums to ratio − 1)."""
+    if split is None:
+        return "-"
+    return f"{split['kept']:.1%} / {split['held']:.1%} / {split['partial']:.1%}".replace("%", "")
+
+
 def print_table(report: Mapping[str, Any], console: Console) -> None:
     slo = report["slo"]
     title = (
@@ -154,6 +161,7 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
         "cost $",
         "bound $",
         "ratio",
+        "idle % kept/held/partial",
         "instant",
         "cold",
         "failed",
@@ -171,6 +179,7 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
             f"{row['cost']:.2f}",
             f"{row['bound']:.2f}",
             f"{row['cost_ratio']:.3f}",
+            _idle(row.get("idle")),
             f"{row['instant']:.2%}",
             f"{row['cold']:.2%}",
             f"{row['failed']:.3%}",

@@ -217,6 +217,12 @@ class LocationUsage:
     cold: int = 0  # waited for new capacity, then started
     failed: int = 0  # ERROR placementTimeout
     waits_s: list[float] = field(default_factory=list)  # wait of every placed session
+    # Of the allocated slot-seconds, those on ready hosts with no session, split by why the
+    # host is there: the targets keep it (AlwaysOn, TargetIdle, a legacy floor), or it is a
+    # surplus host the service holds until its release delay runs out. The rest of the idle
+    # slot-seconds are free slots on partly used hosts.
+    kept_empty_slot_s: float = 0.0
+    held_empty_slot_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -391,7 +397,28 @@ class _Location:
             usage = self.usage
             usage.allocated_slot_s += dt * self.alloc
             usage.in_use_slot_s += dt * self.in_use
+            if self.buckets[self.tenancy]:
+                self.meter_empty(dt)
             self.meter_t = t
+
+    def meter_empty(self, dt: float) -> None:
+        """Meter ``dt`` seconds of the empty ready hosts: as many as the targets ask for
+        beyond the hosts in use are kept, the rest are held until released."""
+        tenancy = self.tenancy
+        empty = len(self.buckets[tenancy])
+        needed = self.in_use + self.n_waiting + self.tidle
+        if needed < self.always_on:  # noqa: PLR1730  (the clamp of _reconcile, inlined)
+            needed = self.always_on
+        if needed > self.ceil:  # noqa: PLR1730
+            needed = self.ceil
+        kept = -(-needed // tenancy) - (self.n_ready - empty)
+        if kept < 0:
+            kept = 0
+        elif kept > empty:
+            kept = empty
+        usage = self.usage
+        usage.kept_empty_slot_s += dt * kept * tenancy
+        usage.held_empty_slot_s += dt * (empty - kept) * tenancy
 
 
 class _Group:
@@ -924,6 +951,7 @@ class ServiceModel:
         app = self._app(default_application_id) if default_application_id else None
         now = self._now
         for loc, config in changes:
+            loc.meter(now)  # the old targets decided which empty hosts were kept until now
             loc.configure(*config)
             self._reconcile(loc, now)
         if description is not None:
@@ -1161,6 +1189,7 @@ class ServiceModel:
             s.loc = target
             s.waiting = True
             s.summary_changed()
+            target.meter(now)
             target.queue.append(s)
             target.n_waiting += 1
             p = self._p
@@ -1485,6 +1514,8 @@ class ServiceModel:
                     u.cold,
                     u.failed,
                     list(u.waits_s),
+                    u.kept_empty_slot_s,
+                    u.held_empty_slot_s,
                 )
                 for name, u in locs.items()
             }
@@ -1663,8 +1694,8 @@ class ServiceModel:
             surplus -= 1
 
     def _release_host(self, loc: _Location, host: _Host, t: float) -> None:
-        del loc.buckets[loc.tenancy][host.hid]
         loc.meter(t)
+        del loc.buckets[loc.tenancy][host.hid]
         loc.n_ready -= 1
         loc.alloc -= loc.tenancy
 
@@ -1697,6 +1728,8 @@ class ServiceModel:
     def _serve(self, loc: _Location, t: float) -> None:
         """Place waiting sessions (first come, first served) on free slots."""
         queue = loc.queue
+        if loc.n_waiting:
+            loc.meter(t)  # the waiting count is part of what the targets keep
         while loc.n_waiting and loc.alloc > loc.in_use and queue:
             s = queue.popleft()
             if not s.waiting:
@@ -1709,6 +1742,15 @@ class ServiceModel:
     def _place(self, s: _Session, loc: _Location, t: float) -> None:
         buckets = loc.buckets
         tenancy = loc.tenancy
+        usage = loc.usage
+        # Meter up to t before anything changes at t (inlined loc.meter(t): the hottest path).
+        dt = t - loc.meter_t
+        if dt > 0:
+            usage.allocated_slot_s += dt * loc.alloc
+            usage.in_use_slot_s += dt * loc.in_use
+            if buckets[tenancy]:
+                loc.meter_empty(dt)
+            loc.meter_t = t
         for free in range(1, tenancy + 1):
             bucket = buckets[free]
             if bucket:
@@ -1718,12 +1760,6 @@ class ServiceModel:
                 break
         else:  # pragma: no cover - callers check alloc > in_use first
             raise AssertionError("no free slot to place a session on")
-        usage = loc.usage
-        dt = t - loc.meter_t  # inlined loc.meter(t): this is the hottest path
-        if dt > 0:
-            usage.allocated_slot_s += dt * loc.alloc
-            usage.in_use_slot_s += dt * loc.in_use
-            loc.meter_t = t
         loc.in_use += 1
         s.loc = loc
         s.host = host
@@ -1769,13 +1805,21 @@ class ServiceModel:
         """Mark ``s`` ended and give back what it holds (slot or queue place)."""
         s.gen += 1
         loc = s.loc
+        buckets = loc.buckets
+        dt = t - loc.meter_t  # inlined loc.meter(t), before anything changes at t
+        if dt > 0:
+            usage = loc.usage
+            usage.allocated_slot_s += dt * loc.alloc
+            usage.in_use_slot_s += dt * loc.in_use
+            if buckets[loc.tenancy]:
+                loc.meter_empty(dt)
+            loc.meter_t = t
         if s.waiting:
             s.waiting = False
             loc.n_waiting -= 1
         elif s.host is not None:
             host = s.host
             s.host = None
-            buckets = loc.buckets
             free = host.free
             del buckets[free][host.hid]
             free += 1
@@ -1783,12 +1827,6 @@ class ServiceModel:
             buckets[free][host.hid] = host
             if free == loc.tenancy:
                 host.empty_since = t
-            dt = t - loc.meter_t  # inlined loc.meter(t)
-            if dt > 0:
-                usage = loc.usage
-                usage.allocated_slot_s += dt * loc.alloc
-                usage.in_use_slot_s += dt * loc.in_use
-                loc.meter_t = t
             loc.in_use -= 1
         s.ended_at = t
         s.end_status = status

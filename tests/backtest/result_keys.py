@@ -1,5 +1,6 @@
 """The columns of a scored backtest result, in order: pinned once here for the scoring test
-(``Result.to_dict``) and the runner's report rows (which are those dicts)."""
+(``Result.to_dict``) and the runner's report rows (which are those dicts). The issue's
+shape, then ``idle`` (where the overhead went)."""
 
 from __future__ import annotations
 
@@ -17,4 +18,5 @@ RESULT_KEYS = [
     "updates",
     "meets_slo",
     "wall_s",
+    "idle",
 ]

@@ -269,6 +269,11 @@ def test_backtest_json_shape(tmp_path: Path, policy_path: Path) -> None:
             assert 0.0 <= row[key] <= 1.0
         assert row["instant"] + row["cold"] + row["failed"] == pytest.approx(1.0)
         assert row["bound"] == report["results"][0]["bound"]
+        idle = row["idle"]
+        assert list(idle) == ["kept", "held", "partial"]
+        assert idle["kept"] >= 0
+        assert idle["held"] >= 0
+        assert sum(idle.values()) == pytest.approx(row["cost_ratio"] - 1.0)
     summary = report["summary"]
     meeting = [r for r in report["results"][1:] if r["meets_slo"]]
     if meeting:

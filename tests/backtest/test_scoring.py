@@ -124,6 +124,19 @@ def test_score_fields() -> None:
     assert list(r.to_dict()) == RESULT_KEYS
 
 
+def test_idle_split_sums_to_the_overhead() -> None:
+    unsplit = run()
+    assert unsplit.to_dict()["idle"] is None  # the meter gave no split
+    # 6 slot-hours paid against a bound of 4: 2 over it, 0.5 h kept empty, 1 h held empty
+    r = run(kept_empty_slot_s=1800.0, held_empty_slot_s=3600.0)
+    assert r.to_dict()["idle"] == pytest.approx({"kept": 0.125, "held": 0.25, "partial": 0.125})
+    assert r.idle_kept + r.idle_held + r.idle_partial == pytest.approx(r.cost_ratio - 1)
+    with pytest.raises(ValueError, match="within allocated_slot_s"):
+        run(kept_empty_slot_s=20000.0, held_empty_slot_s=3600.0)
+    with pytest.raises(ValueError, match="≥ 0"):
+        run(kept_empty_slot_s=-1.0, held_empty_slot_s=5.0)
+
+
 def test_wait_percentiles_are_nearest_rank() -> None:
     waits = np.concatenate((np.zeros(90), np.arange(1.0, 11.0)))  # 100 sessions
     r = run(instant=90, cold=10, failed=0, waits_s=waits)

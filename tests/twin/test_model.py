@@ -483,9 +483,35 @@ def test_billing_meter_matches_a_hand_computation() -> None:
     assert usage.in_use_slot_s == pytest.approx(in_use)
     assert (usage.instant, usage.cold) == (2, 1)
     assert usage.waits_s == pytest.approx([0.0, 0.0, 50.0])
+    # Of the 810 idle slot-seconds: the floor's host, empty, kept by AlwaysOn 2 on
+    # [+60, +100) and again (one of the two empty hosts) from +300; the on-demand host,
+    # ready at +160 with no session waiting for it any more, held until it is released; the
+    # rest is the floor host's free slot on [+250, +300) while it was partly used.
+    assert usage.kept_empty_slot_s == pytest.approx(2 * 40 + 2 * 100)
+    assert usage.held_empty_slot_s == pytest.approx(2 * (400 - 160))
+    partly_used = allocated - in_use - usage.kept_empty_slot_s - usage.held_empty_slot_s
+    assert partly_used == pytest.approx(50)
     w.wait(200)  # +600
     usage = w.model.usage()[w.gid][REGION]
     assert usage.allocated_slot_s == pytest.approx(2 * 540 + 2 * (460 - 160))
+    assert usage.kept_empty_slot_s == pytest.approx(2 * 40 + 2 * 300)
+    assert usage.held_empty_slot_s == pytest.approx(2 * (460 - 160))
+
+
+def test_meter_splits_empty_hosts_by_the_targets_as_they_change() -> None:
+    # tenancy 1: every idle slot is an empty host, kept while the targets ask for it
+    w = World(stream_class="gen4n_ultra", locations=[cfg(0, 2, 4)])
+    w.wait(100)  # the two idle hosts ready at +60
+    w.model.update_stream_group(
+        w.gid, locations=[LocationConfigInput(REGION, always_on=0, target_idle=1, maximum=4)]
+    )
+    w.wait(400)  # one is surplus from +100, released at +360 (300 s after it emptied)
+    usage = w.model.usage()[w.gid][REGION]
+    assert usage.kept_empty_slot_s == pytest.approx(2 * 40 + 400)
+    assert usage.held_empty_slot_s == pytest.approx(360 - 100)
+    assert usage.allocated_slot_s == pytest.approx(
+        usage.kept_empty_slot_s + usage.held_empty_slot_s
+    )
 
 
 def _random_run(seed: int) -> tuple[list[str], dict[str, float]]:
