@@ -45,6 +45,7 @@ def test_verdict_judges_each_target() -> None:
         "qualifies": True,
         "overhead_vs_cheapest": pytest.approx(0.25),
         "overhead_met": True,
+        "held_partial_vs_cheapest": None,  # the rows carry no idle split
     }
     lose = db.verdict(_report((1.15, True), (1.20, True), swing=5.0))
     assert lose["cheapest"] is True
@@ -57,6 +58,31 @@ def test_verdict_judges_each_target() -> None:
     assert windows["overhead_met"] is True
     nobody = db.verdict(_report((1.10, True), (1.20, False), swing=9.0))
     assert nobody["cheapest"] is None
+
+
+def test_verdict_weighs_what_no_buffer_sheds() -> None:
+    held_in = _report((1.10, True), (1.20, True), swing=5.0)
+    held_in["results"][0]["idle"] = {"kept": 0.02, "held": 0.05, "partial": 0.03}
+    v = db.verdict(held_in)
+    # ours' held hosts and partly used hosts alone are 0.08 / 0.20 of the cheapest's overhead
+    assert v["held_partial_vs_cheapest"] == pytest.approx(0.4)
+    reps = [held_in]
+    heavy = _report((1.10, True), (1.12, True), swing=5.0)
+    heavy["results"][0]["idle"] = {"kept": 0.02, "held": 0.05, "partial": 0.03}
+    reps.append(heavy)  # 0.08 / 0.12: beyond 0.6 with no buffer at all
+    (regime,) = db.summarise_regimes(reps)
+    assert regime["median_held_partial_vs_cheapest"] == pytest.approx((0.4 + 0.08 / 0.12) / 2)
+    assert regime["held_partial_over_target"] == 1
+    text = db.markdown(
+        {
+            "cases": [{**r, "verdict": db.verdict(r)} for r in reps],
+            "regimes": [regime],
+            "speed": None,
+            "planned": 2,
+        }
+    )
+    assert "| 2.0 / 5.0 / 3.0 | 0.40 |" in text
+    assert "| 0.53 | 1/2 |" in text
 
 
 def test_tiers_cover_every_regime() -> None:
