@@ -777,6 +777,8 @@ class Emulator:
                 row = _UsageTotals(
                     allocated_slot_s=meter.allocated_slot_s,
                     in_use_slot_s=meter.in_use_slot_s,
+                    kept_empty_slot_s=meter.kept_empty_slot_s,
+                    held_empty_slot_s=meter.held_empty_slot_s,
                     cost=meter.allocated_slot_s / 3600.0 * price,
                     instant=meter.instant,
                     cold=meter.cold,
@@ -922,6 +924,8 @@ class Emulator:
 class _UsageTotals:
     allocated_slot_s: float = 0.0
     in_use_slot_s: float = 0.0
+    kept_empty_slot_s: float = 0.0
+    held_empty_slot_s: float = 0.0
     cost: float = 0.0
     instant: int = 0
     cold: int = 0
@@ -930,6 +934,8 @@ class _UsageTotals:
     def add(self, other: _UsageTotals) -> None:
         self.allocated_slot_s += other.allocated_slot_s
         self.in_use_slot_s += other.in_use_slot_s
+        self.kept_empty_slot_s += other.kept_empty_slot_s
+        self.held_empty_slot_s += other.held_empty_slot_s
         self.cost += other.cost
         self.instant += other.instant
         self.cold += other.cold
@@ -941,6 +947,10 @@ class _UsageTotals:
             "in_use_slot_seconds": self.in_use_slot_s,
             "allocated_slot_hours": self.allocated_slot_s / 3600.0,
             "in_use_slot_hours": self.in_use_slot_s / 3600.0,
+            # Of the idle slot-hours, those on empty hosts: kept by the targets, or surplus
+            # held until released; the rest are free slots on partly used hosts.
+            "kept_empty_slot_hours": self.kept_empty_slot_s / 3600.0,
+            "held_empty_slot_hours": self.held_empty_slot_s / 3600.0,
             "cost_usd": self.cost,
             "sessions": {"instant": self.instant, "cold": self.cold, "failed": self.failed},
         }

@@ -148,6 +148,9 @@ async def test_in_process_and_http_runs_agree(tmp_path: Path) -> None:
     assert local.updates == http.updates
     assert local.cold > 0  # the policy runs tight, so waiting sessions are compared too
     assert http.allocated_slot_s == pytest.approx(local.allocated_slot_s, rel=1e-6)
+    assert http.kept_empty_slot_s == pytest.approx(local.kept_empty_slot_s, rel=1e-6)
+    assert http.held_empty_slot_s == pytest.approx(local.held_empty_slot_s, rel=1e-6)
+    assert local.held_empty_slot_s > 0  # ended sessions left surplus hosts to be held
     # The late starts the controller measures (what the slo policy's feedback reads) survive
     # the wire tick for tick: CreatedAt and LastUpdatedAt keep their sub-second parts.
     local_late = _late_starts(stores[0])

@@ -210,6 +210,9 @@ async def test_usage_meters_slot_hours_cost_and_outcomes(
     assert location["sessions"] == {"instant": 2, "cold": 0, "failed": 1}
     assert 1.9 < location["allocated_slot_hours"] <= 2.4  # two slots for about an hour
     assert location["in_use_slot_hours"] == pytest.approx(2.0, abs=0.01)
+    # the always-on host was empty (kept) from ready until the sessions came; none was surplus
+    assert 0 < location["kept_empty_slot_hours"] <= location["allocated_slot_hours"] - 2.0
+    assert location["held_empty_slot_hours"] == 0.0
     assert location["cost_usd"] == pytest.approx(location["allocated_slot_hours"] * price)
     assert usage["total"]["cost_usd"] == pytest.approx(location["cost_usd"])
     assert emulator.usage_json()["total"] == usage["total"]
