@@ -7,7 +7,10 @@ parameters, never tuned per trace) and the baselines (each tuned on the very tra
 on), and scores cost against the in-use bound and the SLO. It then checks the issue's three
 targets case by case: ours meets the SLO; ours costs less than every baseline that meets it;
 and where demand swings ≥ 4× within a day or provisioning takes minutes (Windows), ours' idle
-overhead (cost_ratio − 1) is at most 0.6× the cheapest baseline's.
+overhead (cost_ratio − 1) is at most 0.6× the cheapest baseline's. Where that last target
+applies it also says how much of the cheapest's overhead ours' held and partly used slots
+already take (``held_partial_vs_cheapest``, from the run's idle split): above 0.6, no buffer
+setting, not even none, could meet the target on the service's own release delay and packing.
 
 Tiers (``--tier``):
 
