@@ -79,6 +79,7 @@ from autoscaler.backtest.runner import (
     run_policy,
     summarise,
 )
+from autoscaler.backtest.scoring import idle_split_text
 from autoscaler.backtest.sessions import SessionPlan
 from autoscaler.backtest.traces import longest_stretch, read_trace
 from autoscaler.domain.classes import stream_class_info
@@ -542,15 +543,9 @@ def case_line(rep: dict[str, Any]) -> str:
         f"{_fmt(ours.get('cost_ratio'), '.3f')} | {best or '-'} "
         f"{_fmt(best_row['cost_ratio'] if best_row else None, '.3f')} | "
         f"{_fmt(rep['summary']['ours_vs_cheapest'], '.3f')} | "
-        f"{_fmt(v['overhead_vs_cheapest'], '.2f')} | {_idle(ours.get('idle'))} | "
+        f"{_fmt(v['overhead_vs_cheapest'], '.2f')} | {idle_split_text(ours.get('idle'))} | "
         f"{_fmt(v.get('held_partial_vs_cheapest'), '.2f')} |"
     )
-
-
-def _idle(split: dict[str, float] | None) -> str:
-    if split is None:
-        return "-"
-    return " / ".join(f"{split[k] * 100:.1f}" for k in ("kept", "held", "partial"))
 
 
 CASE_HEADER = (

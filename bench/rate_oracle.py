@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from autoscaler.backtest.runner import build_world, load_plans, model_params, replay
-from autoscaler.backtest.scoring import Result, in_use_bound, score
+from autoscaler.backtest.scoring import Result, idle_split_text, in_use_bound, score
 from autoscaler.backtest.sessions import SessionPlan
 from autoscaler.domain.classes import stream_class_info
 from autoscaler.domain.models import CapacityModel, CapacitySetting
@@ -67,10 +67,6 @@ class OracleCase:
     days: float
     seed: int
 
-    @property
-    def regime(self) -> str:
-        return f"peak {self.peak:g} {self.stream_class} current"
-
 
 def arrival_rate(plan: SessionPlan, smooth_min: int = SMOOTH_MIN) -> np.ndarray[Any, Any]:
     """Arrivals per minute, minute by minute, averaged over ±``smooth_min`` minutes."""
@@ -82,9 +78,16 @@ def arrival_rate(plan: SessionPlan, smooth_min: int = SMOOTH_MIN) -> np.ndarray[
 
 
 def oracle_run(
-    plan: SessionPlan, stream_class: str, seed: int, z: float, window_s: float, params: ModelParams
+    plan: SessionPlan,
+    stream_class: str,
+    seed: int,
+    z: float,
+    window_s: float,
+    params: ModelParams,
+    slo: Slo | None = None,
 ) -> Result:
-    """One run of the oracle with ``z`` and refill window ``window_s`` (one location)."""
+    """One run of the oracle with ``z`` and refill window ``window_s`` (one location),
+    judged against ``slo`` (default: the benchmark's)."""
     info = stream_class_info(stream_class)
     location = plan.locations[0]
     rate = arrival_rate(plan)
@@ -129,6 +132,7 @@ def oracle_run(
         waits_s=out.waits_s,
         updates=0,
         wall_s=out.wall_s,
+        slo=slo,
         kept_empty_slot_s=out.kept_empty_slot_s,
         held_empty_slot_s=out.held_empty_slot_s,
     )
@@ -140,14 +144,13 @@ def tune(
     """The leanest ``z`` (to the bisection's resolution) that meets ``slo``; None if even the
     top of the range misses. Service rises with ``z``, so the bisection keeps the boundary."""
     low, high = Z_RANGE
-    best = oracle_run(plan, stream_class, seed, high, window_s, params)
+    best = oracle_run(plan, stream_class, seed, high, window_s, params, slo)
     if not best.meets_slo:
         return None
     for _ in range(BISECTIONS):
         mid = (low + high) / 2
-        r = oracle_run(plan, stream_class, seed, mid, window_s, params)
-        meets = r.instant >= slo.instant and r.failed <= slo.failed
-        if meets:
+        r = oracle_run(plan, stream_class, seed, mid, window_s, params, slo)
+        if r.meets_slo:
             best, high = r, mid
         else:
             low = mid
@@ -214,8 +217,7 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
         if o is None:
             lines.append(f"| {c['series']} | {regime} | misses the SLO at every z | | | | | |")
             continue
-        split = o["idle"]
-        shown = " / ".join(f"{split[k] * 100:.1f}" for k in ("kept", "held", "partial"))
+        shown = idle_split_text(o["idle"])
         lines.append(
             f"| {c['series']} | {regime} | {o['cost_ratio']:.3f} ({o['instant'] * 100:.2f} %) | "
             f"{shown} | {_f(cmp.get('ours'), '.3f')} | {cmp.get('cheapest', '-')} "

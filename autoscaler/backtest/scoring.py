@@ -109,6 +109,13 @@ def idle_split(kept: float, held: float, partial: float) -> dict[str, float] | N
     return {"kept": kept, "held": held, "partial": partial}
 
 
+def idle_split_text(split: Mapping[str, float] | None) -> str:
+    """An idle split as tables show it: kept / held / partial in per cent of the bound."""
+    if split is None:
+        return "-"
+    return " / ".join(f"{split[k] * 100:.1f}" for k in ("kept", "held", "partial"))
+
+
 def _nearest_rank(sorted_waits: np.ndarray[Any, np.dtype[np.float64]], q: float) -> float:
     rank = max(1, math.ceil(q * sorted_waits.size))
     return float(sorted_waits[rank - 1])

@@ -140,14 +140,9 @@ def _params(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
-def _idle(split: Mapping[str, float] | None) -> str:
-    """The overhead's split in per cent of the bound (sums to ratio − 1)."""
-    if split is None:
-        return "-"
-    return f"{split['kept']:.1%} / {split['held']:.1%} / {split['partial']:.1%}".replace("%", "")
-
-
 def print_table(report: Mapping[str, Any], console: Console) -> None:
+    from autoscaler.backtest.scoring import idle_split_text  # noqa: PLC0415  (numpy: lazily)
+
     slo = report["slo"]
     title = (
         f"backtest {report['trace']} [{report['series']}] peak {report['peak']:g}, "
@@ -179,7 +174,7 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
             f"{row['cost']:.2f}",
             f"{row['bound']:.2f}",
             f"{row['cost_ratio']:.3f}",
-            _idle(row.get("idle")),
+            idle_split_text(row.get("idle")),
             f"{row['instant']:.2%}",
             f"{row['cold']:.2%}",
             f"{row['failed']:.3%}",
