@@ -43,12 +43,19 @@ Run: ``python -m bench.decision_bench [--tier quick|standard|full] [--only TEXT]
 (``--quick`` is ``--tier quick``; ``--series`` keeps the named series, exactly; ``--days`` /
 ``--seeds`` override the tier's window and seeds: ``--tier full --days 2 --seeds 1`` is every
 series on the standard tier's footing, about three times as long as ``standard``).
+
+Merge: ``python -m bench.decision_bench --merge FILE [FILE ...] [--json OUT] [--markdown OUT]``
+runs nothing; it joins the ``--json`` results of earlier runs (a few series each, over several
+sessions) into the one table those runs make together, each case once (more seeds supersede
+fewer, else the later file wins). ``bench/results/`` keeps the merged results behind the
+tables in BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import hashlib
 import json
 import statistics
@@ -525,6 +532,101 @@ def run(
     return result
 
 
+class MergeError(ValueError):
+    """A file given to ``--merge`` that is not a decision-bench result (names the file)."""
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """A result an earlier run wrote with ``--json`` (gzip-compressed when it ends in .gz)."""
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        data = json.loads(raw.decode("utf-8"))
+    except FileNotFoundError:
+        raise MergeError(f"{path}: no such file") from None
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MergeError(f"{path}: not a readable JSON result ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
+        raise MergeError(
+            f"{path}: not a decision-bench result (expected an object with a 'cases' list, "
+            "as --json writes)"
+        )
+    for index, rep in enumerate(data["cases"]):
+        try:
+            Case(**rep["case"])
+            rep["results"], rep["summary"]["cheapest_baseline"], rep["swing"], rep["windows"]
+        except (KeyError, TypeError) as error:
+            raise MergeError(f"{path}: cases[{index}] is not a case report ({error!r})") from None
+    return data
+
+
+def merge(
+    paths: Sequence[Path], *, only: str | None = None, series: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One result from the ``--json`` files of several runs, as if one run had made it.
+
+    Why: ``full`` is days of CPU, run a few series at a time across sessions; its table is
+    the union of those runs. Each trace × regime × window appears once: a run over more
+    seeds supersedes one over fewer, else the later file wins. Verdicts and summaries are
+    recomputed by this code, so files written before a change to the verdict still merge.
+    ``only`` and ``series`` keep cases as they do for a run."""
+    chosen: dict[tuple[str, str, str, float], dict[str, Any]] = {}
+    fingerprints: list[str] = []
+    superseded = 0
+    for path in paths:
+        data = read_result(path)
+        fingerprint = data.get("fingerprint")
+        if isinstance(fingerprint, str) and fingerprint not in fingerprints:
+            fingerprints.append(fingerprint)
+        for rep in data["cases"]:
+            case = Case(**rep["case"])
+            if only and only not in f"{case.series} {case.regime}":
+                continue
+            if series and case.series not in series:
+                continue
+            slot = (case.file, case.series, case.regime, case.days)
+            held = chosen.get(slot)
+            if held is not None:
+                superseded += 1
+                if Case(**held["case"]).seeds > case.seeds:
+                    continue
+            chosen[slot] = {k: v for k, v in rep.items() if k != "verdict"}
+    reports = sorted(
+        chosen.values(),
+        key=lambda rep: (
+            rep["case"]["series"],
+            rep["case"]["peak"],
+            rep["case"]["stream_class"],
+            rep["case"]["capacity_model"],
+            rep["case"]["days"],
+        ),
+    )
+    return {
+        "tier": "merged",
+        "fingerprint": fingerprints[0] if len(fingerprints) == 1 else fingerprints,
+        "merged_from": [str(p) for p in paths],
+        "superseded": superseded,
+        "cases": [{**rep, "verdict": verdict(rep)} for rep in reports],
+        "regimes": summarise_regimes(reports),
+        "series": summarise_series(reports),
+        "speed": None,
+        "planned": len(reports),
+        "wall_s": sum(float(rep.get("case_wall_s") or 0.0) for rep in reports),
+    }
+
+
+def write_result(result: dict[str, Any], path: Path) -> None:
+    """``result`` as JSON at ``path`` (gzip-compressed when it ends in .gz), whole or not at
+    all: written beside it, then moved into place."""
+    raw = json.dumps(result, indent=None if path.suffix == ".gz" else 2, default=str).encode()
+    if path.suffix == ".gz":
+        raw = gzip.compress(raw, mtime=0)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_bytes(raw)
+    partial.replace(path)
+
+
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
@@ -620,9 +722,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--days", type=float, help="window length per case (default: the tier's)")
     parser.add_argument("--seeds", type=int, help="seeds per case (default: the tier's)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="baseline cache")
-    parser.add_argument("--json", type=Path, help="also write the full result here")
+    parser.add_argument(
+        "--json", type=Path, help="also write the full result here (gzip-compressed if .gz)"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="run nothing: merge the --json results of earlier runs (.gz too) into one "
+        "(--only and --series still filter)",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        try:
+            merged = merge(args.merge, only=args.only, series=args.series)
+        except MergeError as error:
+            print(f"decision bench: {error}", file=sys.stderr)
+            return 2
+        text = markdown(merged)
+        print(text)
+        if isinstance(merged["fingerprint"], list) and len(merged["fingerprint"]) > 1:
+            print(
+                f"note: the baselines come from {len(merged['fingerprint'])} versions of the "
+                f"code (fingerprints {', '.join(merged['fingerprint'])})"
+            )
+        print(
+            f"{len(merged['cases'])} cases from {len(args.merge)} file(s); "
+            f"{merged['superseded']} superseded by a later or longer run"
+        )
+        _write_outputs(merged, text, args.json, args.markdown)
+        return 0
     tier = "quick" if args.quick else args.tier
     print(CASE_HEADER, flush=True)
     result = run(
@@ -641,11 +772,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(text.split("\n\n", 1)[1] if "\n\n" in text else text)
     print(f"bench wall time {result['wall_s']:.0f} s (tier {tier})")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
-    if args.markdown:
-        args.markdown.write_text(text + "\n", encoding="utf-8")
+    _write_outputs(result, text, args.json, args.markdown)
     return 130 if result.get("interrupted") else 0
+
+
+def _write_outputs(
+    result: dict[str, Any], text: str, json_path: Path | None, markdown_path: Path | None
+) -> None:
+    if json_path:
+        write_result(result, json_path)
+    if markdown_path:
+        markdown_path.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

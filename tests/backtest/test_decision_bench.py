@@ -150,3 +150,69 @@ def test_markdown_reports_the_targets() -> None:
     assert "| peak 40 gen4n_high current | 3 | 3/3 | 1/3 |" in text
     assert "| S | 2 | 2/2 | 1/2 |" in text
     assert "| T | 1 | 1/1 | 0/1 |" in text
+
+
+def _run_file(path: Path, reps: list[dict[str, Any]], fingerprint: str = "f1") -> Path:
+    db.write_result(
+        {"fingerprint": fingerprint, "cases": [{**r, "verdict": db.verdict(r)} for r in reps]},
+        path,
+    )
+    return path
+
+
+def test_merge_keeps_each_case_once_preferring_more_seeds_then_the_later_run(
+    tmp_path: Path,
+) -> None:
+    early = _report((1.25, True), (1.20, True), swing=2.0)  # loses on cost
+    later = _report((1.10, True), (1.20, True), swing=2.0)  # the same case, run again: wins
+    three = _report((1.15, True), (1.20, True), swing=2.0)
+    three["case"] = {**three["case"], "series": "T", "seeds": 3}
+    one = _report((1.30, True), (1.20, True), swing=2.0)
+    one["case"] = {**one["case"], "series": "T"}
+    a = _run_file(tmp_path / "a.json", [early, three])
+    b = _run_file(tmp_path / "b.json.gz", [later, one], fingerprint="f2")
+    merged = db.merge([a, b])
+    assert [(c["case"]["series"], c["case"]["seeds"]) for c in merged["cases"]] == [
+        ("S", 1),
+        ("T", 3),  # three seeds supersede one, though the one-seed run came later
+    ]
+    assert [c["results"][0]["cost_ratio"] for c in merged["cases"]] == [1.10, 1.15]
+    assert merged["superseded"] == 2
+    assert merged["fingerprint"] == ["f1", "f2"]
+    assert [r["ours_cheapest"] for r in merged["series"]] == [1, 1]
+    assert "cheaper than every baseline that meets it in 2/2" in db.markdown(merged)
+    assert [c["case"]["series"] for c in db.merge([a, b], series=["T"])["cases"]] == ["T"]
+    # the merged result is itself a result: it merges again to the same cases
+    out = tmp_path / "merged.json.gz"
+    db.write_result(merged, out)
+    assert db.merge([out])["cases"] == merged["cases"]
+    md = tmp_path / "merged.md"
+    assert db.main(["--merge", str(a), str(b), "--markdown", str(md)]) == 0
+    assert "| T | 1 | 1/1 | 1/1 |" in md.read_text(encoding="utf-8")
+
+
+def test_merge_names_the_file_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "gone.json"
+    garbled = tmp_path / "garbled.json"
+    garbled.write_text("{not json", encoding="utf-8")
+    other = tmp_path / "other.json"
+    other.write_text('{"results": []}', encoding="utf-8")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"cases": [{"case": {"series": "S"}}]}', encoding="utf-8")
+    for path, expected in (
+        (missing, "no such file"),
+        (garbled, "not a readable JSON result"),
+        (other, "not a decision-bench result"),
+        (broken, r"cases\[0\] is not a case report"),
+    ):
+        with pytest.raises(db.MergeError, match=expected) as caught:
+            db.merge([path])
+        assert str(path) in str(caught.value)
+    out = tmp_path / "out.json"
+    assert db.main(["--merge", str(garbled), "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "garbled.json: not a readable JSON result" in err
+    assert "Traceback" not in err
+    assert not out.exists()  # nothing written on a bad input
