@@ -576,9 +576,10 @@ def merge(
     superseded = 0
     for path in paths:
         data = read_result(path)
-        fingerprint = data.get("fingerprint")
-        if isinstance(fingerprint, str) and fingerprint not in fingerprints:
-            fingerprints.append(fingerprint)
+        known = data.get("fingerprint")
+        for fingerprint in known if isinstance(known, list) else [known]:
+            if isinstance(fingerprint, str) and fingerprint not in fingerprints:
+                fingerprints.append(fingerprint)
         for rep in data["cases"]:
             case = Case(**rep["case"])
             if only and only not in f"{case.series} {case.regime}":

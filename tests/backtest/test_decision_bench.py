@@ -185,7 +185,9 @@ def test_merge_keeps_each_case_once_preferring_more_seeds_then_the_later_run(
     # the merged result is itself a result: it merges again to the same cases
     out = tmp_path / "merged.json.gz"
     db.write_result(merged, out)
-    assert db.merge([out])["cases"] == merged["cases"]
+    again = db.merge([out])
+    assert again["cases"] == merged["cases"]
+    assert again["fingerprint"] == ["f1", "f2"]
     md = tmp_path / "merged.md"
     assert db.main(["--merge", str(a), str(b), "--markdown", str(md)]) == 0
     assert "| T | 1 | 1/1 | 1/1 |" in md.read_text(encoding="utf-8")
