@@ -749,6 +749,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"note: the baselines come from {len(merged['fingerprint'])} versions of the "
                 f"code (fingerprints {', '.join(merged['fingerprint'])})"
             )
+        windows = sorted({rep["case"]["days"] for rep in merged["cases"]})
+        if len(windows) > 1:
+            print(
+                "note: the tables count cases of different windows together "
+                f"({', '.join(f'{d:g} d' for d in windows)}); merge each window's files "
+                "separately to keep them apart"
+            )
         print(
             f"{len(merged['cases'])} cases from {len(args.merge)} file(s); "
             f"{merged['superseded']} superseded by a later or longer run"
