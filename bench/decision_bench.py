@@ -25,7 +25,9 @@ Tiers (``--tier``):
 The baselines are tuned exactly as ``autoscaler backtest`` tunes them, except that each swept
 family is walked leanest first and stops at the first member meeting the SLO (``lean_first``:
 the families are monotone in their knob, so the rest cannot be the cheapest that meets it);
-about 15 runs per case instead of 26.
+about 15 runs per case instead of 26. With several seeds, a candidate's seeds run in order
+and stop at the first that misses the SLO (``ScreenedBacktest``: it must hold on every seed,
+so the rest cannot change the pick); the picks and rows are the unscreened search's.
 
 Why a cache: the baselines' hindsight sweeps still dominate a case and do not depend on our
 policy, so they are stored per case under ``.bench-cache/decision/<fingerprint>/`` (the
@@ -86,7 +88,7 @@ from autoscaler.backtest.runner import (
     run_policy,
     summarise,
 )
-from autoscaler.backtest.scoring import idle_split_text
+from autoscaler.backtest.scoring import Result, aggregate, idle_split_text
 from autoscaler.backtest.sessions import SessionPlan
 from autoscaler.backtest.traces import longest_stretch, read_trace
 from autoscaler.domain.classes import stream_class_info
@@ -240,6 +242,47 @@ def daily_swing(case: Case) -> float:
     return worst
 
 
+@dataclass(slots=True)
+class ScreenedBacktest(Backtest):
+    """A ``Backtest`` whose hindsight searches stop a candidate at its first seed that misses.
+
+    Why: a candidate meets the SLO only if it meets it on every seed (``aggregate``), and a
+    search walks through several that miss before the one that meets, so running a miss's
+    other seeds tells the search nothing. Seeds run in order in this process (the bench
+    spreads whole cases over its workers instead). The pick and every reported row that met
+    the SLO are the unscreened search's, run for run; only a baseline none of whose candidates
+    met it can be left with a row of fewer seeds, which ``complete`` runs out."""
+
+    def evaluate_many(
+        self, label: str, makes: Sequence[Callable[[baselines.Fleet], baselines.Candidate]]
+    ) -> list[Scored]:
+        out: list[Scored] = []
+        for make in makes:
+            candidates = [make(fleet) for fleet in self.fleets]
+            results: list[Result] = []
+            for index, candidate in enumerate(candidates):
+                results.append(self._run_here(label, candidate, index))
+                if not results[-1].meets_slo:
+                    break
+            out.append(Scored(candidates[-1], aggregate(results), results))
+        return out
+
+    def complete(self, label: str, scored: Scored) -> Scored:
+        """``scored`` with every seed run (as an unscreened search would report it)."""
+        if scored.aggregate.seeds == len(self.plans):
+            return scored
+        (full,) = Backtest.evaluate_many(self, label, [constant_candidate(scored.candidate)])
+        return Scored(
+            scored.candidate,
+            dataclasses.replace(full.aggregate, params=dict(scored.aggregate.params)),
+            full.results,
+        )
+
+
+def _complete(bt: Backtest, label: str, scored: Scored) -> Scored:
+    return bt.complete(label, scored) if isinstance(bt, ScreenedBacktest) else scored
+
+
 def lean_first(bt: Backtest, label: str, grid: Sequence[baselines.Candidate]) -> Scored:
     """The cheapest candidate of ``grid`` that meets the SLO, searched leanest first.
 
@@ -258,7 +301,9 @@ def lean_first(bt: Backtest, label: str, grid: Sequence[baselines.Candidate]) ->
             scored.append(bt.evaluate(label, constant_candidate(c)))
             if scored[-1].aggregate.meets_slo:
                 break
-    return pick_cheapest(scored, grid=[dict(s.candidate.params) for s in scored])
+    return _complete(
+        bt, label, pick_cheapest(scored, grid=[dict(s.candidate.params) for s in scored])
+    )
 
 
 def hindsight_baselines(bt: Backtest) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -270,12 +315,15 @@ def hindsight_baselines(bt: Backtest) -> tuple[list[dict[str, Any]], dict[str, s
     fleet = bt.fleets[0]
     top = {name: max(f.peak[name] for f in bt.fleets) for name in fleet.locations}
     static = baselines.static_peak(dataclasses.replace(fleet, peak=top))
-    scored = bt.evaluate(baselines.STATIC_PEAK, lambda _f: static)
+    scored = _complete(
+        bt, baselines.STATIC_PEAK, bt.evaluate(baselines.STATIC_PEAK, lambda _f: static)
+    )
     rows.append(result_row(dataclasses.replace(scored.aggregate, policy=baselines.STATIC_PEAK)))
     native = bt.native_idle()
     if isinstance(native, baselines.Unavailable):
         unavailable[baselines.NATIVE_IDLE] = native.reason
     else:
+        native = _complete(bt, baselines.NATIVE_IDLE, native)
         rows.append(result_row(dataclasses.replace(native.aggregate, policy=baselines.NATIVE_IDLE)))
     grids: list[tuple[str, list[baselines.Candidate] | baselines.Unavailable]] = [
         (baselines.TARGET_TRACKING, baselines.target_tracking(fleet, bt.registry)),
@@ -297,7 +345,7 @@ def case_backtest(case: Case, policy: Policy) -> Backtest:
     plans, _ = load_plans(
         TRACES / case.file, case.series, peak=case.peak, days=case.days, seeds=seeds
     )
-    return Backtest(
+    return ScreenedBacktest(
         plans=plans,
         seeds=seeds,
         stream_class=case.stream_class,

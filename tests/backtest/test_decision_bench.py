@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from autoscaler.backtest.runner import summarise
+from autoscaler.backtest import baselines
+from autoscaler.backtest.runner import Backtest, backtest_registry, model_params, summarise
+from autoscaler.backtest.sessions import plan_sessions
+from autoscaler.backtest.synthetic import synthetic_trace
+from autoscaler.domain.models import CapacityModel
+from autoscaler.domain.policy import Slo
 from bench import decision_bench as db
 
 
@@ -218,3 +223,48 @@ def test_merge_names_the_file_it_cannot_read(
     assert "garbled.json: not a readable JSON result" in err
     assert "Traceback" not in err
     assert not out.exists()  # nothing written on a bad input
+
+
+def _three_seed_world(cls: type[Backtest]) -> Backtest:
+    trace = synthetic_trace(peak=100, days=0.25, step_s=600, seed=9, trough_ratio=2)
+    plans = [plan_sessions(trace, peak=30, seed=s, days=2 / 24) for s in (1, 2, 3)]
+    return cls(
+        plans=plans,
+        seeds=[1, 2, 3],
+        stream_class="gen4n_ultra",
+        capacity_model=CapacityModel.CURRENT,
+        slo=Slo(instant=0.99, failed=0.001),
+        price=1.0,
+        registry=backtest_registry(),
+        params=model_params(60.0),
+    )
+
+
+def _without_wall(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+def test_screened_search_picks_and_reports_what_the_full_one_does() -> None:
+    full = _three_seed_world(Backtest)
+    screened = _three_seed_world(db.ScreenedBacktest)
+    full_rows, full_unavailable = db.hindsight_baselines(full)
+    screened_rows, screened_unavailable = db.hindsight_baselines(screened)
+    assert _without_wall(screened_rows) == _without_wall(full_rows)
+    assert screened_unavailable == full_unavailable
+    # every tried candidate that missed on seed 1 skipped seeds 2 and 3
+    assert any(not r["meets_slo"] or len(r["params"].get("tuned_over", ())) > 1 for r in full_rows)
+    assert screened.runs < full.runs
+
+
+def test_screened_row_of_a_baseline_that_never_meets_has_every_seed() -> None:
+    world = _three_seed_world(db.ScreenedBacktest)
+    nothing = baselines.native_idle(world.fleets[0], 0)  # no capacity until sessions ask
+    assert isinstance(nothing, baselines.Candidate)
+    screened = world.evaluate("none", lambda _f: nothing)
+    assert not screened.aggregate.meets_slo
+    assert screened.aggregate.seeds == 1  # seeds 2 and 3 skipped: seed 1 already missed
+    best = db.lean_first(world, "none", [nothing])
+    assert not best.aggregate.meets_slo
+    assert best.aggregate.seeds == 3  # completed, as the full search would report it
+    full = Backtest.evaluate(_three_seed_world(Backtest), "none", lambda _f: nothing)
+    assert best.aggregate["cost"].mean == full.aggregate["cost"].mean
