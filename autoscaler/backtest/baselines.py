@@ -49,6 +49,7 @@ from autoscaler.domain.policy import (
 )
 from autoscaler.policy.plugin import PluginRegistry, PolicyContext, UnknownPluginError
 
+AS_IS = "as-is"  # the user's own setting, replayed as given (not a tuned baseline)
 STATIC_PEAK = "static-peak"
 NATIVE_IDLE = "native-idle"
 TARGET_TRACKING = "target-tracking"
@@ -78,6 +79,79 @@ def parse_baselines(text: str) -> tuple[str, ...]:
             "all, none)"
         )
     return chosen
+
+
+_AS_IS_FIELDS = {
+    CapacityModel.CURRENT: ("alwaysOn", "targetIdle", "maximum"),
+    CapacityModel.LEGACY: ("alwaysOn", "onDemand"),
+}
+
+
+def parse_as_is(text: str, capacity_model: CapacityModel, tenancy: int) -> CapacitySetting:
+    """A capacity setting written ``alwaysOn=4,targetIdle=2,maximum=40`` (current model) or
+    ``alwaysOn=4,onDemand=36`` (legacy), in slots; ValueError saying what is wrong and what
+    would be valid. The service's own rules: whole hosts (multiples of ``tenancy``), 0 ≤
+    alwaysOn ≤ maximum and targetIdle ≤ maximum; a field left out is 0, but for maximum."""
+    allowed = _AS_IS_FIELDS[capacity_model]
+    form = ",".join(f"{name}=N" for name in allowed)
+    values: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, raw = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"{part!r} is not name=value (expected {form})")
+        if name not in allowed:
+            other = next(m for m in _AS_IS_FIELDS if m is not capacity_model)
+            hint = (
+                f" ({name} belongs to the {other.value} capacity model)"
+                if name in _AS_IS_FIELDS[other]
+                else ""
+            )
+            raise ValueError(
+                f"unknown field {name!r} for the {capacity_model.value} capacity model{hint}; "
+                f"expected {form}"
+            )
+        if name in values:
+            raise ValueError(f"{name} given twice")
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"{name}={raw.strip()!r} is not a whole number of slots") from None
+        if value < 0:
+            raise ValueError(f"{name}={value} is negative")
+        if value % tenancy:
+            raise ValueError(
+                f"{name}={value} is not a multiple of the stream class's tenancy ({tenancy} "
+                f"slots per host); the service takes whole hosts, e.g. "
+                f"{round_up_to_tenancy(value, tenancy)}"
+            )
+        values[name] = value
+    if not values:
+        raise ValueError(f"no setting given (expected {form})")
+    always_on = values.get("alwaysOn", 0)
+    if capacity_model is CapacityModel.LEGACY:
+        return CapacitySetting(always_on=always_on, on_demand=values.get("onDemand", 0))
+    if "maximum" not in values:
+        raise ValueError(f"maximum is required for the current capacity model (expected {form})")
+    maximum, target_idle = values["maximum"], values.get("targetIdle", 0)
+    if always_on > maximum or target_idle > maximum:
+        raise ValueError(
+            f"maximum={maximum} is below alwaysOn={always_on} or targetIdle={target_idle}; the "
+            "service needs alwaysOn <= maximum and targetIdle <= maximum"
+        )
+    return CapacitySetting(always_on=always_on, target_idle=target_idle, maximum=maximum)
+
+
+def as_is(fleet: Fleet, setting: CapacitySetting) -> Candidate:
+    """The user's own setting in every location, unchanged for the whole replay."""
+    params: dict[str, Any] = {"alwaysOn": setting.always_on}
+    if setting.on_demand is None:
+        params |= {"targetIdle": setting.target_idle, "maximum": setting.maximum}
+    else:
+        params["onDemand"] = setting.on_demand
+    return Candidate(AS_IS, params, static=dict.fromkeys(fleet.locations, setting))
 
 
 def reactive_behavior() -> Behavior:

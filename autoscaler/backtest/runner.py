@@ -1042,9 +1042,12 @@ def backtest(
     on_row: Callable[[Mapping[str, Any]], None] | None = None,
     plot: str | Path | None = None,
     jobs: int = 1,
+    as_is: str | None = None,
 ) -> dict[str, Any]:
     """Our policy (``policy_file``, default ``policies/default.yaml``, run with its shipped
-    parameters) and the chosen baselines on ``seeds`` session plans of ``trace``.
+    parameters) and the chosen baselines on ``seeds`` session plans of ``trace``; with
+    ``as_is`` (``baselines.parse_as_is``: the capacity the user runs today), that setting too,
+    replayed unchanged as the ``as-is`` row and weighed like a baseline.
 
     Returns the report (see ``docs``/the issue for the shape): ``results`` holds the mean over
     seeds per policy; ``spread`` their spread; ``summary`` the cheapest baseline meeting the
@@ -1078,6 +1081,13 @@ def backtest(
     for b in baselines_to_run:
         if b not in baselines.BASELINE_IDS:
             raise ConfigError("--baselines", [f"unknown baseline {b!r}"])
+    tenancy = stream_class_info(stream_class).tenancy
+    setting: CapacitySetting | None = None
+    if as_is is not None:
+        try:
+            setting = baselines.parse_as_is(as_is, model, tenancy)
+        except ValueError as error:
+            raise ConfigError("--as-is", [f"{as_is!r}: {error}"]) from None
     registry = backtest_registry()
     source = Path(policy_file) if policy_file is not None else DEFAULT_POLICY_FILE
     try:
@@ -1125,11 +1135,12 @@ def backtest(
     ours = baselines.Candidate(
         "ours", {"file": str(source), "plugin": policy.plugin}, policy=policy
     )
+    mine = None if setting is None else baselines.as_is(bt.fleets[0], setting)
     try:
         results = (
-            _run_all(bt, ours, baselines_to_run)
+            _run_all(bt, ours, baselines_to_run, mine)
             if jobs == 1
-            else _run_all_pooled(bt, ours, baselines_to_run, jobs=jobs)
+            else _run_all_pooled(bt, ours, baselines_to_run, mine, jobs=jobs)
         )
         # Closed on the way out whatever happens (an error in ``on_row``, Ctrl-C in
         # ``keep``), so a pool is stopped at once rather than when the generator is freed.
@@ -1168,18 +1179,29 @@ def backtest(
 
 
 def _run_all(
-    bt: Backtest, ours: baselines.Candidate, chosen: Sequence[str]
+    bt: Backtest,
+    ours: baselines.Candidate,
+    chosen: Sequence[str],
+    mine: baselines.Candidate | None = None,
 ) -> Generator[tuple[str, Scored | baselines.Unavailable], None, None]:
-    """Ours, then each of ``chosen``, one run after another in this process."""
+    """Ours, the user's own setting (``mine``, if given), then each of ``chosen``, one run
+    after another in this process."""
     yield "ours", bt.evaluate("ours", lambda _f: ours)
+    if mine is not None:
+        yield baselines.AS_IS, bt.evaluate(baselines.AS_IS, constant_candidate(mine))
     for b in chosen:
         yield b, _run_baseline(bt, b)
 
 
 def _run_all_pooled(
-    bt: Backtest, ours: baselines.Candidate, chosen: Sequence[str], *, jobs: int
+    bt: Backtest,
+    ours: baselines.Candidate,
+    chosen: Sequence[str],
+    mine: baselines.Candidate | None = None,
+    *,
+    jobs: int,
 ) -> Generator[tuple[str, Scored | baselines.Unavailable], None, None]:
-    """Ours, then each of ``chosen``, as ``_run_all`` gives them, but computed at once on a
+    """Ours, ``mine`` and each of ``chosen``, as ``_run_all`` gives them, but computed at once on a
     pool of ``jobs`` processes. Each is driven by a thread of this process that only hands
     runs to the pool and waits (so a baseline's own search, such as native-idle's bisection,
     keeps its order while the others fill the cores).
@@ -1196,13 +1218,20 @@ def _run_all_pooled(
     bt.pool = pool
     try:
         with ThreadPoolExecutor(
-            max_workers=1 + len(chosen),
+            max_workers=2 + len(chosen),
             thread_name_prefix="backtest-driver",
             initializer=block_sigint,
         ) as drivers:
             tasks: list[tuple[str, Future[Scored | baselines.Unavailable]]] = [
                 ("ours", drivers.submit(bt.evaluate, "ours", lambda _f: ours))
             ]
+            if mine is not None:
+                tasks.append(
+                    (
+                        baselines.AS_IS,
+                        drivers.submit(bt.evaluate, baselines.AS_IS, constant_candidate(mine)),
+                    )
+                )
             tasks += [(b, drivers.submit(_run_baseline, bt, b)) for b in chosen]
             given = 0
             try:

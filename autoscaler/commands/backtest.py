@@ -56,6 +56,13 @@ def register(subparsers: Any) -> None:
         "hourly-predictive; or all (default), none",
     )
     parser.add_argument(
+        "--as-is",
+        metavar="SETTING",
+        help="the capacity you run today, replayed unchanged beside ours (in slots, every "
+        "location): alwaysOn=N,targetIdle=N,maximum=N (current model) or alwaysOn=N,onDemand=N "
+        "(legacy)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         help="worker processes for the runs (default: every usable CPU; 1: in this process). "
@@ -106,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
                 plot=args.plot,
                 jobs=usable_cores() if args.jobs is None else args.jobs,
+                as_is=args.as_is,
             )
     except BrokenProcessPool:
         print(

@@ -6,6 +6,7 @@ import argparse
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -301,6 +302,8 @@ def _cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
         (["--stream-class", "gen9_huge"], "unknown stream class"),
         (["--seeds", "0"], "at least 1 seed"),
         (["--policy", "BAD"], "kind"),
+        (["--as-is", "alwaysOn=3,maximum=8"], "not a multiple of the stream class's tenancy"),
+        (["--as-is", "alwaysOn=2,onDemand=4"], "onDemand belongs to the legacy capacity model"),
     ],
 )
 def test_cli_bad_input_exits_2_without_traceback(
@@ -362,6 +365,69 @@ def test_cli_json_output(
     out = json.loads(capsys.readouterr().out)
     assert [r["policy"] for r in out["results"]] == ["ours", "static-peak"]
     assert out["results"][1]["failed"] == 0.0
+
+
+def test_as_is_replays_the_users_own_setting_beside_ours(tmp_path: Path, policy_path: Path) -> None:
+    trace = _trace_csv(tmp_path)
+
+    def run(**kw: Any) -> dict[str, Any]:
+        return backtest(trace, policy_file=policy_path, peak=8, seeds=2, days=0.05, **kw)
+
+    report = run(baselines_to_run=(baselines.STATIC_PEAK,))
+    peak_row = report["results"][1]
+    peak = next(iter(peak_row["params"]["always_on"].values()))
+    level = -(-peak // 2) * 2  # static-peak's always-on: its peak in whole hosts of 2 slots
+    # the static-peak setting, given as the user's own: the same static runs, the same figures
+    same = run(baselines_to_run=(), as_is=f"alwaysOn={level},targetIdle=0,maximum={level}")
+    mine = same["results"][1]
+    assert mine["policy"] == baselines.AS_IS
+    assert mine["params"] == {"alwaysOn": level, "targetIdle": 0, "maximum": level}
+    for name in ("cost", "bound", "instant", "cold", "failed", "updates"):
+        assert mine[name] == peak_row[name]
+    assert same["summary"]["cheapest_baseline"] == baselines.AS_IS  # weighed like a baseline
+    assert set(same["spread"]) == {"ours", baselines.AS_IS}
+    # nothing always on and no buffer: the first sessions of the day wait for hosts
+    bare = run(baselines_to_run=(), as_is="targetIdle=0,maximum=40")
+    assert bare["results"][1]["instant"] < 0.99
+    assert bare["results"][1]["meets_slo"] is False
+    legacy = run(
+        baselines_to_run=(), capacity_model="legacy", as_is=f"alwaysOn={level},onDemand=4", jobs=2
+    )
+    assert legacy["results"][1]["params"] == {"alwaysOn": level, "onDemand": 4}
+
+
+@pytest.mark.parametrize(
+    ("text", "model", "needle"),
+    [
+        ("", CapacityModel.CURRENT, "no setting given"),
+        ("alwaysOn=4", CapacityModel.CURRENT, "maximum is required"),
+        ("alwaysOn=8,maximum=4", CapacityModel.CURRENT, "alwaysOn <= maximum"),
+        ("targetIdle=6,maximum=4", CapacityModel.CURRENT, "targetIdle <= maximum"),
+        ("alwaysOn=-2,maximum=4", CapacityModel.CURRENT, "negative"),
+        ("alwaysOn=two,maximum=4", CapacityModel.CURRENT, "not a whole number"),
+        ("alwaysOn=2,alwaysOn=4,maximum=4", CapacityModel.CURRENT, "given twice"),
+        ("alwaysOn", CapacityModel.CURRENT, "not name=value"),
+        ("always_on=2,maximum=4", CapacityModel.CURRENT, "expected alwaysOn=N,targetIdle=N"),
+        ("alwaysOn=2,maximum=4", CapacityModel.LEGACY, "belongs to the current capacity model"),
+    ],
+)
+def test_as_is_setting_errors_say_what_would_be_valid(
+    text: str, model: CapacityModel, needle: str
+) -> None:
+    with pytest.raises(ValueError, match=needle):
+        baselines.parse_as_is(text, model, tenancy=2)
+
+
+def test_as_is_setting_parses_both_models() -> None:
+    assert baselines.parse_as_is(
+        " alwaysOn=4, targetIdle=2 ,maximum=40", CapacityModel.CURRENT, 2
+    ) == (CapacitySetting(always_on=4, target_idle=2, maximum=40))
+    assert baselines.parse_as_is("maximum=3", CapacityModel.CURRENT, 1) == CapacitySetting(
+        always_on=0, target_idle=0, maximum=3
+    )
+    assert baselines.parse_as_is("alwaysOn=4,onDemand=6", CapacityModel.LEGACY, 2) == (
+        CapacitySetting(always_on=4, on_demand=6)
+    )
 
 
 def test_unknown_capacity_model_is_a_config_error(tmp_path: Path, policy_path: Path) -> None:
