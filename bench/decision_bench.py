@@ -251,7 +251,7 @@ class ScreenedBacktest(Backtest):
     other seeds tells the search nothing. Seeds run in order in this process (the bench
     spreads whole cases over its workers instead). The pick and every reported row that met
     the SLO are the unscreened search's, run for run; only a baseline none of whose candidates
-    met it can be left with a row of fewer seeds, which ``complete`` runs out."""
+    met it can be left with a row of fewer seeds, which ``_complete`` runs out."""
 
     def evaluate_many(
         self, label: str, makes: Sequence[Callable[[baselines.Fleet], baselines.Candidate]]
@@ -267,20 +267,18 @@ class ScreenedBacktest(Backtest):
             out.append(Scored(candidates[-1], aggregate(results), results))
         return out
 
-    def complete(self, label: str, scored: Scored) -> Scored:
-        """``scored`` with every seed run (as an unscreened search would report it)."""
-        if scored.aggregate.seeds == len(self.plans):
-            return scored
-        (full,) = Backtest.evaluate_many(self, label, [constant_candidate(scored.candidate)])
-        return Scored(
-            scored.candidate,
-            dataclasses.replace(full.aggregate, params=dict(scored.aggregate.params)),
-            full.results,
-        )
-
 
 def _complete(bt: Backtest, label: str, scored: Scored) -> Scored:
-    return bt.complete(label, scored) if isinstance(bt, ScreenedBacktest) else scored
+    """``scored`` with every seed run, as an unscreened search reports it (a no-op unless a
+    ``ScreenedBacktest`` stopped it early)."""
+    if scored.aggregate.seeds == len(bt.plans):
+        return scored
+    (full,) = Backtest.evaluate_many(bt, label, [constant_candidate(scored.candidate)])
+    return Scored(
+        scored.candidate,
+        dataclasses.replace(full.aggregate, params=dict(scored.aggregate.params)),
+        full.results,
+    )
 
 
 def lean_first(bt: Backtest, label: str, grid: Sequence[baselines.Candidate]) -> Scored:

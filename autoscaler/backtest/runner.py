@@ -1135,12 +1135,14 @@ def backtest(
     ours = baselines.Candidate(
         "ours", {"file": str(source), "plugin": policy.plugin}, policy=policy
     )
-    mine = None if setting is None else baselines.as_is(bt.fleets[0], setting)
+    fixed = [("ours", ours)]
+    if setting is not None:
+        fixed.append((baselines.AS_IS, baselines.as_is(bt.fleets[0], setting)))
     try:
         results = (
-            _run_all(bt, ours, baselines_to_run, mine)
+            _run_all(bt, fixed, baselines_to_run)
             if jobs == 1
-            else _run_all_pooled(bt, ours, baselines_to_run, mine, jobs=jobs)
+            else _run_all_pooled(bt, fixed, baselines_to_run, jobs=jobs)
         )
         # Closed on the way out whatever happens (an error in ``on_row``, Ctrl-C in
         # ``keep``), so a pool is stopped at once rather than when the generator is freed.
@@ -1180,28 +1182,25 @@ def backtest(
 
 def _run_all(
     bt: Backtest,
-    ours: baselines.Candidate,
+    fixed: Sequence[tuple[str, baselines.Candidate]],
     chosen: Sequence[str],
-    mine: baselines.Candidate | None = None,
 ) -> Generator[tuple[str, Scored | baselines.Unavailable], None, None]:
-    """Ours, the user's own setting (``mine``, if given), then each of ``chosen``, one run
-    after another in this process."""
-    yield "ours", bt.evaluate("ours", lambda _f: ours)
-    if mine is not None:
-        yield baselines.AS_IS, bt.evaluate(baselines.AS_IS, constant_candidate(mine))
+    """The ``fixed`` candidates (ours, the user's own setting), then each of ``chosen``, one
+    run after another in this process."""
+    for name, candidate in fixed:
+        yield name, bt.evaluate(name, constant_candidate(candidate))
     for b in chosen:
         yield b, _run_baseline(bt, b)
 
 
 def _run_all_pooled(
     bt: Backtest,
-    ours: baselines.Candidate,
+    fixed: Sequence[tuple[str, baselines.Candidate]],
     chosen: Sequence[str],
-    mine: baselines.Candidate | None = None,
     *,
     jobs: int,
 ) -> Generator[tuple[str, Scored | baselines.Unavailable], None, None]:
-    """Ours, ``mine`` and each of ``chosen``, as ``_run_all`` gives them, but computed at once on a
+    """What ``_run_all`` gives, in its order, but computed at once on a
     pool of ``jobs`` processes. Each is driven by a thread of this process that only hands
     runs to the pool and waits (so a baseline's own search, such as native-idle's bisection,
     keeps its order while the others fill the cores).
@@ -1218,20 +1217,14 @@ def _run_all_pooled(
     bt.pool = pool
     try:
         with ThreadPoolExecutor(
-            max_workers=2 + len(chosen),
+            max_workers=len(fixed) + len(chosen),
             thread_name_prefix="backtest-driver",
             initializer=block_sigint,
         ) as drivers:
             tasks: list[tuple[str, Future[Scored | baselines.Unavailable]]] = [
-                ("ours", drivers.submit(bt.evaluate, "ours", lambda _f: ours))
+                (name, drivers.submit(bt.evaluate, name, constant_candidate(candidate)))
+                for name, candidate in fixed
             ]
-            if mine is not None:
-                tasks.append(
-                    (
-                        baselines.AS_IS,
-                        drivers.submit(bt.evaluate, baselines.AS_IS, constant_candidate(mine)),
-                    )
-                )
             tasks += [(b, drivers.submit(_run_baseline, bt, b)) for b in chosen]
             given = 0
             try:
