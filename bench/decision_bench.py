@@ -86,6 +86,8 @@ from autoscaler.backtest.runner import (
     pick_cheapest,
     result_row,
     run_policy,
+    seed_ratios,
+    spread_row,
     summarise,
 )
 from autoscaler.backtest.scoring import Result, aggregate, idle_split_text
@@ -304,25 +306,33 @@ def lean_first(bt: Backtest, label: str, grid: Sequence[baselines.Candidate]) ->
     )
 
 
-def hindsight_baselines(bt: Backtest) -> tuple[list[dict[str, Any]], dict[str, str]]:
+def hindsight_baselines(
+    bt: Backtest,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, str]]:
     """Every baseline of ``shared/docs/benchmark.md`` on ``bt``'s plans, each tuned in
-    hindsight: result rows (as ``autoscaler backtest`` reports them) and the unavailable
-    ones with the reason."""
+    hindsight: result rows and their spreads over the seeds (as ``autoscaler backtest``
+    reports them), and the unavailable ones with the reason."""
     rows: list[dict[str, Any]] = []
+    spreads: dict[str, Any] = {}
     unavailable: dict[str, str] = {}
+
+    def keep(name: str, scored: Scored) -> None:
+        agg = dataclasses.replace(scored.aggregate, policy=name)
+        rows.append(result_row(agg))
+        spreads[name] = spread_row(agg, scored.results)
+
     fleet = bt.fleets[0]
     top = {name: max(f.peak[name] for f in bt.fleets) for name in fleet.locations}
     static = baselines.static_peak(dataclasses.replace(fleet, peak=top))
-    scored = _complete(
-        bt, baselines.STATIC_PEAK, bt.evaluate(baselines.STATIC_PEAK, lambda _f: static)
+    keep(
+        baselines.STATIC_PEAK,
+        _complete(bt, baselines.STATIC_PEAK, bt.evaluate(baselines.STATIC_PEAK, lambda _f: static)),
     )
-    rows.append(result_row(dataclasses.replace(scored.aggregate, policy=baselines.STATIC_PEAK)))
     native = bt.native_idle()
     if isinstance(native, baselines.Unavailable):
         unavailable[baselines.NATIVE_IDLE] = native.reason
     else:
-        native = _complete(bt, baselines.NATIVE_IDLE, native)
-        rows.append(result_row(dataclasses.replace(native.aggregate, policy=baselines.NATIVE_IDLE)))
+        keep(baselines.NATIVE_IDLE, _complete(bt, baselines.NATIVE_IDLE, native))
     grids: list[tuple[str, list[baselines.Candidate] | baselines.Unavailable]] = [
         (baselines.TARGET_TRACKING, baselines.target_tracking(fleet, bt.registry)),
         (baselines.BUFFER, baselines.buffer(fleet, bt.registry)),
@@ -332,9 +342,8 @@ def hindsight_baselines(bt: Backtest) -> tuple[list[dict[str, Any]], dict[str, s
         if isinstance(grid, baselines.Unavailable):
             unavailable[name] = grid.reason
             continue
-        best = lean_first(bt, name, grid)
-        rows.append(result_row(dataclasses.replace(best.aggregate, policy=name)))
-    return rows, unavailable
+        keep(name, lean_first(bt, name, grid))
+    return rows, spreads, unavailable
 
 
 def case_backtest(case: Case, policy: Policy) -> Backtest:
@@ -385,8 +394,13 @@ def run_case(
     if known is None:
         registry = backtest_registry()
         policy = load_policy_file(policy_file, resolve_params=registry.validate_params)
-        rows, unavailable = hindsight_baselines(case_backtest(case, policy))
-        known = {"case": asdict(case), "results": rows, "unavailable": unavailable}
+        rows, spreads, unavailable = hindsight_baselines(case_backtest(case, policy))
+        known = {
+            "case": asdict(case),
+            "results": rows,
+            "spread": spreads,
+            "unavailable": unavailable,
+        }
         stored.parent.mkdir(parents=True, exist_ok=True)
         partial = stored.with_suffix(".tmp")
         partial.write_text(json.dumps(known, indent=1, default=str), encoding="utf-8")
@@ -395,6 +409,8 @@ def run_case(
     return {
         "case": asdict(case),
         "results": rows,
+        # per policy; a baseline cache entry written before spreads were kept has none
+        "spread": {**known.get("spread", {}), **report["spread"]},
         "summary": summarise(rows),
         "unavailable": known["unavailable"],
         "swing": daily_swing(case),
@@ -678,7 +694,27 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-def case_line(rep: dict[str, Any]) -> str:
+def seed_figures(rep: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Ours' instant share on each seed, and ours' cost over the cheapest baseline's on each
+    seed (same demand); empty lists where the case's result has no per-seed figures (one
+    seed, or a result written before they were kept)."""
+    ours = (rep.get("spread") or {}).get("ours") or {}
+    instant = list(ours.get("per_seed", {}).get("instant") or [])
+    best = rep["summary"]["cheapest_baseline"]
+    return instant, (seed_ratios(rep, best) if best else [])
+
+
+def seeds_cell(rep: dict[str, Any]) -> str:
+    instant, ratios = seed_figures(rep)
+    if len(instant) < 2:
+        return "-"
+    text = f"{min(instant) * 100:.2f} %"
+    if ratios:
+        text += f" / {min(ratios):.3f}–{max(ratios):.3f}"
+    return text
+
+
+def case_line(rep: dict[str, Any], *, with_seeds: bool = False) -> str:
     c = rep["case"]
     ours: dict[str, Any] = next((r for r in rep["results"] if r["policy"] == "ours"), {})
     best = rep["summary"]["cheapest_baseline"]
@@ -694,6 +730,7 @@ def case_line(rep: dict[str, Any]) -> str:
         f"{_fmt(rep['summary']['ours_vs_cheapest'], '.3f')} | "
         f"{_fmt(v['overhead_vs_cheapest'], '.2f')} | {idle_split_text(ours.get('idle'))} | "
         f"{_fmt(v.get('held_partial_vs_cheapest'), '.2f')} |"
+        + (f" {seeds_cell(rep)} |" if with_seeds else "")
     )
 
 
@@ -705,8 +742,48 @@ CASE_HEADER = (
 )
 
 
+SEEDS_COLUMN = ("ours over the seeds: lowest instant / ours ÷ cheapest, seed by seed", "---")
+
+
+def seed_totals(cases: Sequence[dict[str, Any]]) -> str | None:
+    """The targets seed by seed over the cases that have per-seed figures (None if none)."""
+    figures = [seed_figures(rep) for rep in cases]
+    figures = [(i, r) for i, r in figures if len(i) > 1]
+    if not figures:
+        return None
+    lowest = min(min(i) for i, _ in figures)
+    met = sum(1 for rep in cases if (rep.get("verdict") or verdict(rep))["meets_slo"])
+    ratios = [r for _, r in figures if r]
+    every_seed = sum(1 for r in ratios if max(r) < 1.0)
+    spans = [max(r) - min(r) for r in ratios]
+    text = (
+        f"Seed by seed ({len(figures)} cases with per-seed figures): ours' lowest single-seed "
+        f"instant share {lowest * 100:.2f} %"
+    )
+    if len(figures) == len(cases):
+        text += f" (the SLO held on every seed in {met}/{len(cases)})"
+    if ratios:
+        text += (
+            f"; ours cheaper than the cheapest baseline on every seed in {every_seed}/"
+            f"{len(ratios)}, the seed-by-seed ratio spanning a median "
+            f"{statistics.median(spans):.3f} (widest {max(spans):.3f})"
+        )
+    return text + "."
+
+
+def case_header(*, with_seeds: bool = False) -> str:
+    if not with_seeds:
+        return CASE_HEADER
+    top, rule = CASE_HEADER.split("\n")
+    return f"{top} {SEEDS_COLUMN[0]} |\n{rule}{SEEDS_COLUMN[1]}|"
+
+
 def markdown(result: dict[str, Any]) -> str:
-    lines = [CASE_HEADER, *(case_line(rep) for rep in result["cases"])]
+    with_seeds = any(len(seed_figures(rep)[0]) > 1 for rep in result["cases"])
+    lines = [
+        case_header(with_seeds=with_seeds),
+        *(case_line(rep, with_seeds=with_seeds) for rep in result["cases"]),
+    ]
     groups = [("regime", result["regimes"])]
     if len(result.get("series") or ()) > 1:
         groups.append(("series", result["series"]))
@@ -742,6 +819,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{sum(1 for c in checks if c['overhead_met'] is not None)} qualifying cases "
         f"(swing ≥ {SWING_TARGET:g}× or Windows).",
     ]
+    by_seed = seed_totals(result["cases"])
+    if by_seed is not None:
+        lines.append(by_seed)
     s = result.get("speed")
     if s:
         lines.append(
@@ -809,7 +889,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write_outputs(merged, text, args.json, args.markdown)
         return 0
     tier = "quick" if args.quick else args.tier
-    print(CASE_HEADER, flush=True)
+    planned = cases(tier, days=args.days, seeds=args.seeds) if TRACES.is_dir() else []
+    with_seeds = bool(planned) and planned[0].seeds > 1
+    print(case_header(with_seeds=with_seeds), flush=True)
     result = run(
         tier,
         jobs=args.jobs,
@@ -818,7 +900,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         days=args.days,
         seeds=args.seeds,
         cache=args.cache,
-        on_case=lambda rep: print(case_line(rep), flush=True),
+        on_case=lambda rep: print(case_line(rep, with_seeds=with_seeds), flush=True),
     )
     if "skipped" in result:
         return 0

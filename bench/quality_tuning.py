@@ -166,7 +166,7 @@ def run_baselines(case: TuneCase) -> list[dict[str, Any]]:
     policy = load_policy_file(
         DEFAULT_POLICY_FILE, resolve_params=backtest_registry().validate_params
     )
-    rows, _ = hindsight_baselines(backtest_for(case, policy))
+    rows, _, _ = hindsight_baselines(backtest_for(case, policy))
     return rows
 
 

@@ -1002,11 +1002,35 @@ def result_row(agg: Aggregate) -> dict[str, Any]:
     return row
 
 
-def spread_row(agg: Aggregate) -> dict[str, Any]:
-    return {
+SPREAD_FIELDS = ("cost", "cost_ratio", "instant", "failed")
+
+
+def spread_row(agg: Aggregate, results: Sequence[Result] = ()) -> dict[str, Any]:
+    """How a row's seeds differ: std, min and max of the scored fields, the share of seeds
+    that met the SLO and, given the runs, each seed's own figures (``per_seed``, in seed
+    order), so that two policies can be compared seed by seed on the same demand."""
+    out: dict[str, Any] = {
         name: {"std": agg[name].std, "min": agg[name].min, "max": agg[name].max}
-        for name in ("cost", "cost_ratio", "instant", "failed")
+        for name in SPREAD_FIELDS
     } | {"meets_slo_share": agg.meets_slo_share}
+    if results:
+        per_seed: dict[str, list[Any]] = {
+            name: [float(getattr(r, name)) for r in results] for name in SPREAD_FIELDS
+        }
+        per_seed["meets_slo"] = [bool(r.meets_slo) for r in results]
+        out["per_seed"] = per_seed
+    return out
+
+
+def seed_ratios(report: Mapping[str, Any], baseline: str) -> list[float]:
+    """Ours' cost over ``baseline``'s on each seed (the same demand), from the report's
+    per-seed figures; empty when either has none."""
+    spreads: Mapping[str, Any] = report.get("spread") or {}
+    ours = (spreads.get("ours") or {}).get("per_seed", {}).get("cost")
+    theirs = (spreads.get(baseline) or {}).get("per_seed", {}).get("cost")
+    if not ours or not theirs or len(ours) != len(theirs):
+        return []
+    return [a / b for a, b in zip(ours, theirs, strict=True) if b > 0]
 
 
 def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -1127,7 +1151,7 @@ def backtest(
         agg = dataclasses.replace(scored.aggregate, policy=name)
         row = result_row(agg)
         rows.append(row)
-        spreads[name] = spread_row(agg)
+        spreads[name] = spread_row(agg, scored.results)
         if on_row is not None:
             on_row(row)
 

@@ -148,8 +148,18 @@ def _params(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
+def _cell(row: Mapping[str, Any], spread: Mapping[str, Any] | None, name: str, spec: str) -> str:
+    """``row[name]`` (the mean over seeds) and, under it, the lowest–highest seed."""
+    text = format(row[name], spec)
+    got = (spread or {}).get(name)
+    if got is None:
+        return text
+    return f"{text}\n{format(got['min'], spec)}–{format(got['max'], spec)}"
+
+
 def print_table(report: Mapping[str, Any], console: Console) -> None:
-    from autoscaler.backtest.scoring import idle_split_text  # noqa: PLC0415  (numpy: lazily)
+    from autoscaler.backtest.runner import seed_ratios  # noqa: PLC0415  (numpy: lazily)
+    from autoscaler.backtest.scoring import idle_split_text  # noqa: PLC0415
 
     slo = report["slo"]
     title = (
@@ -175,24 +185,32 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
         "wall s",
     ):
         table.add_column(column, overflow="fold")
+    spreads: Mapping[str, Any] = report.get("spread") or {}
     for row in report["results"]:
+        spread = spreads.get(row["policy"]) if report.get("seeds", 1) > 1 else None
+        met = "meets" if row["meets_slo"] else "MISSES"
+        if spread is not None and not row["meets_slo"]:
+            seeds = int(report["seeds"])
+            met += f" ({round(spread['meets_slo_share'] * seeds)}/{seeds} seeds met)"
         table.add_row(
             row["policy"],
             _params(row["params"]),
-            f"{row['cost']:.2f}",
+            _cell(row, spread, "cost", ".2f"),
             f"{row['bound']:.2f}",
-            f"{row['cost_ratio']:.3f}",
+            _cell(row, spread, "cost_ratio", ".3f"),
             idle_split_text(row.get("idle")),
-            f"{row['instant']:.2%}",
+            _cell(row, spread, "instant", ".2%"),
             f"{row['cold']:.2%}",
-            f"{row['failed']:.3%}",
+            _cell(row, spread, "failed", ".3%"),
             f"{row['p95_wait_s']:.0f}",
             f"{row['p99_wait_s']:.0f}",
             f"{row['updates']:.0f}",
-            "meets" if row["meets_slo"] else "MISSES",
+            met,
             f"{row['wall_s']:.1f}",
         )
     console.print(table)
+    if report.get("seeds", 1) > 1:
+        console.print("two-line cells: the mean over the seeds, then the lowest–highest seed")
     for name, reason in report.get("unavailable", {}).items():
         console.print(f"{name}: not run ({reason})")
     summary = report["summary"]
@@ -202,7 +220,12 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
         ratio = summary["ours_vs_cheapest"]
         shown = "-" if ratio is None else f"{ratio:.3f}"
         verdict = "" if summary["ours_meets_slo"] else " (ours MISSES the SLO)"
+        per_seed = seed_ratios(report, summary["cheapest_baseline"])
+        by_seed = (
+            f" (seed by seed {min(per_seed):.3f}–{max(per_seed):.3f})" if len(per_seed) > 1 else ""
+        )
         console.print(
             f"cheapest baseline meeting the SLO: {summary['cheapest_baseline']} "
-            f"(${summary['cheapest_baseline_cost']:.2f}); ours costs {shown}× that{verdict}"
+            f"(${summary['cheapest_baseline_cost']:.2f}); ours costs {shown}× that{by_seed}"
+            f"{verdict}"
         )

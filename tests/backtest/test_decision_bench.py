@@ -157,6 +157,41 @@ def test_markdown_reports_the_targets() -> None:
     assert "| T | 1 | 1/1 | 0/1 |" in text
 
 
+def _with_seeds(rep: dict[str, Any], ours: list[float], best: list[float]) -> dict[str, Any]:
+    """``rep`` as a three-seed case: each seed's instant share for ours, each seed's cost
+    for ours and for the cheapest baseline."""
+    per = {"ours": (ours, [0.992, 0.995, 0.9917]), "buffer": (best, [0.991] * 3)}
+    spread = {
+        name: {"per_seed": {"cost": cost, "instant": instant, "meets_slo": [True] * 3}}
+        for name, (cost, instant) in per.items()
+    }
+    return {**rep, "case": {**rep["case"], "seeds": 3}, "spread": spread}
+
+
+def test_markdown_reports_the_seeds_when_it_has_them() -> None:
+    won = _with_seeds(_report((1.05, True), (1.20, True), swing=5.0), [90, 95, 100], [100] * 3)
+    lost = _with_seeds(_report((1.19, True), (1.20, True), swing=2.0), [99, 101, 97], [100] * 3)
+    lost["case"] = {**lost["case"], "series": "T"}
+    reps = [won, lost]
+    result = {
+        "cases": [{**r, "verdict": db.verdict(r)} for r in reps],
+        "regimes": db.summarise_regimes(reps),
+        "speed": None,
+        "planned": 2,
+    }
+    text = db.markdown(result)
+    assert "lowest instant / ours ÷ cheapest, seed by seed |" in text.splitlines()[0]
+    assert "| 99.17 % / 0.900–1.000 |" in text
+    assert "| 99.17 % / 0.970–1.010 |" in text
+    assert "ours' lowest single-seed instant share 99.17 %" in text
+    assert "the SLO held on every seed in 2/2" in text
+    assert "cheaper than the cheapest baseline on every seed in 0/2" in text  # 1.000 is a tie
+    assert "spanning a median 0.070 (widest 0.100)" in text
+    plain = _report((1.05, True), (1.2, True), swing=5.0)
+    one_seed = db.markdown({**result, "cases": [{**plain, "verdict": db.verdict(plain)}]})
+    assert "seed by seed" not in one_seed  # no column, no line, for one-seed results
+
+
 def _run_file(path: Path, reps: list[dict[str, Any]], fingerprint: str = "f1") -> Path:
     db.write_result(
         {"fingerprint": fingerprint, "cases": [{**r, "verdict": db.verdict(r)} for r in reps]},
@@ -247,10 +282,18 @@ def _without_wall(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_screened_search_picks_and_reports_what_the_full_one_does() -> None:
     full = _three_seed_world(Backtest)
     screened = _three_seed_world(db.ScreenedBacktest)
-    full_rows, full_unavailable = db.hindsight_baselines(full)
-    screened_rows, screened_unavailable = db.hindsight_baselines(screened)
+    full_rows, full_spreads, full_unavailable = db.hindsight_baselines(full)
+    screened_rows, screened_spreads, screened_unavailable = db.hindsight_baselines(screened)
     assert _without_wall(screened_rows) == _without_wall(full_rows)
+    assert screened_spreads == full_spreads
     assert screened_unavailable == full_unavailable
+    # each reported baseline's spread has every seed's own figures, in seed order
+    assert set(full_spreads) == {r["policy"] for r in full_rows}
+    for row in full_rows:
+        per_seed = full_spreads[row["policy"]]["per_seed"]
+        assert len(per_seed["cost"]) == 3
+        assert sum(per_seed["cost"]) / 3 == pytest.approx(row["cost"])
+        assert all(per_seed["meets_slo"]) == row["meets_slo"]
     # every tried candidate that missed on seed 1 skipped seeds 2 and 3
     assert any(not r["meets_slo"] or len(r["params"].get("tuned_over", ())) > 1 for r in full_rows)
     assert screened.runs < full.runs

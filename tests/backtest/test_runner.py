@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 import autoscaler.cli as cli
 from autoscaler.backtest import baselines
@@ -23,6 +24,7 @@ from autoscaler.backtest.runner import (
     peak_concurrency,
     run_policy,
     score_outcome,
+    seed_ratios,
     warm_counts,
 )
 from autoscaler.backtest.scoring import in_use_bound
@@ -516,3 +518,50 @@ def test_cli_refuses_to_scale_a_session_log(
     assert "Traceback" not in err
     assert _cli(monkeypatch, ["backtest", "--trace", str(log), "--days", "0"]) == 2
     assert "--days:\n  - must be > 0, got 0" in capsys.readouterr().err
+
+
+def test_several_seeds_report_their_spread_and_each_seed(tmp_path: Path, policy_path: Path) -> None:
+    """benchmark.md: "report the mean (and spread) over at least 3 seeds". The JSON keeps
+    each seed's own figures, and the table shows the seeds' range under each mean and
+    ours' cost against the cheapest baseline seed by seed."""
+    report = backtest(
+        _trace_csv(tmp_path),
+        policy_file=policy_path,
+        peak=8,
+        seeds=3,
+        days=0.05,
+        baselines_to_run=(baselines.STATIC_PEAK,),
+    )
+    for row in report["results"]:
+        spread = report["spread"][row["policy"]]
+        per_seed = spread["per_seed"]
+        assert len(per_seed["cost"]) == len(per_seed["meets_slo"]) == 3
+        assert sum(per_seed["cost"]) / 3 == pytest.approx(row["cost"])
+        assert min(per_seed["instant"]) == spread["instant"]["min"]
+        assert max(per_seed["cost_ratio"]) == spread["cost_ratio"]["max"]
+        assert all(per_seed["meets_slo"]) == row["meets_slo"]
+    ratios = seed_ratios(report, baselines.STATIC_PEAK)
+    ours, peak = (report["spread"][p]["per_seed"]["cost"] for p in ("ours", "static-peak"))
+    assert ratios == [a / b for a, b in zip(ours, peak, strict=True)]
+    assert seed_ratios(report, "no-such-baseline") == []
+    console = Console(width=400, record=True)
+    backtest_command.print_table(report, console)
+    text = console.export_text()
+    low, high = (
+        report["spread"]["ours"]["instant"]["min"],
+        report["spread"]["ours"]["instant"]["max"],
+    )
+    assert f"{low:.2%}–{high:.2%}" in text
+    assert f"seed by seed {min(ratios):.3f}–{max(ratios):.3f}" in text
+    assert "the lowest–highest seed" in text
+    one = backtest(
+        _trace_csv(tmp_path),
+        policy_file=policy_path,
+        peak=8,
+        seeds=1,
+        days=0.05,
+        baselines_to_run=(baselines.STATIC_PEAK,),
+    )
+    console = Console(width=400, record=True)
+    backtest_command.print_table(one, console)
+    assert "seed by seed" not in console.export_text()  # one seed has no spread to show
