@@ -124,17 +124,23 @@ def test_fingerprint_ignores_our_plugin_but_not_the_model(tmp_path: Path) -> Non
     assert db.baseline_fingerprint(package) != before
 
 
+def _result(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """A bench result of ``reps``, as ``run`` makes it."""
+    return {
+        "cases": [{**r, "verdict": db.verdict(r)} for r in reps],
+        "regimes": db.summarise_regimes(reps),
+        "series": db.summarise_series(reps),
+        "speed": None,
+        "planned": len(reps),
+    }
+
+
 def test_markdown_reports_the_targets() -> None:
     reps = [
         _report((1.05, True), (1.20, True), swing=5.0),
         _report((1.25, True), (1.20, True), swing=2.0),
     ]
-    result = {
-        "cases": [{**r, "verdict": db.verdict(r)} for r in reps],
-        "regimes": db.summarise_regimes(reps),
-        "speed": None,
-        "planned": 2,
-    }
+    result = _result(reps)
     text = db.markdown(result)
     assert "ours meets the SLO in 2/2" in text
     assert "cheaper than every baseline that meets it in 1/2" in text
@@ -144,13 +150,7 @@ def test_markdown_reports_the_targets() -> None:
     other = _report((1.30, True), (1.20, True), swing=2.0)
     other["case"] = {**other["case"], "series": "T"}
     reps.append(other)
-    result = {
-        "cases": [{**r, "verdict": db.verdict(r)} for r in reps],
-        "regimes": db.summarise_regimes(reps),
-        "series": db.summarise_series(reps),
-        "speed": None,
-        "planned": 3,
-    }
+    result = _result(reps)
     text = db.markdown(result)
     assert "| peak 40 gen4n_high current | 3 | 3/3 | 1/3 |" in text
     assert "| S | 2 | 2/2 | 1/2 |" in text
@@ -173,12 +173,7 @@ def test_markdown_reports_the_seeds_when_it_has_them() -> None:
     lost = _with_seeds(_report((1.19, True), (1.20, True), swing=2.0), [99, 101, 97], [100] * 3)
     lost["case"] = {**lost["case"], "series": "T"}
     reps = [won, lost]
-    result = {
-        "cases": [{**r, "verdict": db.verdict(r)} for r in reps],
-        "regimes": db.summarise_regimes(reps),
-        "speed": None,
-        "planned": 2,
-    }
+    result = _result(reps)
     text = db.markdown(result)
     assert "lowest instant / ours ÷ cheapest, seed by seed |" in text.splitlines()[0]
     assert "| 99.17 % / 0.900–1.000 |" in text
@@ -187,8 +182,7 @@ def test_markdown_reports_the_seeds_when_it_has_them() -> None:
     assert "the SLO held on every seed in 2/2" in text
     assert "cheaper than the cheapest baseline on every seed in 0/2" in text  # 1.000 is a tie
     assert "spanning a median 0.070 (widest 0.100)" in text
-    plain = _report((1.05, True), (1.2, True), swing=5.0)
-    one_seed = db.markdown({**result, "cases": [{**plain, "verdict": db.verdict(plain)}]})
+    one_seed = db.markdown(_result([_report((1.05, True), (1.2, True), swing=5.0)]))
     assert "seed by seed" not in one_seed  # no column, no line, for one-seed results
 
 

@@ -524,14 +524,22 @@ def test_several_seeds_report_their_spread_and_each_seed(tmp_path: Path, policy_
     """benchmark.md: "report the mean (and spread) over at least 3 seeds". The JSON keeps
     each seed's own figures, and the table shows the seeds' range under each mean and
     ours' cost against the cheapest baseline seed by seed."""
-    report = backtest(
-        _trace_csv(tmp_path),
-        policy_file=policy_path,
-        peak=8,
-        seeds=3,
-        days=0.05,
-        baselines_to_run=(baselines.STATIC_PEAK,),
-    )
+    trace = _trace_csv(tmp_path)
+
+    def run(seeds: int) -> tuple[dict[str, Any], str]:
+        report = backtest(
+            trace,
+            policy_file=policy_path,
+            peak=8,
+            seeds=seeds,
+            days=0.05,
+            baselines_to_run=(baselines.STATIC_PEAK,),
+        )
+        console = Console(width=400, record=True)
+        backtest_command.print_table(report, console)
+        return report, console.export_text()
+
+    report, text = run(3)
     for row in report["results"]:
         spread = report["spread"][row["policy"]]
         per_seed = spread["per_seed"]
@@ -544,24 +552,9 @@ def test_several_seeds_report_their_spread_and_each_seed(tmp_path: Path, policy_
     ours, peak = (report["spread"][p]["per_seed"]["cost"] for p in ("ours", "static-peak"))
     assert ratios == [a / b for a, b in zip(ours, peak, strict=True)]
     assert seed_ratios(report, "no-such-baseline") == []
-    console = Console(width=400, record=True)
-    backtest_command.print_table(report, console)
-    text = console.export_text()
-    low, high = (
-        report["spread"]["ours"]["instant"]["min"],
-        report["spread"]["ours"]["instant"]["max"],
-    )
-    assert f"{low:.2%}–{high:.2%}" in text
+    instant = report["spread"]["ours"]["instant"]
+    assert f"{instant['min']:.2%}–{instant['max']:.2%}" in text
     assert f"seed by seed {min(ratios):.3f}–{max(ratios):.3f}" in text
     assert "the lowest–highest seed" in text
-    one = backtest(
-        _trace_csv(tmp_path),
-        policy_file=policy_path,
-        peak=8,
-        seeds=1,
-        days=0.05,
-        baselines_to_run=(baselines.STATIC_PEAK,),
-    )
-    console = Console(width=400, record=True)
-    backtest_command.print_table(one, console)
-    assert "seed by seed" not in console.export_text()  # one seed has no spread to show
+    _, text = run(1)
+    assert "seed by seed" not in text  # one seed has no spread to show
