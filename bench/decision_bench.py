@@ -37,6 +37,12 @@ ours; a change to the model or the baselines starts a fresh cache. A case's base
 written as soon as they finish, so an interrupted run (Ctrl-C, a session ending) resumes where
 it stopped and ``full`` fills in over several runs; Ctrl-C prints the cases that finished.
 
+With several seeds (benchmark.md: "the mean (and spread) over at least 3 seeds") every row is
+the mean over the seeds, and each case keeps every policy's spread with each seed's own figures
+(``spread``, as ``autoscaler backtest --output json`` reports it); the case table gains a column
+with ours' lowest single-seed instant share and ours' cost over the cheapest baseline's seed by
+seed (the same demand), and the totals say on how many cases ours was the cheaper on every seed.
+
 The traces are read from ``/work/shared/traces`` (not shipped with the project); without them
 the bench says so and returns an empty result.
 
