@@ -90,10 +90,9 @@ from autoscaler.backtest.runner import (
     load_plans,
     model_params,
     pick_cheapest,
-    result_row,
+    reported,
     run_policy,
     seed_ratios,
-    spread_row,
     summarise,
 )
 from autoscaler.backtest.scoring import Result, aggregate, idle_split_text
@@ -323,9 +322,8 @@ def hindsight_baselines(
     unavailable: dict[str, str] = {}
 
     def keep(name: str, scored: Scored) -> None:
-        agg = dataclasses.replace(scored.aggregate, policy=name)
-        rows.append(result_row(agg))
-        spreads[name] = spread_row(agg, scored.results)
+        row, spreads[name] = reported(scored, name)
+        rows.append(row)
 
     fleet = bt.fleets[0]
     top = {name: max(f.peak[name] for f in bt.fleets) for name in fleet.locations}
@@ -748,7 +746,7 @@ CASE_HEADER = (
 )
 
 
-SEEDS_COLUMN = ("ours over the seeds: lowest instant / ours ÷ cheapest, seed by seed", "---")
+SEEDS_HEADING = "ours over the seeds: lowest instant / ours ÷ cheapest, seed by seed"
 
 
 def seed_totals(cases: Sequence[dict[str, Any]]) -> str | None:
@@ -781,7 +779,7 @@ def case_header(*, with_seeds: bool = False) -> str:
     if not with_seeds:
         return CASE_HEADER
     top, rule = CASE_HEADER.split("\n")
-    return f"{top} {SEEDS_COLUMN[0]} |\n{rule}{SEEDS_COLUMN[1]}|"
+    return f"{top} {SEEDS_HEADING} |\n{rule}---|"
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -1022,6 +1022,13 @@ def spread_row(agg: Aggregate, results: Sequence[Result] = ()) -> dict[str, Any]
     return out
 
 
+def reported(scored: Scored, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``scored`` as a report shows it under ``name``: its row (means over the seeds) and its
+    spread (with each seed's figures)."""
+    agg = dataclasses.replace(scored.aggregate, policy=name)
+    return result_row(agg), spread_row(agg, scored.results)
+
+
 def seed_ratios(report: Mapping[str, Any], baseline: str) -> list[float]:
     """Ours' cost over ``baseline``'s on each seed (the same demand), from the report's
     per-seed figures; empty when either has none."""
@@ -1148,10 +1155,8 @@ def backtest(
     rows: list[dict[str, Any]] = report["results"]
 
     def keep(scored: Scored, name: str) -> None:
-        agg = dataclasses.replace(scored.aggregate, policy=name)
-        row = result_row(agg)
+        row, spreads[name] = reported(scored, name)
         rows.append(row)
-        spreads[name] = spread_row(agg, scored.results)
         if on_row is not None:
             on_row(row)
 
