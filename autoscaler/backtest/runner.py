@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import math
 import threading
 import time
@@ -806,6 +807,26 @@ def load_plans(
     return plans, loaded.series
 
 
+def replayed_window(plan: SessionPlan, days: float | None) -> dict[str, Any]:
+    """What stretch of the trace a backtest replayed (UTC, ISO 8601), so a report says which
+    month it priced: a concurrency trace is cut to its longest stretch without a hole, and
+    ``--days`` longer than that gets what there is, with a ``note`` saying so."""
+    start = dt.datetime.fromtimestamp(plan.t0_epoch_s, dt.UTC)
+    replayed_days = plan.horizon_s / 86400.0
+    window: dict[str, Any] = {
+        "start": start.isoformat(timespec="seconds"),
+        "end": (start + dt.timedelta(seconds=plan.horizon_s)).isoformat(timespec="seconds"),
+        "days": replayed_days,
+    }
+    # An hour's slack: a stretch's end is its last data point, not a whole day's edge.
+    if days is not None and days * 86400.0 > plan.horizon_s + 3600.0:
+        window["note"] = (
+            f"asked for {days:g} days; the trace's usable stretch holds {replayed_days:.1f}, "
+            "all of it replayed"
+        )
+    return window
+
+
 @dataclass(slots=True)
 class Scored:
     candidate: baselines.Candidate
@@ -1094,8 +1115,8 @@ def backtest(
         raise ConfigError("--jobs", [f"need at least 1 job, got {jobs}"])
     if seeds < 1:
         raise ConfigError("--seeds", [f"need at least 1 seed, got {seeds}"])
-    if peak is not None and peak <= 0:
-        raise ConfigError("--peak", [f"peak must be > 0, got {peak:g}"])
+    if peak is not None and not (math.isfinite(peak) and peak > 0):
+        raise ConfigError("--peak", [f"peak must be a number > 0, got {peak:g}"])
     if days is not None and not days > 0:
         raise ConfigError("--days", [f"must be > 0, got {days:g}"])
     if stream_class not in STREAM_CLASSES:
@@ -1112,6 +1133,10 @@ def backtest(
     for b in baselines_to_run:
         if b not in baselines.BASELINE_IDS:
             raise ConfigError("--baselines", [f"unknown baseline {b!r}"])
+    if plot is not None:
+        from autoscaler.backtest.plot import check_destination  # noqa: PLC0415
+
+        check_destination(plot)
     tenancy = stream_class_info(stream_class).tenancy
     setting: CapacitySetting | None = None
     if as_is is not None:
@@ -1149,6 +1174,7 @@ def backtest(
         "capacity_model": model.value,
         "slo": {"instant": policy.slo.instant, "failed": policy.slo.failed},
         "results": [],
+        "window": replayed_window(plans[0], days),
     }
     spreads: dict[str, Any] = {}
     unavailable: dict[str, str] = {}

@@ -312,7 +312,7 @@ def _finish(
 
 def _unknown_series(src: str, series: str | None, available: list[str]) -> ConfigError:
     if series is None:
-        msg = f"{src}: {len(available)} series in the file; choose one with series= (available: "
+        msg = f"{src}: {len(available)} series in the file; choose one with --series (available: "
     else:
         msg = f"{src}: unknown series {series!r} (available: "
     return ConfigError(src, [msg + _quote_some(available) + ")"])

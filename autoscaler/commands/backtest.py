@@ -167,6 +167,11 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
         f"{report['stream_class']}, {report['capacity_model']} model, {report['seeds']} seed(s); "
         f"SLO instant ≥ {slo['instant']:.1%}, failed ≤ {slo['failed']:.2%}"
     )
+    window = report.get("window")
+    if window is not None:
+        title += f"\nreplayed {window['start']} to {window['end']} ({window['days']:.1f} days)"
+        if "note" in window:
+            title += f": {window['note']}"
     table = Table(title=title)
     for column in (
         "policy",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import matplotlib.figure
 import numpy as np
+import pandas as pd
 import pytest
 from rich.console import Console
 
@@ -238,6 +242,30 @@ def test_timeline_and_plot(plan: SessionPlan, policy_path: Path, tmp_path: Path)
     assert np.all(tl.in_use <= tl.allocated)
     png = plot_timeline(out, tmp_path / "run.png", title="test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_failed_plot_write_keeps_the_previous_picture(
+    plan: SessionPlan, policy_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _tt(plan, policy_path, timeline=True)
+    png = plot_timeline(out, tmp_path / "run.png")
+    before = png.read_bytes()
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", disk_full)
+    with pytest.raises(ConfigError, match="No space left on device"):
+        plot_timeline(out, png)
+    assert png.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.png"]  # no staging file left
 
 
 def _trace_csv(tmp_path: Path) -> Path:
@@ -285,7 +313,28 @@ def test_backtest_json_shape(tmp_path: Path, policy_path: Path) -> None:
         assert summary["ours_vs_cheapest"] == pytest.approx(
             report["results"][0]["cost"] / best["cost"]
         )
+    stamps = pd.to_datetime(pd.read_csv(_trace_csv(tmp_path))["timestamp"])
+    assert report["window"]["start"] == stamps.iloc[0].isoformat()
+    assert report["window"]["end"] == stamps.iloc[-1].isoformat()  # the trace's last point
+    assert report["window"]["days"] == 0.125
+    assert "note" not in report["window"]
     json.dumps(report)  # serialisable as is
+
+
+def test_window_says_when_the_trace_is_shorter_than_asked(
+    tmp_path: Path, policy_path: Path
+) -> None:
+    report = backtest(
+        _trace_csv(tmp_path), policy_file=policy_path, peak=8, seeds=1, days=30, baselines_to_run=()
+    )
+    window = report["window"]
+    assert window["days"] == 0.125
+    assert (
+        window["note"]
+        == "asked for 30 days; the trace's usable stretch holds 0.1, all of it replayed"
+    )
+    start, end = pd.Timestamp(window["start"]), pd.Timestamp(window["end"])
+    assert (end - start).total_seconds() == pytest.approx(window["days"] * 86400)
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
@@ -303,6 +352,8 @@ def _cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
         (["--baselines", "static-peak,magic"], "unknown baseline(s) magic"),
         (["--stream-class", "gen9_huge"], "unknown stream class"),
         (["--seeds", "0"], "at least 1 seed"),
+        (["--peak", "inf"], "peak must be a number > 0, got inf"),
+        (["--plot", "DIR"], "is a folder; give a file name such as"),
         (["--policy", "BAD"], "kind"),
         (["--as-is", "alwaysOn=3,maximum=8"], "not a multiple of the stream class's tenancy"),
         (["--as-is", "alwaysOn=2,onDemand=4"], "onDemand belongs to the legacy capacity model"),
@@ -318,7 +369,7 @@ def test_cli_bad_input_exits_2_without_traceback(
     trace = _trace_csv(tmp_path)
     bad_policy = tmp_path / "bad.yaml"
     bad_policy.write_text("apiVersion: autoscaler.gameliftstreams/v1\nkind: Nope\n")
-    extra = [str(bad_policy) if a == "BAD" else a for a in extra]
+    extra = [{"BAD": str(bad_policy), "DIR": str(tmp_path)}.get(a, a) for a in extra]
     code = _cli(monkeypatch, ["backtest", "--trace", str(trace), "--peak", "10", *extra])
     err = capsys.readouterr().err
     assert code == 2
@@ -499,6 +550,7 @@ def test_session_log_first_days_and_recorded_peak(tmp_path: Path, policy_path: P
     assert set(day1.locations) == {"us-east-1", "eu-central-1"}
     report = backtest(log, policy_file=policy_path, days=1.0, seeds=1, baselines_to_run=())
     assert report["peak"] == 4  # what the log recorded in the window, not a default
+    assert report["window"]["days"] == 1.0
     whole_report = backtest(log, policy_file=policy_path, seeds=1, baselines_to_run=())
     assert whole_report["peak"] == 6
     # the bound is the cut window's: in proportion to the two plans' in-use slot-hours
@@ -556,5 +608,7 @@ def test_several_seeds_report_their_spread_and_each_seed(tmp_path: Path, policy_
     assert f"{instant['min']:.2%}–{instant['max']:.2%}" in text
     assert f"seed by seed {min(ratios):.3f}–{max(ratios):.3f}" in text
     assert "the lowest–highest seed" in text
+    window = report["window"]
+    assert f"replayed {window['start']} to {window['end']} (0.1 days)" in text
     _, text = run(1)
     assert "seed by seed" not in text  # one seed has no spread to show

@@ -159,7 +159,7 @@ def test_missing_timestamp_column_lists_available(tmp_path: Path) -> None:
 def test_unknown_series_lists_available(tmp_path: Path) -> None:
     p = write(tmp_path, f"timestamp,Rust,DayZ\n{iso(T0)},1,2\n{iso(T0 + H)},1,2\n")
     assert "unknown series 'Dota' (available: 'Rust', 'DayZ')" in problems_of(p, "Dota")
-    assert "choose one with series= (available: 'Rust', 'DayZ')" in problems_of(p)
+    assert "choose one with --series (available: 'Rust', 'DayZ')" in problems_of(p)
 
 
 def test_unknown_series_in_long_format(tmp_path: Path) -> None:
