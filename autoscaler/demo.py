@@ -37,6 +37,8 @@ from autoscaler.backtest.sessions import SessionPlan
 from autoscaler.domain.classes import round_up_to_tenancy, stream_class_info
 from autoscaler.domain.clock import ScaledClock
 from autoscaler.domain.models import TickReport
+from autoscaler.figures import save_png
+from autoscaler.policy.config import shipped_policy
 from autoscaler.runtime import run_daemon
 from autoscaler.settings import load_settings
 from autoscaler.twin.emulator import Emulator
@@ -62,7 +64,7 @@ class DemoOptions:
     seed: int = 7
     trace: Path | None = None
     series: str | None = None
-    policy: Path = Path("policies/default.yaml")
+    policy: Path = field(default_factory=shipped_policy)
     chart: Path | None = None
     interval_s: float = 60.0  # simulated seconds between controller ticks
     live: bool = True
@@ -438,10 +440,7 @@ def save_chart(timeline: Timeline, names: dict[str, str], path: Path) -> Path:
     axes_list[0].legend(loc="upper left", fontsize=8, ncols=3)
     axes_list[-1].set_xlabel("simulated hours")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, "--chart", dpi=100)
 
 
 async def run_demo(options: DemoOptions, console: Console | None = None) -> dict[str, Any]:

@@ -12,35 +12,13 @@ here, with the Agg backend (files, no display).
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 
 from autoscaler.backtest.runner import RunOutcome
 from autoscaler.domain.errors import ConfigError
-
-
-def check_destination(path: str | Path) -> Path:
-    """Fail before a long backtest, not after it: ``path`` must be a file that can be written
-    (its folder is created if missing). Returns it as a ``Path``."""
-    out = Path(path)
-    if out.is_dir():
-        raise ConfigError(
-            "--plot", [f"{out} is a folder; give a file name such as {out / 'run.png'}"]
-        )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(
-            "--plot", [f"cannot create the folder {out.parent}: {error.strerror}"]
-        ) from None
-    if not os.access(out.parent, os.W_OK):
-        raise ConfigError(
-            "--plot", [f"cannot write to the folder {out.parent} (permission denied)"]
-        )
-    return out
+from autoscaler.figures import save_png
 
 
 def plot_timeline(outcome: RunOutcome, path: str | Path, *, title: str = "") -> Path:
@@ -97,18 +75,4 @@ def plot_timeline(outcome: RunOutcome, path: str | Path, *, title: str = "") -> 
     axes[-1, 0].set_xlabel("hours since the start of the run")
     fig.suptitle(title or f"{outcome.label}: demand and capacity")
     fig.tight_layout()
-    out = check_destination(out)
-    # Written beside the destination and renamed over it, so a failed write (a full disk)
-    # leaves no half picture and keeps a previous one.
-    # (opened "x", not by mkstemp: the picture gets the umask's usual mode, not 0600)
-    staging = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with staging.open("xb") as sink:
-            fig.savefig(sink, dpi=110, format="png")
-        staging.replace(out)
-    except OSError as error:
-        staging.unlink(missing_ok=True)
-        raise ConfigError("--plot", [f"cannot write {out}: {error.strerror or error}"]) from None
-    finally:
-        plt.close(fig)
-    return out
+    return save_png(fig, out, "--plot", dpi=110)

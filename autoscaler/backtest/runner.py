@@ -67,7 +67,8 @@ from autoscaler.domain.clock import ManualClock
 from autoscaler.domain.errors import ConfigError, ConflictError
 from autoscaler.domain.models import CapacityModel, CapacitySetting
 from autoscaler.domain.policy import GroupSelector, Policy, Slo
-from autoscaler.policy.config import load_policy_file
+from autoscaler.figures import check_destination
+from autoscaler.policy.config import load_policy_file, shipped_policy
 from autoscaler.policy.plugin import ENTRY_POINT_GROUP, PluginRegistry, UnknownPluginError
 from autoscaler.store import HistoryStore
 from autoscaler.twin.inprocess import InProcessGameLiftStreams, config_of
@@ -740,7 +741,7 @@ BUILTIN_PLUGINS = {
     "predictive": "autoscaler.policy.builtin.predictive:PredictivePolicy",
 }
 # The shipped recommended policy (a source checkout keeps policies/ next to the package).
-DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+DEFAULT_POLICY_FILE = shipped_policy()
 MAX_INTERP_GAP_S = 3 * 3600.0
 DEFAULT_PEAK = 400.0  # a concurrency trace's peak when none is given (the benchmark's larger)
 
@@ -1134,9 +1135,7 @@ def backtest(
         if b not in baselines.BASELINE_IDS:
             raise ConfigError("--baselines", [f"unknown baseline {b!r}"])
     if plot is not None:
-        from autoscaler.backtest.plot import check_destination  # noqa: PLC0415
-
-        check_destination(plot)
+        check_destination(plot, "--plot")
     tenancy = stream_class_info(stream_class).tenancy
     setting: CapacitySetting | None = None
     if as_is is not None:

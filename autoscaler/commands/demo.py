@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--trace", type=Path, help="replay this concurrency trace (CSV)")
     parser.add_argument("--series", help="the trace's series (column) to replay")
     parser.add_argument(
-        "--policy", type=Path, default=Path("policies/default.yaml"), help="policy file"
+        "--policy", type=Path, help="policy file (default: the shipped policies/default.yaml)"
     )
     parser.add_argument("--chart", type=Path, help="where to save the PNG chart")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
@@ -36,14 +37,28 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from autoscaler.demo import DemoOptions, run_demo  # noqa: PLC0415
+    from autoscaler.domain.classes import STREAM_CLASSES  # noqa: PLC0415
     from autoscaler.domain.errors import ConfigError  # noqa: PLC0415
+    from autoscaler.figures import check_destination  # noqa: PLC0415
     from autoscaler.logs import configure_logging  # noqa: PLC0415
+    from autoscaler.policy.config import shipped_policy  # noqa: PLC0415
 
-    if args.hours <= 0 or args.time_scale <= 0 or args.peak < 1:
-        raise ConfigError(
-            "autoscaler demo",
-            ["--hours and --time-scale must be > 0 and --peak >= 1"],
+    problems = [
+        f"{flag} must be a number > 0, got {value:g}"
+        for flag, value in (("--hours", args.hours), ("--time-scale", args.time_scale))
+        if not (math.isfinite(value) and value > 0)
+    ]
+    if args.peak < 1:
+        problems.append(f"--peak must be at least 1 session, got {args.peak}")
+    if args.stream_class not in STREAM_CLASSES:
+        known = ", ".join(sorted(STREAM_CLASSES))
+        problems.append(
+            f"--stream-class: unknown stream class {args.stream_class!r} (known: {known})"
         )
+    if problems:
+        raise ConfigError("autoscaler demo", problems)
+    if args.chart is not None:
+        check_destination(args.chart, "--chart")  # before the run, not after it
     options = DemoOptions(
         hours=args.hours,
         time_scale=args.time_scale,
@@ -52,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         trace=args.trace,
         series=args.series,
-        policy=args.policy,
+        policy=shipped_policy() if args.policy is None else args.policy,
         chart=args.chart,
         live=not args.no_live,
     )

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import site
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -900,3 +902,22 @@ def _lifecycle(model: LocationLifecycleModel) -> LocationLifecycle:
 _POLICY_DEFAULTS = Policy(
     name="", source="", selector=GroupSelector(), plugin="", plugin_params=None
 )
+
+
+CHECKOUT_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+def shipped_policy(name: str = "default.yaml") -> Path:
+    """A policy file the project ships (``policies/`` in the repository), wherever it is:
+    beside the package in a checkout or editable install, else where a wheel installs its
+    data (``<prefix>/share/autoscaler/policies``, or the user base for ``pip install --user``).
+    When none exists, the checkout's path, so the error names the file that was looked for."""
+    checkout = CHECKOUT_POLICIES / name
+    installed = (
+        Path(prefix) / "share" / "autoscaler" / "policies" / name
+        for prefix in (sys.prefix, site.getuserbase())
+    )
+    for candidate in (checkout, *installed):
+        if candidate.is_file():
+            return candidate
+    return checkout

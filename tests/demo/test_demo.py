@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+import autoscaler.cli as cli
 from autoscaler.demo import DemoOptions, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +63,29 @@ async def test_demo_serves_players_and_the_summary_matches_the_emulator(
     assert chart.exists()
     assert chart.stat().st_size > 10_000
     assert list(scratch.iterdir()) == []  # the controller's state went with the demo
+
+
+def test_demo_refuses_bad_input_before_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["demo", "--no-live", "--hours", "inf", "--time-scale", "nan", "--peak", "0"]
+    assert cli.main([*args, "--stream-class", "gen9"]) == 2
+    err = capsys.readouterr().err
+    for needle in (
+        "--hours must be a number > 0, got inf",
+        "--time-scale must be a number > 0, got nan",
+        "--peak must be at least 1 session, got 0",
+        "--stream-class: unknown stream class 'gen9' (known: gen4n_high,",
+    ):
+        assert needle in err
+    assert "Traceback" not in err
+    assert cli.main(["demo", "--no-live", "--chart", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path} is a folder; give a file name such as" in err
+
+
+def test_demo_runs_the_shipped_policy_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not the repository: policies/ is not beside it
+    assert DemoOptions().policy == ROOT / "policies" / "default.yaml"

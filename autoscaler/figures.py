@@ -1,0 +1,53 @@
+"""Writing a chart to a file the user named (``backtest --plot``, ``demo --chart``).
+
+Both are written after minutes of work, so the destination is checked before the work starts
+(``check_destination``), and the picture is written beside it and renamed over it
+(``save_png``), so a failed write (a full disk) leaves no half picture and keeps a previous
+one. matplotlib stays an optional import of the callers; this module only needs a figure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from autoscaler.domain.errors import ConfigError
+
+
+def check_destination(path: str | Path, flag: str) -> Path:
+    """``path`` must be a file that can be written (its folder is created if missing); a
+    problem is a ``ConfigError`` naming ``flag``. Returns it as a ``Path``."""
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(flag, [f"{out} is a folder; give a file name such as {out / 'run.png'}"])
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            flag, [f"cannot create the folder {out.parent}: {error.strerror}"]
+        ) from None
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError(flag, [f"cannot write to the folder {out.parent} (permission denied)"])
+    return out
+
+
+def save_png(figure: Any, path: str | Path, flag: str, *, dpi: int) -> Path:
+    """Write matplotlib ``figure`` to ``path`` as a PNG, atomically; closes the figure."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (optional; the caller has imported it)
+
+    out = check_destination(path, flag)
+    # Opened with "x" rather than made by mkstemp: the picture gets the umask's usual mode,
+    # not 0600.
+    staging = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with staging.open("xb") as sink:
+            figure.savefig(sink, dpi=dpi, format="png")
+        staging.replace(out)
+    except OSError as error:
+        staging.unlink(missing_ok=True)
+        raise ConfigError(flag, [f"cannot write {out}: {error.strerror or error}"]) from None
+    finally:
+        plt.close(figure)
+    return out
