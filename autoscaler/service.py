@@ -19,6 +19,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from autoscaler.domain.errors import ConfigError
 from autoscaler.domain.models import TickReport
 from autoscaler.metrics import MetricsSink
 
@@ -273,7 +274,14 @@ async def start_http(app: web.Application, host: str, port: int) -> tuple[web.Ap
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        await runner.cleanup()
+        raise ConfigError(
+            "http_host/http_port (AUTOSCALER_HTTP_HOST/AUTOSCALER_HTTP_PORT)",
+            [f"cannot listen on {host}:{port}: {error.strerror or error}"],
+        ) from None
     bound = port
     for address in runner.addresses:
         bound = int(address[1])

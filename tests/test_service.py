@@ -10,6 +10,7 @@ import time
 import aiohttp
 import pytest
 
+from autoscaler.domain.errors import ConfigError
 from autoscaler.domain.models import (
     Actuation,
     CapacityModel,
@@ -130,6 +131,20 @@ async def test_http_endpoints_report_health_and_readiness() -> None:
                 assert "autoscaler_ticks_total" in await r.text()
     finally:
         await runner.cleanup()
+
+
+async def test_a_port_in_use_is_a_clear_error() -> None:
+    health = Health(started_at=0.0, interval_s=60.0)
+    first, port = await start_http(build_http_app(MetricsSink(), health), "127.0.0.1", 0)
+    try:
+        with pytest.raises(ConfigError) as caught:
+            await start_http(build_http_app(MetricsSink(), health), "127.0.0.1", port)
+        assert "AUTOSCALER_HTTP_PORT" in caught.value.source
+        (problem,) = caught.value.problems
+        assert problem.startswith(f"cannot listen on 127.0.0.1:{port}: ")
+        assert "address already in use" in problem
+    finally:
+        await first.cleanup()
 
 
 async def test_expiring_group_is_warned_once_a_day(caplog: pytest.LogCaptureFixture) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from autoscaler.domain.errors import ConfigError
+
+MAX_PORT = 65535
 
 
 def register(subparsers: Any) -> None:
@@ -85,9 +88,32 @@ def _pairs(flag: str, items: list[str]) -> dict[str, float]:
     return out
 
 
+def _option_problems(args: argparse.Namespace) -> list[str]:
+    """What is wrong with the options the fault settings do not check themselves."""
+    from autoscaler.domain.classes import STREAM_CLASSES  # noqa: PLC0415
+
+    problems: list[str] = []
+    if not 0 <= args.port <= MAX_PORT:
+        problems.append(f"--port must be 0 (any free port) to {MAX_PORT}, got {args.port}")
+    if not (math.isfinite(args.time_scale) and args.time_scale > 0):
+        problems.append(f"--time-scale must be a number > 0, got {args.time_scale:g}")
+    for name, price in _pairs("--price", args.price).items():
+        if name not in STREAM_CLASSES:
+            known = ", ".join(sorted(STREAM_CLASSES))
+            problems.append(f"--price {name}: unknown stream class (known: {known})")
+        if not (math.isfinite(price) and price >= 0):
+            problems.append(
+                f"--price {name}: must be a number ≥ 0 (USD per slot-hour), got {price:g}"
+            )
+    return problems
+
+
 def run(args: argparse.Namespace) -> int:
     from autoscaler.twin.emulator import serve_forever  # noqa: PLC0415  (keeps --help fast)
 
+    problems = _option_problems(args)
+    if problems:
+        raise ConfigError("autoscaler emulator", problems)
     faults: dict[str, Any] = {"aws_rate_limits": args.aws_rate_limits}
     rate_limits = _pairs("--rate-limit", args.rate_limit)
     if rate_limits:

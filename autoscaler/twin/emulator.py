@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import signal
 from collections.abc import Callable, Collection, Mapping
@@ -157,7 +158,12 @@ def _per_operation(
     for operation, number in table.items():
         if operation != ALL_OPERATIONS and operation not in operations:
             problems.append(f"{name}: unknown operation {operation!r}")
-        if number < 0 or (positive and number == 0) or (high is not None and number > high):
+        if (
+            not math.isfinite(number)
+            or number < 0
+            or (positive and number == 0)
+            or (high is not None and number > high)
+        ):
             bound = f"in (0, {high}]" if positive else f"in [0, {high if high else 'inf'}]"
             problems.append(f"{name}[{operation}]: {number} is not {bound}")
     if problems:
@@ -1024,7 +1030,12 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        url = await emulator.start(host, port)
+        try:
+            url = await emulator.start(host, port)
+        except OSError as error:  # the port is taken, the address is not this machine's
+            raise ConfigError(
+                "--host/--port", [f"cannot listen on {host}:{port}: {error.strerror or error}"]
+            ) from None
         print(f"emulator listening on {url}", flush=True)  # noqa: T201  (the CLI's output)
         await stop.wait()
     finally:

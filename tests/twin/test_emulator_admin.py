@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from botocore.exceptions import ClientError
+from yarl import URL
 
 from autoscaler.domain.clock import ManualClock, ScaledClock
 from autoscaler.domain.policy import DEFAULT_PRICES_PER_SLOT_HOUR
@@ -268,17 +269,38 @@ async def test_serve_forever_prints_its_url_and_stops_cleanly_on_sigterm() -> No
 
 
 @pytest.mark.slow
-async def test_bad_flags_exit_2_with_a_message() -> None:
+@pytest.mark.parametrize(
+    ("flags", "needles"),
+    [
+        (["--rate-limit", "NoSuchCall=3"], ["unknown operation 'NoSuchCall'"]),
+        (["--error-probability", "nan"], ["error_probability[*]: nan is not in [0, 1.0]"]),
+        (
+            ["--port", "99999", "--time-scale", "inf", "--price", "gen4n_high=-1"],
+            [
+                "--port must be 0 (any free port) to 65535, got 99999",
+                "--time-scale must be a number > 0, got inf",
+                "--price gen4n_high: must be a number ≥ 0 (USD per slot-hour), got -1",
+            ],
+        ),
+        (["--price", "gen9=1"], ["--price gen9: unknown stream class (known: gen4n_high,"]),
+        (["--port", "TAKEN"], ["cannot listen on 127.0.0.1:", "address already in use"]),
+    ],
+)
+async def test_bad_flags_exit_2_with_a_message(
+    flags: list[str], needles: list[str], emulator: Emulator
+) -> None:
+    taken = str(URL(emulator.url).port)  # the fixture's emulator listens there
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "autoscaler",
         "emulator",
-        "--rate-limit",
-        "NoSuchCall=3",
+        *(taken if flag == "TAKEN" else flag for flag in flags),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), timeout=20)
     assert process.returncode == 2
-    assert "unknown operation 'NoSuchCall'" in err.decode()
+    for needle in needles:
+        assert needle in err.decode()
+    assert "Traceback" not in err.decode()
