@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "autoscaler.commands.plan",
     "autoscaler.commands.validate",
     "autoscaler.commands.backtest",
+    "autoscaler.commands.history",
     "autoscaler.commands.demo",
     "autoscaler.commands.emulator",
 )

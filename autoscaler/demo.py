@@ -37,7 +37,7 @@ from autoscaler.backtest.sessions import SessionPlan
 from autoscaler.domain.classes import round_up_to_tenancy, stream_class_info
 from autoscaler.domain.clock import ScaledClock
 from autoscaler.domain.models import TickReport
-from autoscaler.figures import save_png
+from autoscaler.outfiles import save_png
 from autoscaler.policy.config import shipped_policy
 from autoscaler.runtime import run_daemon
 from autoscaler.settings import load_settings

@@ -50,7 +50,7 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -1109,3 +1109,50 @@ class HistoryStore:
             " ORDER BY at",
             (loc_id, float(since), float(until)),
         )
+
+
+def read_demand_samples(
+    path: Path, *, since: float | None = None, until: float | None = None
+) -> pd.DataFrame:
+    """Every location's stored sessions in use and waiting, for ``autoscaler history``: read
+    through a read-only connection, so a running daemon's file is never migrated or written.
+    Columns ``group_id, location, at, in_use, waiting, complete, backfilled``, sorted by
+    location then time. A missing, foreign or newer file is a ``StoreError``."""
+    if not path.is_file():
+        raise StoreError(f"{path}: no history database here (the daemon's state_dir holds it)")
+    conditions, params = [], []
+    if since is not None:
+        conditions.append("s.at >= ?")
+        params.append(float(since))
+    if until is not None:
+        conditions.append("s.at <= ?")
+        params.append(float(until))
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    columns = ["group_id", "location", "at", "in_use", "waiting", "complete", "backfilled"]
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            if version is None or int(version) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path}: schema version {version} is not one this software reads "
+                    f"(1 to {SCHEMA_VERSION}); upgrade the controller"
+                )
+            rows = conn.execute(
+                "SELECT l.group_id, l.location, s.at, s.in_use, s.waiting, s.complete,"  # noqa: S608
+                f" s.backfilled FROM samples s JOIN locations l ON l.id = s.loc_id{where}"
+                " ORDER BY l.group_id, l.location, s.at",
+                params,
+            ).fetchall()
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"{path}: not a readable autoscaler history database ({error})") from None
+    return pd.DataFrame.from_records(rows, columns=columns).astype(
+        {
+            "group_id": "string",
+            "location": "string",
+            "at": "float64",
+            "in_use": "float64",
+            "waiting": "float64",
+            "complete": "bool",
+            "backfilled": "bool",
+        }
+    )

@@ -18,7 +18,7 @@ import numpy as np
 
 from autoscaler.backtest.runner import RunOutcome
 from autoscaler.domain.errors import ConfigError
-from autoscaler.figures import save_png
+from autoscaler.outfiles import save_png
 
 
 def plot_timeline(outcome: RunOutcome, path: str | Path, *, title: str = "") -> Path:

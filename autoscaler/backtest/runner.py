@@ -67,7 +67,7 @@ from autoscaler.domain.clock import ManualClock
 from autoscaler.domain.errors import ConfigError, ConflictError
 from autoscaler.domain.models import CapacityModel, CapacitySetting
 from autoscaler.domain.policy import GroupSelector, Policy, Slo
-from autoscaler.figures import check_destination
+from autoscaler.outfiles import check_destination
 from autoscaler.policy.config import load_policy_file, shipped_policy
 from autoscaler.policy.plugin import ENTRY_POINT_GROUP, PluginRegistry, UnknownPluginError
 from autoscaler.store import HistoryStore

@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.demo import DemoOptions, run_demo  # noqa: PLC0415
     from autoscaler.domain.classes import STREAM_CLASSES  # noqa: PLC0415
     from autoscaler.domain.errors import ConfigError  # noqa: PLC0415
-    from autoscaler.figures import check_destination  # noqa: PLC0415
     from autoscaler.logs import configure_logging  # noqa: PLC0415
+    from autoscaler.outfiles import check_destination  # noqa: PLC0415
     from autoscaler.policy.config import shipped_policy  # noqa: PLC0415
 
     problems = [

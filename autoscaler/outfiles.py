@@ -1,0 +1,65 @@
+"""Files the user named on the command line (``backtest --plot``, ``demo --chart``,
+``history --export``).
+
+They are written after minutes of work, so the destination is checked before the work starts
+(``check_destination``), and the file is written beside it and renamed over it
+(``write_atomically``), so a failed write (a full disk) leaves no half file and keeps a
+previous one. matplotlib stays an optional import: ``save_png`` only needs a figure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from autoscaler.domain.errors import ConfigError
+
+
+def check_destination(path: str | Path, flag: str, *, example: str = "run.png") -> Path:
+    """``path`` must be a file that can be written (its folder is created if missing); a
+    problem is a ``ConfigError`` naming ``flag``. Returns it as a ``Path``."""
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(flag, [f"{out} is a folder; give a file name such as {out / example}"])
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            flag, [f"cannot create the folder {out.parent}: {error.strerror}"]
+        ) from None
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError(flag, [f"cannot write to the folder {out.parent} (permission denied)"])
+    return out
+
+
+def write_atomically(
+    path: str | Path, flag: str, write: Callable[[IO[bytes]], object], *, example: str = "run.png"
+) -> Path:
+    """Call ``write`` with a binary file beside ``path``, then rename it over ``path``."""
+    out = check_destination(path, flag, example=example)
+    # Opened with "x" rather than made by mkstemp: the file gets the umask's usual mode,
+    # not 0600.
+    staging = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with staging.open("xb") as sink:
+            write(sink)
+        staging.replace(out)
+    except OSError as error:
+        staging.unlink(missing_ok=True)
+        raise ConfigError(flag, [f"cannot write {out}: {error.strerror or error}"]) from None
+    return out
+
+
+def save_png(figure: Any, path: str | Path, flag: str, *, dpi: int) -> Path:
+    """Write matplotlib ``figure`` to ``path`` as a PNG, atomically; closes the figure."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (optional; the caller has imported it)
+
+    try:
+        return write_atomically(
+            path, flag, lambda sink: figure.savefig(sink, dpi=dpi, format="png")
+        )
+    finally:
+        plt.close(figure)
