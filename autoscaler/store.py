@@ -1112,7 +1112,12 @@ class HistoryStore:
 
 
 def read_demand_samples(
-    path: Path, *, since: float | None = None, until: float | None = None
+    path: Path,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    group_id: str | None = None,
+    location: str | None = None,
 ) -> pd.DataFrame:
     """Every location's stored sessions in use and waiting, for ``autoscaler history``: read
     through a read-only connection, so a running daemon's file is never migrated or written.
@@ -1120,13 +1125,20 @@ def read_demand_samples(
     location then time. A missing, foreign or newer file is a ``StoreError``."""
     if not path.is_file():
         raise StoreError(f"{path}: no history database here (the daemon's state_dir holds it)")
-    conditions, params = [], []
+    conditions: list[str] = []
+    params: list[float | str] = []
     if since is not None:
         conditions.append("s.at >= ?")
         params.append(float(since))
     if until is not None:
         conditions.append("s.at <= ?")
         params.append(float(until))
+    if group_id is not None:
+        conditions.append("l.group_id = ?")
+        params.append(group_id)
+    if location is not None:
+        conditions.append("l.location = ?")
+        params.append(location)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     columns = ["group_id", "location", "at", "in_use", "waiting", "complete", "backfilled"]
     try:

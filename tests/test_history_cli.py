@@ -51,6 +51,8 @@ def database(tmp_path: Path) -> Path:
         store.append_samples([_sample("us-east-1", 4, 0, 0, complete=False)])
         for minute, in_use in enumerate([1, 2]):
             store.append_samples([_sample("eu-central-1", minute, in_use, 0)])
+        # a location whose only tick failed: listed, never exported
+        store.append_samples([_sample("ap-northeast-1", 0, 0, 0, complete=False)])
         # imported from CloudWatch before the daemon's first tick
         store.backfill(GROUP, "eu-central-1", [(T0 - 60.0, 4, 6, 2)])
     return path
@@ -68,7 +70,7 @@ def test_export_writes_the_measured_demand_as_a_trace_the_backtest_reads(
     assert cli.main(["history", "--database", str(database), "--export", str(trace)]) == 0
     out = capsys.readouterr().out
     assert f"wrote 7 points of 2 series to {trace} (demand)" in out
-    assert f"autoscaler backtest --trace {trace} --series '{GROUP}/eu-central-1' --peak 4" in out
+    assert f"autoscaler backtest --trace {trace} --series '{GROUP}/us-east-1' --peak 11" in out
     with trace.open() as lines:
         rows = list(csv.reader(lines))
     assert rows[0] == ["timestamp", "series", "value"]
@@ -85,6 +87,13 @@ def test_export_writes_the_measured_demand_as_a_trace_the_backtest_reads(
     assert list(series.values) == [3, 6, 11, 7]
     assert series.times[0] == T0
     assert _digest(database) == before  # read-only: not migrated, not written
+    again = tmp_path / "again.csv"
+    argv = ["history", "--database", str(database), "--export", str(again), "--output", "json"]
+    assert cli.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["export"] == {"path": str(again), "points": 7, "series": 2}
+    assert len(report["series"]) == 3
+    assert again.read_bytes() == trace.read_bytes()
 
 
 def test_listing_says_what_each_location_holds(
@@ -108,6 +117,9 @@ def test_listing_says_what_each_location_holds(
     }
     central = next(s for s in listing["series"] if s["location"] == "eu-central-1")
     assert (central["samples"], central["imported"], central["peak"]) == (3, 1, 4)
+    tokyo = next(s for s in listing["series"] if s["location"] == "ap-northeast-1")
+    assert (tokyo["samples"], tokyo["incomplete"], tokyo["peak"]) == (1, 1, 0)
+    assert "export" not in listing
     assert cli.main(["history", "--database", str(database), "--value", "in-use"]) == 0
     table = capsys.readouterr().out
     assert "recorded in-use per stream group and location" in table
@@ -154,6 +166,7 @@ def test_the_export_reads_beside_a_running_writer(database: Path, tmp_path: Path
         (["--database", "MISSING"], "no history database here"),
         (["--database", "NOT_A_DB"], "not a readable autoscaler history database"),
         (["--database", "NEWER"], "schema version 99 is not one this software reads"),
+        (["--location", "ap-northeast-1"], "listing failed: nothing to export"),
     ],
 )
 def test_bad_input_is_a_clear_error_and_writes_nothing(

@@ -104,13 +104,11 @@ def run(args: argparse.Namespace) -> int:
     if args.export is not None:
         check_destination(args.export, "--export", example="trace.csv")  # before the reading
     try:
-        samples = read_demand_samples(database, since=since, until=until)
+        samples = read_demand_samples(
+            database, since=since, until=until, group_id=args.group, location=args.location
+        )
     except StoreError as error:
         raise ConfigError(str(database), [str(error)]) from None
-    if args.group is not None:
-        samples = samples[samples["group_id"] == args.group]
-    if args.location is not None:
-        samples = samples[samples["location"] == args.location]
     if samples.empty:
         chosen = ", ".join(
             f"{flag} {value}"
@@ -128,16 +126,21 @@ def run(args: argparse.Namespace) -> int:
     value = samples["in_use"] + (samples["waiting"] if args.value == "demand" else 0.0)
     samples = samples.assign(value=np.round(value.to_numpy()).astype(np.int64))
     listing = _listing(samples)
+    report: dict[str, Any] = {"database": str(database), "value": args.value, "series": listing}
     if args.export is not None:
-        rows = _write_trace(samples[samples["complete"]], args.export)
-        if args.output == "table":
-            print(f"wrote {rows} points of {len(listing)} series to {args.export} ({args.value})")
-    if args.output == "json":
-        print(
-            json.dumps(
-                {"database": str(database), "value": args.value, "series": listing}, indent=2
+        measured = samples[samples["complete"]]
+        if measured.empty:
+            raise ConfigError(
+                str(database),
+                ["every sample chosen is of a tick whose listing failed: nothing to export"],
             )
-        )
+        points = _write_trace(measured, args.export)
+        exported = measured[["group_id", "location"]].drop_duplicates().shape[0]
+        report["export"] = {"path": str(args.export), "points": points, "series": exported}
+        if args.output == "table":
+            print(f"wrote {points} points of {exported} series to {args.export} ({args.value})")
+    if args.output == "json":
+        print(json.dumps(report, indent=2))
         return 0
     _print_listing(listing, args.export, args.value)
     return 0
@@ -197,12 +200,13 @@ def _print_listing(listing: list[dict[str, Any]], export: Path | None, value: st
         "incomplete: ticks whose listing failed (left out of an export); imported: backfilled "
         "from CloudWatch on the daemon's first start"
     )
-    if export is not None and listing:
-        first = listing[0]
+    exported = [row for row in listing if row["samples"] > row["incomplete"]]
+    if export is not None and exported:
+        busiest = max(exported, key=lambda row: row["peak"])
         console.print(
             "backtest one at its own scale:\n"
-            f"  autoscaler backtest --trace {export} --series '{first['series']}' "
-            f"--peak {max(first['peak'], 1)}",
+            f"  autoscaler backtest --trace {export} --series '{busiest['series']}' "
+            f"--peak {max(busiest['peak'], 1)}",
             soft_wrap=True,
         )
 
