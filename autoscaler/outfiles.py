@@ -2,9 +2,10 @@
 ``history --export``).
 
 They are written after minutes of work, so the destination is checked before the work starts
-(``check_destination``), and the file is written beside it and renamed over it
-(``write_atomically``), so a failed write (a full disk) leaves no half file and keeps a
-previous one. matplotlib stays an optional import: ``save_png`` only needs a figure.
+(``check_destination``, which creates nothing), and the file is written beside it and
+renamed over it (``write_atomically``), so a failed write (a full disk, an error of the
+writer, Ctrl-C) leaves no half file and keeps a previous one. matplotlib stays an optional
+import: ``save_png`` only needs a figure.
 """
 
 from __future__ import annotations
@@ -19,19 +20,20 @@ from autoscaler.domain.errors import ConfigError
 
 
 def check_destination(path: str | Path, flag: str, *, example: str = "run.png") -> Path:
-    """``path`` must be a file that can be written (its folder is created if missing); a
-    problem is a ``ConfigError`` naming ``flag``. Returns it as a ``Path``."""
+    """``path`` must be a file that can be written: not a folder, and its folder (or, if that
+    does not exist yet, the nearest one that does, where it will be made) writable. A
+    problem is a ``ConfigError`` naming ``flag``. Nothing is created here: a run that then
+    fails leaves no empty folder behind. Returns ``path`` as a ``Path``."""
     out = Path(path)
     if out.is_dir():
         raise ConfigError(flag, [f"{out} is a folder; give a file name such as {out / example}"])
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(
-            flag, [f"cannot create the folder {out.parent}: {error.strerror}"]
-        ) from None
-    if not os.access(out.parent, os.W_OK):
-        raise ConfigError(flag, [f"cannot write to the folder {out.parent} (permission denied)"])
+    existing = out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(flag, [f"cannot create the folder {out.parent}: {existing} is a file"])
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(flag, [f"cannot write to the folder {existing} (permission denied)"])
     return out
 
 
@@ -44,12 +46,16 @@ def write_atomically(
     # not 0600.
     staging = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with staging.open("xb") as sink:
             write(sink)
         staging.replace(out)
     except OSError as error:
         staging.unlink(missing_ok=True)
         raise ConfigError(flag, [f"cannot write {out}: {error.strerror or error}"]) from None
+    except BaseException:  # the writer's own error, Ctrl-C: no half file left behind either
+        staging.unlink(missing_ok=True)
+        raise
     return out
 
 

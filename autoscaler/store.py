@@ -1141,8 +1141,14 @@ def read_demand_samples(
         params.append(location)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     columns = ["group_id", "location", "at", "in_use", "waiting", "complete", "backfilled"]
+    # A WAL database with no -wal file has no connection open (SQLite removes it when the
+    # last one closes): read it as immutable, which takes no lock and creates no -shm/-wal
+    # beside it (a read-only folder is fine). With one, a daemon may be writing: a read-only
+    # connection then shares its -shm and sees every committed tick.
+    in_use_by_a_writer = path.with_name(path.name + "-wal").exists()
+    mode = "mode=ro" if in_use_by_a_writer else "immutable=1"
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)) as conn:
             version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
             if version is None or int(version) > SCHEMA_VERSION:
                 raise StoreError(
@@ -1155,6 +1161,14 @@ def read_demand_samples(
                 " ORDER BY l.group_id, l.location, s.at",
                 params,
             ).fetchall()
+    except sqlite3.OperationalError as error:
+        if in_use_by_a_writer and "unable to open" in str(error):
+            raise StoreError(
+                f"{path}: cannot read it beside the running daemon without write access to its "
+                "folder (SQLite shares the daemon's -shm file): run this as the daemon's user, "
+                "or copy the database and its -wal file elsewhere and give --database the copy"
+            ) from None
+        raise StoreError(f"{path}: not a readable autoscaler history database ({error})") from None
     except sqlite3.DatabaseError as error:
         raise StoreError(f"{path}: not a readable autoscaler history database ({error})") from None
     return pd.DataFrame.from_records(rows, columns=columns).astype(

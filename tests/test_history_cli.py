@@ -13,6 +13,7 @@ import pytest
 
 import autoscaler.cli as cli
 from autoscaler.backtest.traces import read_concurrency
+from autoscaler.commands import history as history_command
 from autoscaler.domain.models import CapacitySetting, LocationSample
 from autoscaler.store import HistoryStore
 
@@ -66,11 +67,12 @@ def test_export_writes_the_measured_demand_as_a_trace_the_backtest_reads(
     database: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = _digest(database)
+    beside = sorted(p.name for p in database.parent.iterdir())
     trace = tmp_path / "trace.csv"
     assert cli.main(["history", "--database", str(database), "--export", str(trace)]) == 0
     out = capsys.readouterr().out
     assert f"wrote 7 points of 2 series to {trace} (demand)" in out
-    assert f"autoscaler backtest --trace {trace} --series '{GROUP}/us-east-1' --peak 11" in out
+    assert f"autoscaler backtest --trace {trace} --series {GROUP}/us-east-1 --peak recorded" in out
     with trace.open() as lines:
         rows = list(csv.reader(lines))
     assert rows[0] == ["timestamp", "series", "value"]
@@ -87,6 +89,7 @@ def test_export_writes_the_measured_demand_as_a_trace_the_backtest_reads(
     assert list(series.values) == [3, 6, 11, 7]
     assert series.times[0] == T0
     assert _digest(database) == before  # read-only: not migrated, not written
+    assert sorted(p.name for p in database.parent.iterdir()) == beside  # no -shm, no -wal
     again = tmp_path / "again.csv"
     argv = ["history", "--database", str(database), "--export", str(again), "--output", "json"]
     assert cli.main(argv) == 0
@@ -167,6 +170,8 @@ def test_the_export_reads_beside_a_running_writer(database: Path, tmp_path: Path
         (["--database", "NOT_A_DB"], "not a readable autoscaler history database"),
         (["--database", "NEWER"], "schema version 99 is not one this software reads"),
         (["--location", "ap-northeast-1"], "listing failed: nothing to export"),
+        (["--export", "THE_DB"], "is the history database itself; name a new file"),
+        (["--group", "sg-other", "--export", "NEW_FOLDER"], "no samples for --group sg-other"),
     ],
 )
 def test_bad_input_is_a_clear_error_and_writes_nothing(
@@ -187,6 +192,8 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
         "MISSING": str(tmp_path / "nowhere.sqlite3"),
         "NOT_A_DB": str(not_a_db),
         "NEWER": str(newer),
+        "THE_DB": str(database),
+        "NEW_FOLDER": str(tmp_path / "new" / "sub" / "out.csv"),  # made only to write into
     }
     extra = [stand_ins.get(a, a) for a in extra]
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -198,3 +205,19 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
     assert needle in err
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no file, no partial file
+    assert sorted(p.name for p in database.parent.iterdir()) == ["history.sqlite3"]
+
+
+def test_names_in_the_hint_are_text_and_quoted(
+    database: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "my traces" / "out[bold].csv"
+    assert cli.main(["history", "--database", str(database), "--export", str(trace)]) == 0
+    assert trace.is_file()
+    out = capsys.readouterr().out
+    assert f"--trace '{trace}' --series {GROUP}/us-east-1" in out
+
+
+def test_times_keep_their_fraction_of_a_second() -> None:
+    assert history_command._iso(T0) == "2026-09-21T14:13:20Z"
+    assert history_command._iso(T0 + 0.25) == "2026-09-21T14:13:20.250000Z"

@@ -44,7 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -744,6 +744,9 @@ BUILTIN_PLUGINS = {
 DEFAULT_POLICY_FILE = shipped_policy()
 MAX_INTERP_GAP_S = 3 * 3600.0
 DEFAULT_PEAK = 400.0  # a concurrency trace's peak when none is given (the benchmark's larger)
+# ``--peak recorded``: replay a concurrency trace at its own scale (a studio's own history).
+AS_RECORDED = "recorded"
+Peak = float | Literal["recorded"]
 
 
 def backtest_registry() -> PluginRegistry:
@@ -773,18 +776,19 @@ def load_plans(
     trace: str | Path,
     series: str | None,
     *,
-    peak: float | None,
+    peak: Peak | None,
     days: float | None,
     seeds: Sequence[int],
 ) -> tuple[list[SessionPlan], str]:
     """One plan per seed from a trace file: a concurrency series is cut to its longest stretch
-    without a hole longer than 3 h and scaled to ``peak`` (default ``DEFAULT_PEAK``); a session
+    without a hole longer than 3 h and scaled to ``peak`` (default ``DEFAULT_PEAK``;
+    ``AS_RECORDED``: not scaled, the window's own peak); a session
     log is replayed as recorded, its first ``days`` if given (every seed gets the same
     sessions; the model's seed still differs), and cannot be scaled: a ``peak`` for it is an
     error rather than a setting silently ignored. Returns the plans and the series name."""
     loaded = read_trace(trace, series)
     if isinstance(loaded, SessionPlan):
-        if peak is not None:
+        if peak is not None and peak != AS_RECORDED:
             raise ConfigError(
                 str(trace),
                 [
@@ -798,7 +802,7 @@ def load_plans(
     stretch = longest_stretch(loaded, MAX_INTERP_GAP_S)
     if stretch.duration_s <= 0:
         raise ConfigError(str(trace), [f"series {loaded.series!r} has no usable stretch"])
-    scale_to = DEFAULT_PEAK if peak is None else peak
+    scale_to = DEFAULT_PEAK if peak is None else None if peak == AS_RECORDED else float(peak)
     plans = [
         plan_sessions(
             stretch, peak=scale_to, seed=seed, days=days, max_interp_gap_s=MAX_INTERP_GAP_S
@@ -1084,7 +1088,7 @@ def backtest(
     series: str | None = None,
     *,
     policy_file: str | Path | None = None,
-    peak: float | None = None,
+    peak: Peak | None = None,
     stream_class: str = "gen4n_high",
     capacity_model: CapacityModel | str = CapacityModel.CURRENT,
     days: float | None = None,
@@ -1116,8 +1120,12 @@ def backtest(
         raise ConfigError("--jobs", [f"need at least 1 job, got {jobs}"])
     if seeds < 1:
         raise ConfigError("--seeds", [f"need at least 1 seed, got {seeds}"])
-    if peak is not None and not (math.isfinite(peak) and peak > 0):
-        raise ConfigError("--peak", [f"peak must be a number > 0, got {peak:g}"])
+    if (
+        peak is not None
+        and peak != AS_RECORDED
+        and not (isinstance(peak, float | int) and math.isfinite(peak) and peak > 0)
+    ):
+        raise ConfigError("--peak", [f"peak must be a number > 0 or {AS_RECORDED!r}, got {peak!r}"])
     if days is not None and not days > 0:
         raise ConfigError("--days", [f"must be > 0, got {days:g}"])
     if stream_class not in STREAM_CLASSES:

@@ -385,7 +385,7 @@ def _window(
 def plan_segments(
     trace: ConcurrencyTrace,
     *,
-    peak: float,
+    peak: float | None,
     seed: int,
     step_s: float = 60.0,
     days: float | None = None,
@@ -399,8 +399,9 @@ def plan_segments(
     """One plan per hole-free piece of the window [start + offset, + days] (pieces shorter
     than ``min_segment_s`` are dropped). ``locations`` maps names to demand weights (each
     session goes to one location at random, so each location gets a Poisson process following
-    its share of C); default one location, ``DEFAULT_LOCATION``. Same seed → same plans."""
-    if peak <= 0 or step_s <= 0 or max_interp_gap_s <= 0:
+    its share of C); default one location, ``DEFAULT_LOCATION``. Same seed → same plans.
+    ``peak`` None replays the series at its own scale (the window's peak, as recorded)."""
+    if (peak is not None and peak <= 0) or step_s <= 0 or max_interp_gap_s <= 0:
         raise ValueError(f"need peak, step_s, max_interp_gap_s > 0: {peak}, {step_s}")
     model = durations or DurationModel()
     names, weights = _weights(locations)
@@ -427,10 +428,11 @@ def plan_segments(
     if top <= 0:
         raise ConfigError(src, [f"series {trace.series!r} is zero everywhere in the window"])
     rng = np.random.default_rng(seed)
+    scaled_to = top if peak is None else peak
     return [
         _draw(
             p,
-            peak / top,
+            scaled_to / top,
             step_s=step_s,
             durations=model,
             names=names,
@@ -438,7 +440,7 @@ def plan_segments(
             rng=rng,
             source=src,
             seed=seed,
-            peak=peak,
+            peak=scaled_to,
         )
         for p in pieces
     ]
@@ -447,7 +449,7 @@ def plan_segments(
 def plan_sessions(
     trace: ConcurrencyTrace,
     *,
-    peak: float,
+    peak: float | None,
     seed: int,
     step_s: float = 60.0,
     days: float | None = None,

@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -41,9 +42,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--peak",
-        type=float,
-        help="scale a concurrency trace to this many sessions at its peak (default 400); "
-        "a session log is replayed as recorded",
+        type=_peak,
+        help="scale a concurrency trace to this many sessions at its peak (default 400), or "
+        "'recorded' to replay it at its own scale (your own history); a session log is "
+        "replayed as recorded",
     )
     parser.add_argument("--stream-class", default="gen4n_high", help="default gen4n_high")
     parser.add_argument("--capacity-model", choices=("current", "legacy"), default="current")
@@ -132,6 +134,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _peak(text: str) -> float | str:
+    if text == "recorded":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of sessions or 'recorded', got {text!r}"
+        ) from None
+
+
 def _jsonable(value: Any) -> Any:
     """JSON has no infinity: an unbounded ratio becomes null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -172,7 +185,9 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
         title += f"\nreplayed {window['start']} to {window['end']} ({window['days']:.1f} days)"
         if "note" in window:
             title += f": {window['note']}"
-    table = Table(title=title)
+    # Names from the user's files (a series "sg-1/us-east-1", a policy path) are text, not
+    # rich markup: "[sg-1/us-east-1]" would otherwise vanish as an unknown style tag.
+    table = Table(title=escape(title))
     for column in (
         "policy",
         "params",
@@ -199,7 +214,7 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
             met += f" ({round(spread['meets_slo_share'] * seeds)}/{seeds} seeds met)"
         table.add_row(
             row["policy"],
-            _params(row["params"]),
+            escape(_params(row["params"])),
             _cell(row, spread, "cost", ".2f"),
             f"{row['bound']:.2f}",
             _cell(row, spread, "cost_ratio", ".3f"),
@@ -217,7 +232,7 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
     if report.get("seeds", 1) > 1:
         console.print("two-line cells: the mean over the seeds, then the lowest–highest seed")
     for name, reason in report.get("unavailable", {}).items():
-        console.print(f"{name}: not run ({reason})")
+        console.print(escape(f"{name}: not run ({reason})"))
     summary = report["summary"]
     if summary["cheapest_baseline"] is None:
         console.print("no baseline met the SLO")

@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -65,22 +66,20 @@ def register(subparsers: Any) -> None:
 
 
 def _when(flag: str, text: str | None) -> float | None:
-    """``text`` as epoch seconds; a time without a zone is UTC."""
+    """``text`` (ISO 8601; without a zone, UTC; or ``now``) as epoch seconds."""
     import pandas as pd  # noqa: PLC0415  (keeps --help fast)
 
     if text is None:
         return None
     try:
-        stamp = pd.Timestamp(text)
-        valid = not pd.isna(stamp)
+        stamp = pd.to_datetime(text, format="ISO8601", utc=True)
     except ValueError:
-        valid = False
-    if not valid:
+        stamp = None
+    if stamp is None or pd.isna(stamp):
         raise ConfigError(
             flag,
             [f"{text!r} is not a date or time (ISO 8601, e.g. 2026-11-01 or 2026-11-01T18:00Z)"],
         )
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return float(stamp.timestamp())
 
 
@@ -103,6 +102,13 @@ def run(args: argparse.Namespace) -> int:
     database = _database(args)
     if args.export is not None:
         check_destination(args.export, "--export", example="trace.csv")  # before the reading
+        own_files = {
+            database.resolve().with_name(database.name + end) for end in ("", "-wal", "-shm")
+        }
+        if args.export.resolve() in own_files:
+            raise ConfigError(
+                "--export", [f"{args.export} is the history database itself; name a new file"]
+            )
     try:
         samples = read_demand_samples(
             database, since=since, until=until, group_id=args.group, location=args.location
@@ -169,9 +175,12 @@ def _listing(samples: Any) -> list[dict[str, Any]]:
 
 
 def _iso(epoch_s: float) -> str:
+    """UTC, to the second, or to the microsecond when the time has a fraction (two ticks
+    less than a second apart must stay two times)."""
     import pandas as pd  # noqa: PLC0415
 
-    return pd.Timestamp(epoch_s, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = pd.Timestamp(epoch_s, unit="s", tz="UTC")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if epoch_s % 1 else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def _print_listing(listing: list[dict[str, Any]], export: Path | None, value: str) -> None:
@@ -203,12 +212,20 @@ def _print_listing(listing: list[dict[str, Any]], export: Path | None, value: st
     exported = [row for row in listing if row["samples"] > row["incomplete"]]
     if export is not None and exported:
         busiest = max(exported, key=lambda row: row["peak"])
-        console.print(
-            "backtest one at its own scale:\n"
-            f"  autoscaler backtest --trace {export} --series '{busiest['series']}' "
-            f"--peak {max(busiest['peak'], 1)}",
-            soft_wrap=True,
+        command = shlex.join(
+            [
+                "autoscaler",
+                "backtest",
+                "--trace",
+                str(export),
+                "--series",
+                busiest["series"],
+                "--peak",
+                "recorded",
+            ]
         )
+        # markup=False: a path or a name is text, "[x]" in it is not a style tag
+        console.print(f"backtest one at its own scale:\n  {command}", soft_wrap=True, markup=False)
 
 
 def _write_trace(samples: Any, path: Path) -> int:

@@ -21,6 +21,7 @@ import importlib
 import re
 import site
 import sys
+import sysconfig
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -910,13 +911,14 @@ CHECKOUT_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 def shipped_policy(name: str = "default.yaml") -> Path:
     """A policy file the project ships (``policies/`` in the repository), wherever it is:
     beside the package in a checkout or editable install, else where a wheel installs its
-    data (``<prefix>/share/autoscaler/policies``, or the user base for ``pip install --user``).
+    data (``<prefix>/share/autoscaler/policies``: the environment's prefix, the scheme's
+    data path, or the user base for ``pip install --user``).
     When none exists, the checkout's path, so the error names the file that was looked for."""
     checkout = CHECKOUT_POLICIES / name
-    installed = (
-        Path(prefix) / "share" / "autoscaler" / "policies" / name
-        for prefix in (sys.prefix, site.getuserbase())
-    )
+    # sys.prefix: a virtualenv (the container image); sysconfig's data path: a system
+    # Python whose pip installs under /usr/local (Debian); the user base: pip install --user.
+    prefixes = (sys.prefix, sysconfig.get_path("data"), site.getuserbase())
+    installed = (Path(prefix) / "share" / "autoscaler" / "policies" / name for prefix in prefixes)
     for candidate in (checkout, *installed):
         if candidate.is_file():
             return candidate

@@ -352,7 +352,7 @@ def _cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
         (["--baselines", "static-peak,magic"], "unknown baseline(s) magic"),
         (["--stream-class", "gen9_huge"], "unknown stream class"),
         (["--seeds", "0"], "at least 1 seed"),
-        (["--peak", "inf"], "peak must be a number > 0, got inf"),
+        (["--peak", "inf"], "peak must be a number > 0 or 'recorded', got inf"),
         (["--plot", "DIR"], "is a folder; give a file name such as"),
         (["--policy", "BAD"], "kind"),
         (["--as-is", "alwaysOn=3,maximum=8"], "not a multiple of the stream class's tenancy"),
@@ -538,6 +538,20 @@ def _session_log(tmp_path: Path) -> Path:
     return path
 
 
+def test_peak_recorded_replays_a_series_at_its_own_scale(tmp_path: Path, policy_path: Path) -> None:
+    trace = _trace_csv(tmp_path)
+    recorded = float(pd.read_csv(trace)["game"].max())
+    (plan,), _ = load_plans(trace, "game", peak="recorded", days=None, seeds=[1])
+    assert plan.peak == recorded
+    assert float(plan.target.max()) == pytest.approx(recorded)  # scale factor 1
+    (scaled,), _ = load_plans(trace, "game", peak=recorded / 2, days=None, seeds=[1])
+    assert float(scaled.target.max()) == pytest.approx(recorded / 2)
+    report = backtest(trace, policy_file=policy_path, peak="recorded", seeds=1, baselines_to_run=())
+    assert report["peak"] == recorded
+    log = _session_log(tmp_path)  # a session log is always as recorded: the word is accepted
+    assert backtest(log, policy_file=policy_path, peak="recorded", seeds=1, baselines_to_run=())
+
+
 def test_session_log_first_days_and_recorded_peak(tmp_path: Path, policy_path: Path) -> None:
     log = _session_log(tmp_path)
     (whole,), _ = load_plans(log, None, peak=None, days=None, seeds=[1])
@@ -610,5 +624,6 @@ def test_several_seeds_report_their_spread_and_each_seed(tmp_path: Path, policy_
     assert "the lowest–highest seed" in text
     window = report["window"]
     assert f"replayed {window['start']} to {window['end']} (0.1 days)" in text
+    assert "[game]" in text  # the series' name is text, not a rich style tag
     _, text = run(1)
     assert "seed by seed" not in text  # one seed has no spread to show

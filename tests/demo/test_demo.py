@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 import autoscaler.cli as cli
+import autoscaler.demo as demo_module
 from autoscaler.demo import DemoOptions, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,5 +88,17 @@ def test_demo_refuses_bad_input_before_it_starts(
 def test_demo_runs_the_shipped_policy_from_any_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # not the repository: policies/ is not beside it
-    assert DemoOptions().policy == ROOT / "policies" / "default.yaml"
+    """It looked for ``policies/default.yaml`` relative to the working folder: anywhere but
+    the repository root, ``autoscaler demo`` failed."""
+    seen: list[DemoOptions] = []
+
+    async def record(options: DemoOptions) -> dict[str, object]:
+        seen.append(options)
+        return {"daemon_exit": 0}
+
+    monkeypatch.setattr(demo_module, "run_demo", record)
+    monkeypatch.chdir(tmp_path)  # no policies/ here
+    assert cli.main(["demo", "--no-live", "--hours", "1"]) == 0
+    (options,) = seen
+    assert options.policy.is_file()
+    assert options.policy == ROOT / "policies" / "default.yaml"

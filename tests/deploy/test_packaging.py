@@ -55,11 +55,18 @@ def test_the_shipped_policy_is_found_in_a_checkout_and_in_an_installed_prefix(
     # an installed wheel: no checkout beside the package, the data under the prefix
     monkeypatch.setattr(config, "CHECKOUT_POLICIES", tmp_path / "nowhere")
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    monkeypatch.setattr(config.sysconfig, "get_path", lambda _name: str(tmp_path / "local"))
     installed = tmp_path / "venv" / "share" / "autoscaler" / "policies" / "default.yaml"
     installed.parent.mkdir(parents=True)
     installed.write_text("kind: Policy\n")
     assert config.shipped_policy() == installed
-    # nowhere at all: the checkout's path, so the error names what was looked for
+    # a system Python's pip (Debian: data under /usr/local, sys.prefix /usr)
     installed.unlink()
+    local = tmp_path / "local" / "share" / "autoscaler" / "policies" / "default.yaml"
+    local.parent.mkdir(parents=True)
+    local.write_text("kind: Policy\n")
+    assert config.shipped_policy() == local
+    # nowhere at all: the checkout's path, so the error names what was looked for
+    local.unlink()
     monkeypatch.setattr(config.site, "getuserbase", lambda: str(tmp_path / "user"))
     assert config.shipped_policy() == tmp_path / "nowhere" / "default.yaml"
