@@ -13,6 +13,7 @@ from rich.console import Console
 
 import autoscaler.cli as cli
 import autoscaler.demo as demo_module
+import autoscaler.logs as logs
 from autoscaler.demo import DemoOptions, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +98,8 @@ def test_demo_runs_the_shipped_policy_from_any_folder(
         return {"daemon_exit": 0}
 
     monkeypatch.setattr(demo_module, "run_demo", record)
+    # the command sets the process's log level (ERROR): not for the tests that run after this
+    monkeypatch.setattr(logs, "configure_logging", lambda *_args: None)
     monkeypatch.chdir(tmp_path)  # no policies/ here
     assert cli.main(["demo", "--no-live", "--hours", "1"]) == 0
     (options,) = seen
