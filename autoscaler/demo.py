@@ -37,7 +37,7 @@ from autoscaler.backtest.sessions import SessionPlan
 from autoscaler.domain.classes import round_up_to_tenancy, stream_class_info
 from autoscaler.domain.clock import ScaledClock
 from autoscaler.domain.models import TickReport
-from autoscaler.outfiles import save_png
+from autoscaler.outfiles import PLOT_EXTRA, can_draw, save_png
 from autoscaler.policy.config import shipped_policy
 from autoscaler.runtime import run_daemon
 from autoscaler.settings import load_settings
@@ -572,7 +572,9 @@ async def _run_demo(
         calls = await _admin(emulator.url, "calls")
         rows = _summary_rows(usage, names)
     chart_path: Path | None = None
-    if len(timeline.t) >= 2:
+    if not can_draw():
+        console.print(f"chart: not drawn (matplotlib is not installed: {PLOT_EXTRA})")
+    elif len(timeline.t) >= 2:
         chart = options.chart or Path(tempfile.mkdtemp(prefix="autoscaler-demo-")) / "demo.png"
         chart_path = save_chart(timeline, names, chart)
     console.print()  # the live view leaves the cursor at the end of its last line

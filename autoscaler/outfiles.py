@@ -10,6 +10,7 @@ import: ``save_png`` only needs a figure.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 from collections.abc import Callable
@@ -57,6 +58,20 @@ def write_atomically(
         staging.unlink(missing_ok=True)
         raise
     return out
+
+
+PLOT_EXTRA = "pip install 'autoscaler[plot]'"
+
+
+def can_draw() -> bool:
+    """Whether matplotlib (the optional ``plot`` extra) is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def require_drawing(flag: str) -> None:
+    """A chart was asked for: without matplotlib, say so before the work, not after it."""
+    if not can_draw():
+        raise ConfigError(flag, [f"drawing a chart needs matplotlib: {PLOT_EXTRA}"])
 
 
 def save_png(figure: Any, path: str | Path, flag: str, *, dpi: int) -> Path:

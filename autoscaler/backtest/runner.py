@@ -67,7 +67,7 @@ from autoscaler.domain.clock import ManualClock
 from autoscaler.domain.errors import ConfigError, ConflictError
 from autoscaler.domain.models import CapacityModel, CapacitySetting
 from autoscaler.domain.policy import GroupSelector, Policy, Slo
-from autoscaler.outfiles import check_destination
+from autoscaler.outfiles import check_destination, require_drawing
 from autoscaler.policy.config import load_policy_file, shipped_policy
 from autoscaler.policy.plugin import ENTRY_POINT_GROUP, PluginRegistry, UnknownPluginError
 from autoscaler.store import HistoryStore
@@ -1143,6 +1143,7 @@ def backtest(
         if b not in baselines.BASELINE_IDS:
             raise ConfigError("--baselines", [f"unknown baseline {b!r}"])
     if plot is not None:
+        require_drawing("--plot")
         check_destination(plot, "--plot")
     tenancy = stream_class_info(stream_class).tenancy
     setting: CapacitySetting | None = None

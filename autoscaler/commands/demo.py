@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.domain.classes import STREAM_CLASSES  # noqa: PLC0415
     from autoscaler.domain.errors import ConfigError  # noqa: PLC0415
     from autoscaler.logs import configure_logging  # noqa: PLC0415
-    from autoscaler.outfiles import check_destination  # noqa: PLC0415
+    from autoscaler.outfiles import check_destination, require_drawing  # noqa: PLC0415
     from autoscaler.policy.config import shipped_policy  # noqa: PLC0415
 
     problems = [
@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if problems:
         raise ConfigError("autoscaler demo", problems)
-    if args.chart is not None:
-        check_destination(args.chart, "--chart")  # before the run, not after it
+    if args.chart is not None:  # before the run, not after it
+        require_drawing("--chart")
+        check_destination(args.chart, "--chart")
     options = DemoOptions(
         hours=args.hours,
         time_scale=args.time_scale,

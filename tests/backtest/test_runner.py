@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import json
 import os
 import textwrap
@@ -249,6 +250,28 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_without_matplotlib_plot_is_refused_before_any_run(
+    tmp_path: Path, policy_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "matplotlib" else real(name, *args),
+    )
+    runs: list[str] = []
+    with pytest.raises(ConfigError, match=r"needs matplotlib: pip install 'autoscaler\[plot\]'"):
+        backtest(
+            _trace_csv(tmp_path),
+            policy_file=policy_path,
+            peak=8,
+            seeds=1,
+            plot=tmp_path / "run.png",
+            progress=runs.append,
+        )
+    assert runs == []
 
 
 def test_a_failed_plot_write_keeps_the_previous_picture(

@@ -4,9 +4,11 @@ summary agrees with the emulator's own usage endpoint."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -105,3 +107,35 @@ def test_demo_runs_the_shipped_policy_from_any_folder(
     (options,) = seen
     assert options.policy.is_file()
     assert options.policy == ROOT / "policies" / "default.yaml"
+
+
+def _without_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == "matplotlib" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+def test_without_matplotlib_a_chart_asked_for_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _without_matplotlib(monkeypatch)
+    assert cli.main(["demo", "--no-live", "--chart", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--chart" in err
+    assert "drawing a chart needs matplotlib: pip install 'autoscaler[plot]'" in err
+
+
+@pytest.mark.timeout(120)
+async def test_without_matplotlib_the_demo_runs_and_says_the_chart_was_not_drawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_matplotlib(monkeypatch)
+    options = DemoOptions(hours=0.5, time_scale=1800.0, peak=6, live=False)
+    with (tmp_path / "out.txt").open("w") as out:
+        summary = await run_demo(options, console=Console(file=out, width=150))
+    assert summary["daemon_exit"] == 0
+    assert summary["chart"] is None
+    assert "chart: not drawn (matplotlib is not installed" in (tmp_path / "out.txt").read_text()
