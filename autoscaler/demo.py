@@ -573,7 +573,7 @@ async def _run_demo(
         rows = _summary_rows(usage, names)
     chart_path: Path | None = None
     if not can_draw():
-        console.print(f"chart: not drawn (matplotlib is not installed: {PLOT_EXTRA})")
+        console.print(f"chart: not drawn (matplotlib is not installed: {PLOT_EXTRA})", markup=False)
     elif len(timeline.t) >= 2:
         chart = options.chart or Path(tempfile.mkdtemp(prefix="autoscaler-demo-")) / "demo.png"
         chart_path = save_chart(timeline, names, chart)
@@ -584,7 +584,7 @@ async def _run_demo(
         f"controller ticks {state.ticks}; daemon exit {exit_code}"
     )
     if chart_path is not None:
-        console.print(f"chart: {chart_path}")
+        console.print(f"chart: {chart_path}", markup=False)
     return {
         "rows": rows,
         "chart": str(chart_path) if chart_path else None,

@@ -138,4 +138,5 @@ async def test_without_matplotlib_the_demo_runs_and_says_the_chart_was_not_drawn
         summary = await run_demo(options, console=Console(file=out, width=150))
     assert summary["daemon_exit"] == 0
     assert summary["chart"] is None
-    assert "chart: not drawn (matplotlib is not installed" in (tmp_path / "out.txt").read_text()
+    shown = (tmp_path / "out.txt").read_text()
+    assert "chart: not drawn (matplotlib is not installed: pip install 'autoscaler[plot]')" in shown
