@@ -221,3 +221,20 @@ def test_names_in_the_hint_are_text_and_quoted(
 def test_times_keep_their_fraction_of_a_second() -> None:
     assert history_command._iso(T0) == "2026-09-21T14:13:20Z"
     assert history_command._iso(T0 + 0.25) == "2026-09-21T14:13:20.250000Z"
+
+
+def test_export_to_stdout_keeps_stdout_for_the_trace(
+    database: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kubectl exec … autoscaler history --export - > trace.csv``: the trace alone on stdout."""
+    trace = tmp_path / "trace.csv"
+    assert cli.main(["history", "--database", str(database), "--export", str(trace)]) == 0
+    capsys.readouterr()
+    assert cli.main(["history", "--database", str(database), "--export", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert out == trace.read_text()
+    assert "wrote 7 points of 2 series to stdout (demand)" in err
+    assert "--trace trace.csv --series" in err
+    argv = ["history", "--database", str(database), "--export", "-", "--output", "json"]
+    assert cli.main(argv) == 2
+    assert "export to a file, or drop --output json" in capsys.readouterr().err

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--until", help="up to this UTC time (ISO 8601)")
     parser.add_argument(
-        "--export", type=Path, metavar="CSV", help="write the samples as a trace CSV here"
+        "--export",
+        type=Path,
+        metavar="CSV",
+        help="write the samples as a trace CSV here ('-': to stdout, the listing to stderr)",
     )
     parser.add_argument(
         "--value",
@@ -100,7 +104,15 @@ def run(args: argparse.Namespace) -> int:
     if since is not None and until is not None and until <= since:
         raise ConfigError("--until", [f"{args.until!r} is not after --since {args.since!r}"])
     database = _database(args)
-    if args.export is not None:
+    to_stdout = args.export is not None and str(args.export) == "-"
+    if to_stdout and args.output == "json":
+        raise ConfigError(
+            "--export -",
+            [
+                "the trace goes to stdout, so the JSON report cannot: export to a file, or drop --output json"
+            ],
+        )
+    if args.export is not None and not to_stdout:
         check_destination(args.export, "--export", example="trace.csv")  # before the reading
         own_files = {
             database.resolve().with_name(database.name + end) for end in ("", "-wal", "-shm")
@@ -140,15 +152,19 @@ def run(args: argparse.Namespace) -> int:
                 str(database),
                 ["every sample chosen is of a tick whose listing failed: nothing to export"],
             )
-        points = _write_trace(measured, args.export)
+        points = _write_trace(measured, None if to_stdout else args.export)
         exported = measured[["group_id", "location"]].drop_duplicates().shape[0]
         report["export"] = {"path": str(args.export), "points": points, "series": exported}
         if args.output == "table":
-            print(f"wrote {points} points of {exported} series to {args.export} ({args.value})")
+            print(
+                f"wrote {points} points of {exported} series to "
+                f"{'stdout' if to_stdout else args.export} ({args.value})",
+                file=sys.stderr if to_stdout else sys.stdout,
+            )
     if args.output == "json":
         print(json.dumps(report, indent=2))
         return 0
-    _print_listing(listing, args.export, args.value)
+    _print_listing(listing, args.export, args.value, stderr=to_stdout)
     return 0
 
 
@@ -183,7 +199,9 @@ def _iso(epoch_s: float) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if epoch_s % 1 else "%Y-%m-%dT%H:%M:%SZ")
 
 
-def _print_listing(listing: list[dict[str, Any]], export: Path | None, value: str) -> None:
+def _print_listing(
+    listing: list[dict[str, Any]], export: Path | None, value: str, *, stderr: bool = False
+) -> None:
     from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
@@ -203,7 +221,8 @@ def _print_listing(listing: list[dict[str, Any]], export: Path | None, value: st
             str(row["imported"]),
             str(row["peak"]),
         )
-    console = Console(width=170)  # the series and times whole, also in a pipe or a log
+    # wide: the series and times whole, also in a pipe or a log
+    console = Console(width=170, stderr=stderr)
     console.print(table)
     console.print(
         "incomplete: ticks whose listing failed (left out of an export); imported: backfilled "
@@ -217,7 +236,7 @@ def _print_listing(listing: list[dict[str, Any]], export: Path | None, value: st
                 "autoscaler",
                 "backtest",
                 "--trace",
-                str(export),
+                "trace.csv" if str(export) == "-" else str(export),  # where stdout went
                 "--series",
                 busiest["series"],
                 "--peak",
@@ -228,14 +247,19 @@ def _print_listing(listing: list[dict[str, Any]], export: Path | None, value: st
         console.print(f"backtest one at its own scale:\n  {command}", soft_wrap=True, markup=False)
 
 
-def _write_trace(samples: Any, path: Path) -> int:
-    """Write the long trace format, atomically (beside ``path``, then renamed over it)."""
+def _write_trace(samples: Any, path: Path | None) -> int:
+    """Write the long trace format, atomically (beside ``path``, then renamed over it), or to
+    stdout (``path`` None)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["timestamp", "series", "value"])
     stamps = [_iso(float(t)) for t in samples["at"]]
     series = (samples["group_id"] + "/" + samples["location"]).tolist()
     writer.writerows(zip(stamps, series, samples["value"].tolist(), strict=True))
+    if path is None:
+        sys.stdout.write(buffer.getvalue())
+        sys.stdout.flush()
+        return len(stamps)
     text = buffer.getvalue().encode("utf-8")
     write_atomically(path, "--export", lambda sink: sink.write(text), example="trace.csv")
     return len(stamps)
