@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--export -",
             [
-                "the trace goes to stdout, so the JSON report cannot: export to a file, or drop --output json"
+                "the trace goes to stdout, so the JSON report cannot: export to a file, "
+                "or drop --output json"
             ],
         )
     if args.export is not None and not to_stdout:
