@@ -6,8 +6,9 @@ the way the controller measures it: this command lists it and exports it in the 
 trace format (long: ``timestamp,series,value``, one series per group and location), so
 "what would the controller have cost on our own last month" is two commands.
 
-The database is opened read-only (no migration, no write), so it is safe beside a running
-daemon.
+The database is never written (no migration, no write): with no daemon holding it, it is read
+as immutable, creating nothing beside it; beside a running daemon, through a read-only
+connection that shares the daemon's ``-shm`` (see ``store.read_demand_samples``).
 """
 
 from __future__ import annotations
