@@ -62,7 +62,12 @@ from autoscaler.backtest.scoring import (
 from autoscaler.backtest.sessions import SessionPlan, most_in_progress, plan_sessions
 from autoscaler.backtest.traces import longest_stretch, read_trace
 from autoscaler.controller import Controller, ControllerOptions
-from autoscaler.domain.classes import STREAM_CLASSES, round_up_to_tenancy, stream_class_info
+from autoscaler.domain.classes import (
+    STREAM_CLASSES,
+    round_up_to_tenancy,
+    stream_class_info,
+    unknown_stream_class,
+)
 from autoscaler.domain.clock import ManualClock
 from autoscaler.domain.errors import ConfigError, ConflictError
 from autoscaler.domain.models import CapacityModel, CapacitySetting
@@ -1129,10 +1134,7 @@ def backtest(
     if days is not None and not days > 0:
         raise ConfigError("--days", [f"must be > 0, got {days:g}"])
     if stream_class not in STREAM_CLASSES:
-        raise ConfigError(
-            "--stream-class",
-            [f"unknown stream class {stream_class!r} (known: {', '.join(sorted(STREAM_CLASSES))})"],
-        )
+        raise ConfigError("--stream-class", [unknown_stream_class(stream_class)])
     try:
         model = CapacityModel(capacity_model)
     except ValueError:

@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from autoscaler.demo import DemoOptions, run_demo  # noqa: PLC0415
-    from autoscaler.domain.classes import STREAM_CLASSES  # noqa: PLC0415
+    from autoscaler.domain.classes import STREAM_CLASSES, unknown_stream_class  # noqa: PLC0415
     from autoscaler.domain.errors import ConfigError  # noqa: PLC0415
     from autoscaler.logs import configure_logging  # noqa: PLC0415
     from autoscaler.outfiles import check_destination, require_drawing  # noqa: PLC0415
@@ -51,10 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.peak < 1:
         problems.append(f"--peak must be at least 1 session, got {args.peak}")
     if args.stream_class not in STREAM_CLASSES:
-        known = ", ".join(sorted(STREAM_CLASSES))
-        problems.append(
-            f"--stream-class: unknown stream class {args.stream_class!r} (known: {known})"
-        )
+        problems.append(f"--stream-class: {unknown_stream_class(args.stream_class)}")
     if problems:
         raise ConfigError("autoscaler demo", problems)
     if args.chart is not None:  # before the run, not after it

@@ -50,6 +50,11 @@ STREAM_CLASSES: dict[str, StreamClassInfo] = {
 }
 
 
+def unknown_stream_class(name: str) -> str:
+    """The problem a command reports for a class it does not know, with the valid ones."""
+    return f"unknown stream class {name!r} (known: {', '.join(sorted(STREAM_CLASSES))})"
+
+
 def stream_class_info(name: str) -> StreamClassInfo:
     """The class's facts; an unknown class gets tenancy 1 and ``known=False``."""
     info = STREAM_CLASSES.get(name)
