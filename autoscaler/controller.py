@@ -312,9 +312,8 @@ class Controller:
         due = (applied and self.options.persist_memory_on_apply) or (
             self._ticks % max(1, self.options.persist_memory_every) == 0
         )
-        if due and self._memory is not self._persisted_memory:
-            await self._store_call(self._store.put_state, MEMORY_KEY, self._memory.to_json())
-            self._persisted_memory = self._memory
+        if due:
+            await self._persist_memory()
         await self._prune_if_due(now)
         calls: dict[str, int] = {}
         if self._call_counts is not None:
@@ -445,6 +444,12 @@ class Controller:
         if isinstance(plan, str):
             return GroupReport(gid, sample.at, sample, None, None, skipped=plan)
         paused = self.is_paused(gid)
+        if self._leading is not None and not self._leading():
+            # What the service shows is the leader's doing: were this replica to lead again
+            # later, its own older settings must not make the leader's look like drift.
+            self._memory = self._memory.adopt(
+                gid, {lp.location: lp.current for lp in plan.locations}
+            )
         decision, memory = guard_group(
             plan,
             state=state,
@@ -495,6 +500,12 @@ class Controller:
         await self._store_call(
             self._store.record_intent, decision.group_id, decision.at, decision_id, payload
         )
+        # The update may land even if its reply never comes (a timeout, a cancelled tick, a
+        # killed process): remembered as sent, its setting is not read back as drift. Stored
+        # before the call, so a restart after the process died mid-write knows it too.
+        self._memory = self._memory.record_sent(decision)
+        if self.options.persist_memory_on_apply:
+            await self._persist_memory()
         try:
             actuation = await self._actuator.apply(decision, dry_run=False, fencing=self._fencing)
         except asyncio.CancelledError:
@@ -509,6 +520,12 @@ class Controller:
         return actuation
 
     # ------------------------------------------------------------------ store helpers
+    async def _persist_memory(self) -> None:
+        if self._memory is not self._persisted_memory:
+            memory = self._memory
+            await self._store_call(self._store.put_state, MEMORY_KEY, memory.to_json())
+            self._persisted_memory = memory
+
     async def _store_call(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if self.options.store_in_thread:
             return await asyncio.to_thread(fn, *args, **kwargs)

@@ -17,6 +17,9 @@ Order (deliberate): gates first, then *pacing* rules that may only slow a change
 2. **Location gates**: a location that is not ACTIVE, or was not planned, is held; a
    hand-made change (drift, against what we last applied) is respected for
    ``drift_cooldown_s`` (``DriftAction.RESPECT``) or overridden by the plan (``REVERT``).
+   A setting this replica sent without seeing it confirmed (a lost reply, a tick cancelled
+   mid-write, a process killed mid-write: ``GuardMemory.sent``) is not drift when the service
+   shows it: it is taken as applied.
 3. **Tenancy** rounds the plan up first, so every later rule works in whole hosts.
 4. **Tolerance** drops changes smaller than ``behavior.tolerance`` (relative), except an
    increase needed to cover in-use + waiting. It runs before stabilisation, as in HPA, so
@@ -69,9 +72,11 @@ group's existing locations: with no room at all the add is refused.
 
 ``GuardMemory`` is the little state the rules need across ticks (recommendations within the
 stabilisation windows, applied changes within the step periods, the last applied time and
-setting per group/location, drift and failure counters). ``guard_group`` returns a new memory
-and never mutates its input; the controller calls ``GuardMemory.record_applied`` only after a
-write succeeded, and persists ``to_json()``.
+setting per group/location, the settings sent but not confirmed, drift and failure counters).
+``guard_group`` returns a new memory and never mutates its input; the controller calls
+``GuardMemory.record_sent`` before a write, ``GuardMemory.record_applied`` only after one
+succeeded, ``GuardMemory.adopt`` on a standby (the leader's settings are not drift), and
+persists ``to_json()``.
 """
 
 from __future__ import annotations
@@ -211,6 +216,43 @@ class GuardMemory:
     drift_seen_at: Mapping[Key, float] = field(default_factory=dict)
     failures: Mapping[str, int] = field(default_factory=dict)  # failed ticks in a row
     month_spend: Mapping[str, MonthSpend] = field(default_factory=dict)  # by group (budget)
+    # Settings sent in an update whose success this replica did not see (reply lost, tick
+    # cancelled, process killed): if the service shows one, it landed, and it is not drift.
+    sent: Mapping[Key, CapacitySetting] = field(default_factory=dict)
+
+    def record_sent(self, decision: GroupDecision) -> GuardMemory:
+        """The memory before ``decision``'s update is sent: its settings may land even if the
+        reply never comes."""
+        changed = decision.changed_locations
+        if not changed:
+            return self
+        sent = dict(self.sent)
+        for d in changed:
+            sent[(decision.group_id, d.location)] = d.decided
+        return replace(self, sent=sent)
+
+    def with_sent(self, group_id: str, settings: Mapping[str, CapacitySetting]) -> GuardMemory:
+        """``settings`` (by location) added as sent: an update left in flight by a previous
+        run, read back from the journal."""
+        if not settings:
+            return self
+        sent = dict(self.sent)
+        sent.update({(group_id, loc): s for loc, s in settings.items()})
+        return replace(self, sent=sent)
+
+    def adopt(self, group_id: str, observed: Mapping[str, CapacitySetting]) -> GuardMemory:
+        """The memory of a replica that does not lead: what the service shows is the
+        leader's doing, not a change outside the controller, so it becomes the last applied
+        setting (and a later failover does not read the old leader's settings as drift)."""
+        last = dict(self.last_applied)
+        drift = dict(self.drift_seen_at)
+        sent = dict(self.sent)
+        for loc, setting in observed.items():
+            key = (group_id, loc)
+            last[key] = setting
+            drift.pop(key, None)
+            sent.pop(key, None)
+        return replace(self, last_applied=last, drift_seen_at=drift, sent=sent)
 
     def record_applied(self, decision: GroupDecision, at: float) -> GuardMemory:
         """The memory after ``decision`` was successfully applied at ``at`` (call only then)."""
@@ -218,10 +260,12 @@ class GuardMemory:
         applied = dict(self.applied)
         last = dict(self.last_applied)
         drift = dict(self.drift_seen_at)
+        sent = dict(self.sent)
         for d in decision.locations:
             key = (g, d.location)
             last[key] = d.decided
             drift.pop(key, None)
+            sent.pop(key, None)
             if d.changed:
                 rec = AppliedRecord(at, Levels.of(d.current), Levels.of(d.decided))
                 applied[key] = (*applied.get(key, ()), rec)
@@ -236,6 +280,7 @@ class GuardMemory:
             drift_seen_at=drift,
             failures=self.failures,
             month_spend=self.month_spend,
+            sent=sent,
         )
 
     def to_json(self) -> str:
@@ -262,6 +307,7 @@ class GuardMemory:
                 [g, loc, setting(s)] for (g, loc), s in sorted(self.last_applied.items())
             ],
             "drift_seen_at": [[g, loc, t] for (g, loc), t in sorted(self.drift_seen_at.items())],
+            "sent": [[g, loc, setting(s)] for (g, loc), s in sorted(self.sent.items())],
             "failures": dict(sorted(self.failures.items())),
             "month_spend": [
                 [g, m.policy, m.month_start, m.spent_usd, m.at, m.rate_per_hour]
@@ -302,6 +348,8 @@ class GuardMemory:
                     )
                     for e in doc.get("month_spend", [])
                 },
+                # absent in memories written before it was kept
+                sent={(g, loc): CapacitySetting(**s) for g, loc, s in doc.get("sent", [])},
             )
         except (KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"malformed guard memory: {exc}") from exc
@@ -995,6 +1043,8 @@ def _guard_group_quiet(
     ):
         return None
     g = plan.group_id
+    if memory.sent and any(k[0] == g for k in memory.sent):
+        return None  # an update of ours not seen confirmed: the chain settles it
     t = plan.tenancy
     legacy = plan.capacity_model is CapacityModel.LEGACY
     last_applied = memory.last_applied
@@ -1077,6 +1127,7 @@ def _guard_group_quiet(
         drift_seen_at={k: t for k, t in memory.drift_seen_at.items() if k[0] != g or k in here},
         failures=failures,
         month_spend=dict(memory.month_spend),
+        sent=memory.sent,  # none of this group's (checked above)
     )
     decision = GroupDecision(group_id=g, at=now, capacity_model=model, locations=tuple(out))
     return decision, new_memory
@@ -1172,6 +1223,7 @@ def _guard_group_chain(
     applied = dict(memory.applied)
     last_applied = dict(memory.last_applied)
     drift_seen = dict(memory.drift_seen_at)
+    sent = dict(memory.sent)
     vetoes: list[Veto] = []
     if stale_group:
         age = now - sample.at
@@ -1221,6 +1273,11 @@ def _guard_group_chain(
         if not lp.planned:
             continue
         last = last_applied.get(key)
+        if last is not None and last != lp.current and sent.get(key) == lp.current:
+            # an update of ours whose reply we never saw: it landed, it is not drift
+            last_applied[key] = last = lp.current
+            drift_seen.pop(key, None)
+        sent.pop(key, None)  # seen the state after it: landed (above) or not
         if last is not None and last != lp.current:
             what = (
                 f"capacity changed outside the controller ({last.describe()} → "
@@ -1336,5 +1393,6 @@ def _guard_group_chain(
         drift_seen_at={k: t for k, t in drift_seen.items() if k[0] != g or k in here},
         failures=failures,
         month_spend=month_spend,
+        sent={k: s for k, s in sent.items() if k[0] != g or k in here},
     )
     return decide_all(decided, vetoes, frozen=False, changes=changes), new_memory

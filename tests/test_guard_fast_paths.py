@@ -140,6 +140,7 @@ def test_memory_fields_are_all_carried_by_the_direct_constructions() -> None:
         "drift_seen_at",
         "failures",
         "month_spend",
+        "sent",
     ]
 
 
