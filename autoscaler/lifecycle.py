@@ -22,8 +22,10 @@ Rules, for each candidate (locations not listed are never touched):
 - **Remove** when the candidate is part of the group, is not the primary location, is ACTIVE
   (or ERROR), no trigger fires within the add lead (it would be added straight back), and it
   has been *idle* for ``remove_after_idle_s``: every stored sample since then is complete and
-  shows zero in use, zero waiting and zero arrivals, the current sample too, and the location
-  was present all that time. Presence is read against the primary location's samples (every
+  shows zero in use, zero waiting and zero arrivals, the current sample too, the samples have
+  no hole longer than ``max_gap_s`` (the planner passes three tick intervals: a stretch the
+  controller did not see, an outage of its reads or of the controller itself, is not known to
+  be idle), and the location was present all that time. Presence is read against the primary location's samples (every
   location of a group is sampled at the same ticks): a tick with a primary sample and none
   of this location means the location was not there, so a location re-added after an earlier
   removal starts a fresh idle clock instead of inheriting the old one.
@@ -137,11 +139,14 @@ def idle_seconds(
     primary_history: LocationHistory | None,
     sample: LocationSample | None,
     now: float,
+    *,
+    max_gap_s: float,
 ) -> float:
     """How long the location has been present and unused up to ``now``, as history shows.
 
     0 when the current ``sample`` is missing, incomplete or shows any demand. Incomplete rows
-    and rows with NaN count as use (unknown is never idle).
+    and rows with NaN count as use, and so does a hole of more than ``max_gap_s`` between
+    rows or after the last one (unknown is never idle).
     """
     if sample is None or not sample.complete:
         return 0.0
@@ -156,6 +161,11 @@ def idle_seconds(
     since = float(at[0])
     if used.any():
         since = float(at[int(np.flatnonzero(used)[-1])])
+    if now - float(at[-1]) > max_gap_s:
+        return 0.0
+    holes = np.flatnonzero(np.diff(at) > max_gap_s)
+    if holes.size:  # idle at most since the first row after the last hole
+        since = max(since, float(at[int(holes[-1]) + 1]))
     if primary_history is not None and len(primary_history):
         p_at = primary_history.at[: int(np.searchsorted(primary_history.at, now, side="right"))]
         absent = np.flatnonzero(~np.isin(p_at, at))
@@ -208,13 +218,15 @@ def plan_locations(
     lifecycle: LocationLifecycle,
     now: float,
     lead_time_s: float,
+    max_gap_s: float,
     forecaster: SeasonalForecaster | None = None,
 ) -> tuple[LocationChange, ...]:
     """The adds and removals ``lifecycle`` asks for at ``now`` (rules in the module docstring).
 
     ``samples`` and ``histories`` are keyed by location (this tick's samples; stored history,
     oldest first, possibly including this tick). ``lead_time_s`` is the capacity lead time
-    (``autoscaler.policy.plugin.lead_time_s``).
+    (``autoscaler.policy.plugin.lead_time_s``); ``max_gap_s`` the longest hole between
+    samples still read as watched.
     """
     add_lead = lifecycle.activation_s + lead_time_s
     fc = forecaster if forecaster is not None else SeasonalForecaster()
@@ -245,6 +257,7 @@ def plan_locations(
             primary_history if name != state.primary_location else None,
             samples.get(name),
             now,
+            max_gap_s=max_gap_s,
         )
         if idle >= lifecycle.remove_after_idle_s:
             reason = (

@@ -53,6 +53,8 @@ from autoscaler.policy.plugin import (
 
 # An answer above this many times the location's maximum bound is a bug, not a plan.
 HUGE_FACTOR = 10
+# A location's history read as watched may have holes of up to this many tick intervals.
+WATCHED_TICKS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +345,9 @@ def plan_group(
                 lifecycle=policy.location_lifecycle,
                 now=now,
                 lead_time_s=lead,
+                # a tick or two may be missed (a slow tick, a restart); a longer hole is a
+                # stretch nobody watched
+                max_gap_s=WATCHED_TICKS * interval_s,
             )
         except Exception as exc:  # a bug here must cost the changes, not the capacity plan
             problems.append(f"location lifecycle raised {type(exc).__name__}: {exc}")

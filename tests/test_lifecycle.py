@@ -49,6 +49,7 @@ PRIMARY = "us-east-2"
 EXTRA = "eu-central-1"
 CAP = CapacitySetting(always_on=0, target_idle=2, maximum=20)
 LEAD = 168.0  # lead time of a Linux class at 60 s ticks
+MAX_GAP = 180.0  # three 60 s ticks, as the planner passes
 # Monday 2025-06-02 18:00 Europe/Berlin (CEST, UTC+2) = 16:00 UTC.
 WINDOW_START = datetime(2025, 6, 2, 16, 0, tzinfo=UTC).timestamp()
 EVENING = LifecycleWindow(cron="0 18 * * 1-5", duration_s=4 * 3600.0, time_zone="Europe/Berlin")
@@ -127,6 +128,7 @@ def _plan(state: GroupState, now: float, lifecycle: LocationLifecycle, **kw: Any
         lifecycle=lifecycle,
         now=now,
         lead_time_s=LEAD,
+        max_gap_s=kw.pop("max_gap_s", MAX_GAP),
         **kw,
     )
 
@@ -279,13 +281,44 @@ def test_primary_is_never_removed_even_as_a_candidate() -> None:
     assert _plan(_state(), QUIET, lc, histories=_idle_world(QUIET, 86400)) == ()
 
 
+def test_a_stretch_nobody_watched_is_not_idle() -> None:
+    """An hour without samples (reads throttled, the controller down) then one quiet tick: the
+    location's last session may have ended seconds ago, so its idle clock starts after the
+    hole, not before it."""
+    lc = _lifecycle(remove_after_idle_s=3600.0)
+    state = _state((EXTRA, "ACTIVE", 0))
+    at = _ticks(QUIET, 3 * 3600)
+    seen = (at <= QUIET - 3600 - 60) | (at >= QUIET - 120)  # nothing stored for an hour
+    histories = {PRIMARY: _history(at[seen]), EXTRA: _history(at[seen])}
+    assert _plan(state, QUIET, lc, histories=histories) == ()
+    idle = idle_seconds(
+        histories[EXTRA], histories[PRIMARY], _sample(EXTRA, QUIET), QUIET, max_gap_s=MAX_GAP
+    )
+    assert idle == 120
+    # the same stretch watched throughout: removed
+    full = {PRIMARY: _history(at), EXTRA: _history(at)}
+    (change,) = _plan(state, QUIET, lc, histories=full)
+    assert change.action == "remove"
+    # a hole of up to the allowed gap (two missed ticks) is still watched
+    short = (at <= QUIET - 1800) | (at >= QUIET - 1800 + MAX_GAP)
+    patchy = {PRIMARY: _history(at[short]), EXTRA: _history(at[short])}
+    (change,) = _plan(state, QUIET, lc, histories=patchy)
+    assert change.action == "remove"
+    # and the newest row must be recent: history that stops short of now is not watching
+    stale = {PRIMARY: _history(at[at <= QUIET - 600]), EXTRA: _history(at[at <= QUIET - 600])}
+    assert _plan(state, QUIET, lc, histories=stale) == ()
+
+
 def test_readded_location_starts_a_fresh_idle_clock() -> None:
     """Old rows from before an earlier removal do not count: the primary's ticks show the
     location was absent until 10 minutes ago."""
     at = _ticks(QUIET, 6 * 3600)
     present = (at <= QUIET - 4 * 3600) | (at >= QUIET - 600)
     histories = {PRIMARY: _history(at), EXTRA: _history(at[present])}
-    assert idle_seconds(histories[EXTRA], histories[PRIMARY], _sample(EXTRA, QUIET), QUIET) == 600
+    idle = idle_seconds(
+        histories[EXTRA], histories[PRIMARY], _sample(EXTRA, QUIET), QUIET, max_gap_s=MAX_GAP
+    )
+    assert idle == 600
     lc = _lifecycle(remove_after_idle_s=3600.0)
     assert _plan(_state((EXTRA, "ACTIVE", 0)), QUIET, lc, histories=histories) == ()
 
