@@ -459,6 +459,7 @@ class Controller:
             now=self._clock.now(),
             paused=paused,
             budget_spent_elsewhere_per_hour=spent_per_policy.get(policy.name, 0.0),
+            interval_s=self.options.interval_s,
         )
         self._memory = memory
         price = policy.price_for(state.stream_class)

@@ -26,7 +26,8 @@ Order (deliberate): gates first, then *pacing* rules that may only slow a change
    the stabilisation window remembers what was actually recommended after the noise filter.
 5. **Stabilisation** (HPA): scale down only to the *highest* recommendation of the last
    ``scale_down.stabilization_window_s``, scale up only to the *lowest* of the last
-   ``scale_up.stabilization_window_s``.
+   ``scale_up.stabilization_window_s``. No scale-down before half the scale-down window has
+   been watched without a hole (a fresh start, or an outage longer than half the window).
 6. **Step limits** (HPA rules per direction: Slots/Percent per ``period_s``, selectPolicy
    Max/Min/Disabled), against the value at the start of each period, from the memory of
    applied changes. A rule that allows any change allows at least one host (tenancy), or a
@@ -114,6 +115,7 @@ from autoscaler.planner import GroupPlan, LocationPlan, month_start
 
 MEMORY_VERSION = 1
 LEVELS = ("always_on", "target_idle", "ceiling")
+TICK_S = 60.0  # the controller's default tick interval (``ControllerOptions.interval_s``)
 Key = tuple[str, str]  # (group id, location)
 
 
@@ -375,6 +377,7 @@ class LocationInput:
     recommendations: tuple[RecommendationRecord, ...] = ()  # earlier ones, oldest first
     applied: tuple[AppliedRecord, ...] = ()
     last_applied_at: float | None = None  # the group's last applied change
+    interval_s: float = TICK_S  # the controller's tick interval
 
     def urgent(self, name: str, value: int) -> bool:
         """An increase of always-on or the ceiling while it does not cover in-use + waiting."""
@@ -433,12 +436,28 @@ def _window(ctx: LocationInput, name: str, proposed: int, window_s: float) -> li
 
 
 def _window_covered(ctx: LocationInput, window_s: float) -> bool:
-    """Whether the remembered recommendations reach back at least half the window."""
+    """Whether the recommendations have watched, without a hole, at least the last half of
+    the window.
+
+    A hole is a stretch between records (or from the newest one to now) longer than half the
+    window and two ticks: an outage of the reads or of the controller, which recorded
+    nothing. After one, the records from before it say nothing about the window, and the
+    window is watched afresh, as at a start.
+    """
     if window_s <= 0:
         return True
-    if not ctx.recommendations:
+    recs = ctx.recommendations
+    if not recs:
         return False
-    return ctx.recommendations[0].at <= ctx.now - 0.5 * window_s
+    hole = max(0.5 * window_s, 2.0 * ctx.interval_s)
+    watched_since = ctx.now
+    for r in reversed(recs):
+        if watched_since - r.at > hole:
+            break
+        watched_since = r.at
+        if watched_since <= ctx.now - 0.5 * window_s:
+            return True
+    return False
 
 
 def stabilise(ctx: LocationInput, p: Levels) -> Outcome:
@@ -975,11 +994,13 @@ def guard_group(
     now: float,
     paused: bool = False,
     budget_spent_elsewhere_per_hour: float = 0.0,
+    interval_s: float = TICK_S,
 ) -> tuple[GroupDecision, GuardMemory]:
     """Pass ``plan`` through every guard (order in the module docstring).
 
     ``paused`` is the global pause flag; ``budget_spent_elsewhere_per_hour`` is the worst-case
-    cost the policy's other groups already planned this tick (the budget is per policy).
+    cost the policy's other groups already planned this tick (the budget is per policy);
+    ``interval_s`` the controller's tick interval (what a hole in the memory is measured by).
     Returns the decision and the new memory; ``memory`` is not changed.
     """
     # mostly positional: passing keywords costs a few tenths of a µs each, every tick
@@ -1004,6 +1025,7 @@ def guard_group(
         now=now,
         paused=paused,
         budget_spent_elsewhere_per_hour=budget_spent_elsewhere_per_hour,
+        interval_s=interval_s,
     )
 
 
@@ -1153,6 +1175,7 @@ def _guard_group_chain(
     now: float,
     paused: bool = False,
     budget_spent_elsewhere_per_hour: float = 0.0,
+    interval_s: float = TICK_S,
 ) -> tuple[GroupDecision, GuardMemory]:
     """Every rule in order, for any tick: the reference ``_guard_group_quiet`` must match."""
     g = plan.group_id
@@ -1266,6 +1289,7 @@ def _guard_group_chain(
             recommendations=_prune_recs(recs.get(key, ()), now, 2 * keep_recs),
             applied=applied.get(key, ()),
             last_applied_at=memory.last_applied_at.get(g),
+            interval_s=interval_s,
         )
         if lp.status != "ACTIVE":
             vetoes.append(ctx.veto("status", f"location is {lp.status}: held"))

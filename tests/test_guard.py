@@ -321,7 +321,7 @@ def _rules(
 
 def test_default_behavior_scales_down_twenty_percent_per_minute() -> None:
     # Low recommendations observed for more than half the 300 s window: scale down, paced.
-    recs = (RecommendationRecord(NOW - 200, Levels(0, 0, 0)),)
+    recs = tuple(RecommendationRecord(NOW - ago, Levels(0, 0, 0)) for ago in (200, 140, 80, 20))
     memory = GuardMemory(recommendations={(G, PRIMARY): recs})
     decided, decision, _ = _one(
         C(20, 0, 40), C(0, 0, 0), policy=_policy(behavior=Behavior()), memory=memory
@@ -334,6 +334,31 @@ def test_fresh_controller_does_not_scale_down_before_half_the_window() -> None:
     decided, decision, _ = _one(C(20, 0, 40), C(0, 0, 0), policy=_policy(behavior=Behavior()))
     assert decided == C(20, 0, 40)
     assert "stabilisation" in _guards(decision)
+
+
+@pytest.mark.parametrize(
+    ("outage_s", "scales_down"),
+    [(0, True), (120, True), (150, True), (240, False), (500, False), (900, False)],
+)
+def test_an_outage_is_watched_afresh(outage_s: float, scales_down: bool) -> None:
+    """Records every 60 s until ``outage_s`` ago, then none (the reads failed, or the
+    controller was down): with a 300 s window, a hole longer than half the window means the
+    window was not watched, and nothing scales down until half of it has been again. Before,
+    an outage of one to two windows let the first tick after it scale down at once: the
+    oldest record was old enough, though none fell inside the window."""
+    last = NOW - max(outage_s, 60)
+    recs = tuple(
+        RecommendationRecord(last - 60 * k, Levels(0, 0, 0)) for k in range(20, -1, -1)
+    )
+    memory = GuardMemory(recommendations={(G, PRIMARY): recs})
+    decided, decision, _ = _one(
+        C(20, 0, 40), C(0, 0, 0), policy=_policy(behavior=Behavior()), memory=memory
+    )
+    if scales_down:
+        assert decided == C(16, 0, 32)
+    else:
+        assert decided == C(20, 0, 40)
+        assert "stabilisation" in _guards(decision)
 
 
 def test_scale_up_select_max_and_min() -> None:
