@@ -34,11 +34,17 @@ Safety argument (what a paused or partitioned leader can and cannot do):
 - A leader cut off from the table keeps writing only until its local deadline, which is
   before any other replica can see the lease expired (skew allowance included), and then
   stops; ``Health.leader`` turns False at the deadline, so /readyz says 503.
-- What it *can* do: a write that passed ``fence()`` and was then paused before its HTTP
-  request reached GameLift Streams may land after the deadline. GameLift Streams has no
-  conditional write to carry a token into, so this window (between the check and the request
-  leaving the process) cannot be closed; it is a few milliseconds of CPU work unless the
-  process is frozen exactly there. Every write re-reads the group state first and sets
+- The check is made again by every *attempt* of a write as it leaves the process (the AWS
+  client's ``before-sign`` hook, ``autoscaler.aws.gameliftstreams.instrument``), after any
+  wait for a rate-limit token: the SDK retries a timeout or a 5xx seconds later, when the
+  lease may have passed on, and such a retry is refused (``FencedError``), not sent. On
+  shutdown the lease is released only after the last tick has ended.
+- What it *can* do: an attempt that passed the check and was then paused before its HTTP
+  request reached GameLift Streams may land after the deadline, and so may one that left
+  before it and is still on the wire. GameLift Streams has no conditional write to carry a
+  token into, so this window (between the check and the request arriving) cannot be closed;
+  it is milliseconds unless the process is frozen exactly there or the network holds the
+  request. Every write re-reads the group state first and sets
   absolute capacities (never increments), so such a late write is at worst one stale
   absolute setting that the new leader overwrites on its next tick.
 - Tokens make terms distinguishable after the fact: the audit record of every applied change

@@ -25,10 +25,11 @@ Rules, for each candidate (locations not listed are never touched):
   shows zero in use, zero waiting and zero arrivals, the current sample too, the samples have
   no hole longer than ``max_gap_s`` (the planner passes three tick intervals: a stretch the
   controller did not see, an outage of its reads or of the controller itself, is not known to
-  be idle), and the location was present all that time. Presence is read against the primary location's samples (every
-  location of a group is sampled at the same ticks): a tick with a primary sample and none
-  of this location means the location was not there, so a location re-added after an earlier
-  removal starts a fresh idle clock instead of inheriting the old one.
+  be idle), and the location was present all that time. Presence is read against the
+  primary location's samples (every location of a group is sampled at the same ticks): a
+  tick with a primary sample and none of this location means the location was not there, so
+  a location re-added after an earlier removal starts a fresh idle clock instead of
+  inheriting the old one.
 
 No clock, no I/O: ``now`` and the histories come in as data, so a backtest replays it.
 """

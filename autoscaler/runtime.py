@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,7 @@ async def build_controller(
             max_attempts=settings.aws_max_attempts,
             limiter=limiter,
             read_only=dry,
+            fence=None if elector is None else elector.fence,
         ) as gls:
             audit: AuditLog | None = None
             if write_audit:
@@ -174,6 +175,44 @@ async def run_daemon(
     interval_wall = wall_interval_s if wall_interval_s is not None else settings.interval_s
     loop_time = asyncio.get_running_loop().time
     health = Health(started_at=loop_time(), interval_s=interval_wall)
+    # Signals from the very start: a SIGTERM during start-up (the CloudWatch backfill may take
+    # two minutes) stops cleanly instead of killing the process; a SIGHUP before the
+    # configuration watcher exists has nothing to reload yet.
+    on_hup: list[Callable[[], object]] = [lambda: log.info("SIGHUP during start-up: ignored")]
+
+    def hangup() -> None:
+        on_hup[0]()  # looked up at each signal: ``_serve`` swaps in the reload
+
+    installed = _install_signals(stop, hangup)
+    try:
+        return await _serve(
+            settings,
+            clock=clock,
+            stop=stop,
+            health=health,
+            interval_wall=interval_wall,
+            on_report=on_report,
+            on_ready=on_ready,
+            reload_settings=reload_settings,
+            on_hup=on_hup,
+        )
+    finally:
+        _remove_signals(installed)
+
+
+async def _serve(
+    settings: Settings,
+    *,
+    clock: Clock | None,
+    stop: asyncio.Event,
+    health: Health,
+    interval_wall: float,
+    on_report: Callable[[TickReport], None] | None,
+    on_ready: Callable[[int], None] | None,
+    reload_settings: Callable[[], Settings] | None,
+    on_hup: list[Callable[[], object]],
+) -> int:
+    loop_time = asyncio.get_running_loop().time
     async with contextlib.AsyncExitStack() as stack:
         elector: LeaderElector | None = None
         if settings.lease_backend == "dynamodb":
@@ -182,7 +221,11 @@ async def run_daemon(
             build_controller(settings, clock=clock, elector=elector)
         )
         controller = built.controller
-        await _backfill_if_empty(settings, built, clock or WallClock())
+        if not await _unless_stopped(
+            stop, _backfill_if_empty(settings, built, clock or WallClock())
+        ):
+            log.info("stopped during start-up")
+            return 0
         if elector is not None:
             await elector.step()  # lead (or not) from the first tick on
         metrics = MetricsSink()
@@ -226,17 +269,23 @@ async def run_daemon(
         watcher = ConfigWatcher(
             settings, controller, reload_settings or _default_reloader(settings)
         )
-        installed = _install_signals(stop, lambda: watcher.reload("SIGHUP"))
+        on_hup[0] = lambda: watcher.reload("SIGHUP")
         tasks: list[asyncio.Task[None]] = []
+        # The lease outlives the ticks on the way out: released only once no tick can write.
+        lease_stop = asyncio.Event()
         if elector is not None:
-            tasks.append(asyncio.create_task(elector.run(stop), name="lease"))
+            tasks.append(asyncio.create_task(elector.run(lease_stop), name="lease"))
         if settings.config_poll_s > 0:
             tasks.append(
                 asyncio.create_task(watcher.watch(stop, settings.config_poll_s), name="config")
             )
         try:
-            await ticks.run_once()  # first tick at once, then on the schedule
-            ticks.start()
+            # The first tick at once, then on the schedule; a SIGTERM during the first gives
+            # it the same grace as any other tick (``ticks.stop`` below), not its whole timeout.
+            if not stop.is_set():
+                await _unless_stopped(stop, ticks.run_now(), cancel=False)
+            if not stop.is_set():
+                ticks.start()
             last_prune = loop_time()
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -246,13 +295,34 @@ async def run_daemon(
                     last_prune = loop_time()
         finally:
             log.info("stopping")
-            stop.set()  # the lease loop releases the lease on its way out
+            stop.set()
             await ticks.stop(SHUTDOWN_GRACE_S)
+            lease_stop.set()  # the lease loop releases the lease on its way out
             if tasks:
                 await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
             await runner.cleanup()
-            _remove_signals(installed)
     return 0
+
+
+async def _unless_stopped(
+    stop: asyncio.Event, work: Awaitable[object], *, cancel: bool = True
+) -> bool:
+    """Await ``work`` until it ends or ``stop`` is set, whichever comes first; True when it
+    ended. On a stop it is cancelled (``cancel``) or left running for its owner to settle."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if task.done():
+        task.result()
+        return True
+    if cancel:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return False
 
 
 async def _open_elector(

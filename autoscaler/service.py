@@ -120,6 +120,19 @@ class TickLoop:
                     extra={"group_id": group.group_id, "expires_in_days": round(left / 86400, 1)},
                 )
 
+    def run_now(self) -> asyncio.Task[TickReport | None]:
+        """A tick started at once in a task of its own: ``stop`` gives it the same grace as a
+        scheduled one (the daemon's first tick, which SIGTERM may interrupt)."""
+        task = asyncio.create_task(self.run_once())
+        self._current = task
+
+        def forget(done: asyncio.Task[TickReport | None]) -> None:
+            if self._current is done:
+                self._current = None
+
+        task.add_done_callback(forget)
+        return task
+
     async def _scheduled(self) -> None:
         # The tick runs in a task of our own: stopping cancels that task, never the
         # scheduler's job future (apscheduler 3 reports a cancelled job future as an error).

@@ -347,9 +347,7 @@ def test_an_outage_is_watched_afresh(outage_s: float, scales_down: bool) -> None
     an outage of one to two windows let the first tick after it scale down at once: the
     oldest record was old enough, though none fell inside the window."""
     last = NOW - max(outage_s, 60)
-    recs = tuple(
-        RecommendationRecord(last - 60 * k, Levels(0, 0, 0)) for k in range(20, -1, -1)
-    )
+    recs = tuple(RecommendationRecord(last - 60 * k, Levels(0, 0, 0)) for k in range(20, -1, -1))
     memory = GuardMemory(recommendations={(G, PRIMARY): recs})
     decided, decision, _ = _one(
         C(20, 0, 40), C(0, 0, 0), policy=_policy(behavior=Behavior()), memory=memory

@@ -21,11 +21,10 @@ import pytest
 from autoscaler.controller import Controller, ControllerOptions
 from autoscaler.domain.clock import ManualClock
 from autoscaler.domain.errors import ServiceUnavailableError
-from autoscaler.domain.models import CapacitySetting
+from autoscaler.domain.models import CapacitySetting, TickReport
 from autoscaler.guard import GuardMemory
 from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import PluginRegistry
-from autoscaler.domain.models import TickReport
 from autoscaler.store import HistoryStore
 from autoscaler.testing import FakeGameLiftStreams
 

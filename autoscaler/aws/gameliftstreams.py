@@ -43,6 +43,7 @@ from autoscaler.domain.classes import stream_class_info
 from autoscaler.domain.errors import (
     SERVICE_ERRORS_BY_CODE,
     AccessDeniedError,
+    FencedError,
     NotFoundError,
     ServiceError,
     ServiceUnavailableError,
@@ -400,14 +401,33 @@ class AwsGameLiftStreamsWriter:
 # --- wiring -------------------------------------------------------------------------------
 
 
-def instrument(client: Any, limiter: RateLimiter | None, calls: Counter[str]) -> None:
-    """Make every HTTP request of ``client`` take a limiter token and count in ``calls``."""
+# The operations that change the service: fenced by the lease on every attempt.
+WRITE_OPERATIONS = frozenset(
+    {"UpdateStreamGroup", "AddStreamGroupLocations", "RemoveStreamGroupLocations"}
+)
+
+
+def instrument(
+    client: Any,
+    limiter: RateLimiter | None,
+    calls: Counter[str],
+    fence: Callable[[], bool] | None = None,
+) -> None:
+    """Make every HTTP request of ``client`` take a limiter token and count in ``calls``.
+
+    ``fence`` (the lease's check) is asked again right before every attempt of a write leaves,
+    after any wait for a token: the actuator asks it once per operation, but the SDK's retries
+    (a read timeout, a 5xx) and the limiter may send an attempt seconds later, when another
+    replica may lead. A refused attempt raises ``FencedError`` and is not sent.
+    """
 
     async def before_sign(event_name: str, **_: Any) -> None:
         op = event_name.rsplit(".", 1)[-1]
-        calls[op] += 1
         if limiter is not None:
             await limiter.wait(op)
+        if fence is not None and op in WRITE_OPERATIONS and not fence():
+            raise FencedError(f"{op}: not sent: this replica's lease ended before the attempt left")
+        calls[op] += 1
 
     client.meta.events.register(f"before-sign.{SERVICE}", before_sign)
 
@@ -434,11 +454,13 @@ async def open_gameliftstreams(
     connect_timeout_s: float = 5.0,
     read_timeout_s: float = 15.0,
     max_pool_connections: int = 20,
+    fence: Callable[[], bool] | None = None,
 ) -> AsyncIterator[GameLiftStreams]:
     """An instrumented client for ``region`` (or ``endpoint_url``: the emulator).
 
     ``max_attempts`` is the total number of tries of one request (1 = no retry), like
     ``AWS_MAX_ATTEMPTS``; ``retry_mode`` is botocore's ("standard", "adaptive", "legacy").
+    ``fence``: every attempt of a write is checked against it as it leaves (``instrument``).
 
     Credentials come from botocore's default chain (environment, ``profile``, container and
     instance roles, IRSA web identity); they are never read or logged here.
@@ -456,7 +478,7 @@ async def open_gameliftstreams(
     async with session.create_client(
         SERVICE, region_name=region, endpoint_url=endpoint_url, config=config
     ) as client:
-        instrument(client, limiter, calls)
+        instrument(client, limiter, calls, fence)
         yield GameLiftStreams(
             reader=AwsGameLiftStreamsReader(client, calls=calls, converter=converter),
             writer=None

@@ -96,6 +96,14 @@ class QuotaExceededError(PermanentServiceError):
     http_status = 402
 
 
+class FencedError(PermanentServiceError):
+    """A write refused in this process, before its request left: the replica no longer holds
+    the lease (a retry of the SDK's after the lease's deadline). Never an AWS answer."""
+
+    code = "NotLeader"
+    http_status = 409
+
+
 SERVICE_ERRORS_BY_CODE: dict[str, type[ServiceError]] = {
     cls.code: cls
     for cls in (

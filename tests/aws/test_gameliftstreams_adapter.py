@@ -26,6 +26,7 @@ from autoscaler.domain.clock import ManualClock
 from autoscaler.domain.errors import (
     AccessDeniedError,
     ConflictError,
+    FencedError,
     NotFoundError,
     QuotaExceededError,
     ServiceError,
@@ -377,3 +378,34 @@ def test_error_mapping_by_code_then_status() -> None:
         mapped = to_service_error("GetStreamGroup", exc)
         assert type(mapped) is expected, exc
         assert mapped.message.startswith("GetStreamGroup")
+
+
+async def test_a_retry_after_the_lease_is_lost_is_not_sent(emulator: Emulator) -> None:
+    """HA fencing on every attempt: the actuator checks the lease once, but botocore retries a
+    5xx (or a read timeout) seconds later, when the lease may have passed to another replica.
+    Each attempt of a write is checked as it leaves; reads are never fenced."""
+    gid, _ = make_group(emulator)
+    emulator.set_faults({"error_probability": {"UpdateStreamGroup": 1.0}})
+    leading = {"checks_left": 1}
+
+    def fence() -> bool:
+        leading["checks_left"] -= 1
+        return leading["checks_left"] >= 0
+
+    setting = {REGION: CapacitySetting(always_on=4, target_idle=2, maximum=10)}
+    async with open_gameliftstreams(
+        REGION, endpoint_url=emulator.url, max_attempts=3, read_only=False, fence=fence
+    ) as gls:
+        assert gls.writer is not None
+        with pytest.raises(FencedError, match="not sent"):
+            await gls.writer.update_stream_group(gid, setting)
+        assert gls.calls == {"UpdateStreamGroup": 1}  # the first attempt only
+        await gls.reader.get_stream_group(gid)  # a read passes whatever the lease
+    # without a fence the same client sends all three attempts
+    async with open_gameliftstreams(
+        REGION, endpoint_url=emulator.url, max_attempts=3, read_only=False
+    ) as gls:
+        assert gls.writer is not None
+        with pytest.raises(ServiceUnavailableError):
+            await gls.writer.update_stream_group(gid, setting)
+        assert gls.calls == {"UpdateStreamGroup": 3}

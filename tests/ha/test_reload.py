@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from autoscaler import runtime
 from autoscaler.runtime import ConfigWatcher, _default_reloader, build_controller, run_daemon
 from autoscaler.settings import load_settings
 from tests.ha.conftest import REGION, Group, buffer_policy
@@ -125,3 +126,48 @@ async def test_daemon_reloads_on_sighup_and_on_file_change(
     finally:
         stop.set()
         assert await asyncio.wait_for(daemon, 15) == 0
+
+
+async def test_sigterm_during_the_first_tick_stops_within_the_grace(
+    group: Group, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first tick used to be awaited outside the tick loop: a SIGTERM during it waited
+    for the tick's whole timeout (60 s by default) instead of the shutdown grace, and
+    Kubernetes (30 s) killed the process mid-write."""
+    monkeypatch.setattr(runtime, "SHUTDOWN_GRACE_S", 1.0)
+    group.emulator.set_faults({"latency_s": {"GetStreamGroup": 6.0}})  # a slow first tick
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(buffer_policy(group.group_id))
+    config = tmp_path / "settings.yaml"
+    config.write_text(settings_text(policy, group, tmp_path))
+    settings = load_settings(config, env_file=None)
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    daemon = asyncio.create_task(
+        run_daemon(settings, clock=group.clock, stop=stop, on_ready=lambda _: ready.set())
+    )
+    await asyncio.wait_for(ready.wait(), 10)
+    await asyncio.sleep(0.3)  # the first tick is waiting on GetStreamGroup
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    stop.set()  # what the SIGTERM handler does
+    assert await asyncio.wait_for(daemon, 10) == 0
+    assert loop.time() - started < 3.0
+
+
+async def test_start_up_work_is_cancelled_by_a_stop() -> None:
+    """A SIGTERM during start-up (the CloudWatch backfill may take minutes) cancels it."""
+    stop = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def backfill() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    assert await runtime._unless_stopped(stop, backfill()) is False
+    assert cancelled.is_set()
+    assert await runtime._unless_stopped(asyncio.Event(), asyncio.sleep(0)) is True
