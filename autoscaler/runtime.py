@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoscaler.aws import check_profile
 from autoscaler.aws.cloudwatch import open_cloudwatch
 from autoscaler.aws.gameliftstreams import open_gameliftstreams
 from autoscaler.aws.lease import open_dynamodb_lease
@@ -110,10 +113,17 @@ async def build_controller(
         list(policies) if policies is not None else list(load_policies(settings.policy_paths))
     )
     region = require_region(settings)
+    check_profile(settings.aws_profile)
     dry = settings.dry_run if dry_run is None else dry_run
     limiter = RateLimiter(settings.api_budget.rates()) if settings.api_rate_limits else None
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = HistoryStore(settings.effective_database_path, retention_s=settings.history_retention_s)
+    make_state_dir(settings)
+    audit: AuditLog | None = None
+    if write_audit:  # checked before the store is made: a refusal leaves nothing behind
+        path = settings.effective_audit_log
+        audit = _checked_audit(
+            path, lambda: AuditLog(path) if elector is None else LeaseAuditLog(path, elector)
+        )
+    store = open_store(settings)
     try:
         async with open_gameliftstreams(
             region,
@@ -125,10 +135,6 @@ async def build_controller(
             read_only=dry,
             fence=None if elector is None else elector.fence,
         ) as gls:
-            audit: AuditLog | None = None
-            if write_audit:
-                path = settings.effective_audit_log
-                audit = AuditLog(path) if elector is None else LeaseAuditLog(path, elector)
             controller = Controller(
                 reader=gls.reader,
                 writer=gls.writer,
@@ -151,6 +157,55 @@ async def build_controller(
             yield Built(controller=controller, store=store, policies=loaded, reader=gls.reader)
     finally:
         store.close()
+
+
+def make_state_dir(settings: Settings) -> None:
+    """The state folder, created; ConfigError naming the setting when it cannot be (a
+    read-only file system, a parent that does not exist)."""
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            "state_dir (AUTOSCALER_STATE_DIR)",
+            [
+                f"cannot create {settings.state_dir}: {error.strerror or error}; give a "
+                "writable folder (in a container: a mounted volume)"
+            ],
+        ) from None
+
+
+def open_store(settings: Settings) -> HistoryStore:
+    """The history database; ConfigError naming the setting when it cannot be opened (a path
+    that is a folder, a file that is no database, no write permission)."""
+    path = settings.effective_database_path
+    try:
+        return HistoryStore(path, retention_s=settings.history_retention_s)
+    except (sqlite3.Error, OSError) as error:
+        raise ConfigError(
+            "database_path (AUTOSCALER_DATABASE_PATH)",
+            [
+                f"cannot open the history database {path}: {error}; give the path of a "
+                "writable file, new or written by autoscaler (default: "
+                "<state_dir>/history.sqlite3)"
+            ],
+        ) from None
+
+
+def _checked_audit(path: Path, make: Callable[[], AuditLog]) -> AuditLog:
+    """The audit log, its file opened for appending once now: a path that cannot be written is
+    a ConfigError at start-up, not a failure at the first tick that changes something."""
+    try:
+        audit = make()
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640))
+    except OSError as error:
+        raise ConfigError(
+            "audit_log (AUTOSCALER_AUDIT_LOG)",
+            [
+                f"cannot write the audit log {path}: {error.strerror or error}; give the path "
+                "of a writable file (default: <state_dir>/audit.jsonl)"
+            ],
+        ) from None
+    return audit
 
 
 async def run_daemon(
@@ -329,6 +384,7 @@ async def _open_elector(
     settings: Settings, stack: contextlib.AsyncExitStack, health: Health
 ) -> LeaderElector:
     assert settings.lease_table is not None  # checked by Settings
+    check_profile(settings.aws_profile)
     lease = await stack.enter_async_context(
         open_dynamodb_lease(
             require_region(settings),
