@@ -17,6 +17,7 @@ from typing import Protocol
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from autoscaler.domain.errors import ConfigError
@@ -75,8 +76,12 @@ class TickLoop:
         self._scheduler: AsyncIOScheduler | None = None
         self._current: asyncio.Task[TickReport | None] | None = None
         self._expiry_warned: dict[str, float] = {}
+        self._last_start: float | None = None  # event-loop (monotonic) time of the last tick
+        self._watchdog: asyncio.Task[None] | None = None
+        self.restarts = 0  # times the watchdog found the schedule stalled
 
     async def run_once(self) -> TickReport | None:
+        self._last_start = asyncio.get_running_loop().time()
         if self._lock.locked():
             log.warning("previous tick still running; skipping this one")
             return None
@@ -147,6 +152,13 @@ class TickLoop:
             self._current = None
 
     def start(self) -> None:
+        if self._last_start is None:
+            self._last_start = asyncio.get_running_loop().time()
+        self._start_scheduler()
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch(), name="tick-watchdog")
+
+    def _start_scheduler(self) -> None:
         scheduler = AsyncIOScheduler()
         scheduler.add_job(
             self._scheduled,
@@ -159,8 +171,43 @@ class TickLoop:
         scheduler.start()
         self._scheduler = scheduler
 
+    async def _watch(self) -> None:
+        """Restart the schedule when it has stalled.
+
+        apscheduler 3 keeps its schedule in wall-clock time: after the wall clock steps back
+        (an NTP correction, a VM restored from a snapshot) it waits until the clock catches up
+        with the next run time it had computed, an hour of no ticks for an hour's step, while
+        /healthz still says ok. Checked on the event loop's monotonic clock: no tick started
+        for two intervals and none running means the schedule is stuck, and a fresh one runs
+        the next tick one interval from now.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval_s)
+            scheduler = self._scheduler
+            if scheduler is None or scheduler.state != STATE_RUNNING:
+                continue  # stopping or paused on purpose
+            if self._lock.locked() or self._last_start is None:
+                continue  # a tick is running (a slow one skips runs by design)
+            idle = loop.time() - self._last_start
+            if idle <= 2 * self.interval_s:
+                continue
+            log.warning(
+                "no tick for %.1f s (interval %g s): the schedule stalled, restarting it"
+                " (did the wall clock step back?)",
+                idle,
+                self.interval_s,
+            )
+            self.restarts += 1
+            scheduler.shutdown(wait=False)
+            self._last_start = loop.time()
+            self._start_scheduler()
+
     async def stop(self, grace_s: float) -> None:
         """Stop scheduling; let an in-flight tick finish for ``grace_s``, then cancel it."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._scheduler is not None:
             self._scheduler.pause()
         current = self._current

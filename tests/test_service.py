@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as real
 import logging
 import time
 
 import aiohttp
+import apscheduler.executors.base as executors
+import apscheduler.schedulers.base as base
+import apscheduler.triggers.interval as interval
 import pytest
 
 from autoscaler.domain.errors import ConfigError
@@ -292,3 +296,43 @@ def test_late_starts_and_requests_are_counted_so_the_instant_share_can_be_graphe
     assert f"autoscaler_late_starts_total{labels} 4.0" in text
     assert f"autoscaler_session_requests_total{labels} 80.0" in text
     assert f"autoscaler_placement_failures_total{labels} 2.0" in text
+
+
+async def test_a_wall_clock_stepped_back_does_not_stall_the_ticks(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """apscheduler 3 schedules in wall-clock time: a step back (NTP, a restored VM snapshot)
+    used to stop the ticks until the clock caught up (an hour for an hour). The watchdog, on
+    the monotonic clock, restarts the schedule."""
+    step = {"back": real.timedelta(0)}
+
+    class SteppedClock(real.datetime):
+        @classmethod
+        def now(cls, tz: real.tzinfo | None = None) -> SteppedClock:  # type: ignore[override]
+            return super().now(tz) - step["back"]
+
+    for module in (base, interval, executors):  # every place apscheduler reads the wall clock
+        monkeypatch.setattr(module, "datetime", SteppedClock)
+    count = 0
+
+    async def tick() -> TickReport:
+        nonlocal count
+        count += 1
+        return TickReport(at=0.0, duration_s=0.0, groups=(), calls={}, ok=True)
+
+    health = Health(started_at=0.0, interval_s=0.1)
+    loop = TickLoop(tick, interval_s=0.1, timeout_s=1.0, metrics=MetricsSink(), health=health)
+    loop.start()
+    try:
+        await asyncio.sleep(0.35)
+        assert count >= 2
+        step["back"] = real.timedelta(hours=1)  # the wall clock steps back an hour
+        await asyncio.sleep(0.5)
+        before = count
+        with caplog.at_level(logging.WARNING, logger="autoscaler.service"):
+            await asyncio.sleep(0.6)
+        assert count > before  # ticking again, an hour early by the wall clock
+        assert loop.restarts >= 1
+        assert any("stalled" in r.getMessage() for r in caplog.records)
+    finally:
+        await loop.stop(grace_s=1.0)
