@@ -49,7 +49,12 @@ from autoscaler.domain.models import (
 )
 from autoscaler.domain.policy import Mode, Policy
 from autoscaler.domain.ports import StreamGroupReader, StreamGroupWriter
-from autoscaler.guard import GuardMemory, guard_group, worst_case_cost_per_hour
+from autoscaler.guard import (
+    GuardMemory,
+    budget_floor_per_hour,
+    guard_group,
+    worst_case_cost_per_hour,
+)
 from autoscaler.planner import GroupPlan, hold_plan, plan_group
 from autoscaler.policy.plugin import PluginRegistry, PolicyPlugin, UnknownPluginError
 from autoscaler.report import AuditLog, setting_dict
@@ -301,10 +306,21 @@ class Controller:
 
         plans = await self._plan_all(samples, assigned)
         reports: list[GroupReport] = []
+        # A policy's budget covers all its groups: each group is decided with what the ones
+        # before it took (their worst case) and what the ones after it cannot give up (their
+        # floors), so the first cannot take the room the later ones need for their sessions.
         spent_per_policy: dict[str, float] = {}
+        floors: dict[str, float] = {}
+        for gid, planned in plans.items():
+            policy = assigned[gid]
+            if isinstance(planned, GroupPlan) and policy.budget.has_cap:
+                floors[gid] = budget_floor_per_hour(planned, policy)
+                spent_per_policy[policy.name] = spent_per_policy.get(policy.name, 0.0) + floors[gid]
         for sample in samples:
             policy = assigned[sample.group_id]
             plan = plans.get(sample.group_id)
+            if sample.group_id in floors:  # its own floor is counted by its decision instead
+                spent_per_policy[policy.name] -= floors[sample.group_id]
             reports.append(await self._decide_and_apply(sample, policy, plan, spent_per_policy))
 
         self._ticks += 1

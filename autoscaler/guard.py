@@ -13,7 +13,8 @@ Order (deliberate): gates first, then *pacing* rules that may only slow a change
 *hard limits* that win over pacing, then the *holds* that nothing may get around.
 
 1. **Group gates** (whole group, short-circuit): group status not ACTIVE → frozen; global
-   pause or ``Policy.paused`` → frozen. Nothing is recorded while frozen.
+   pause or ``Policy.paused`` → frozen. Nothing is recorded while frozen but the month's
+   spend (a frozen group still bills).
 2. **Location gates**: a location that is not ACTIVE, or was not planned, is held; a
    hand-made change (drift, against what we last applied) is respected for
    ``drift_cooldown_s`` (``DriftAction.RESPECT``) or overridden by the plan (``REVERT``).
@@ -733,6 +734,22 @@ def worst_case_cost_per_hour(decision: GroupDecision, price_per_slot_hour: float
     return price_per_slot_hour * (sum(d.decided.ceiling for d in decision.locations) + added)
 
 
+def budget_floor_per_hour(plan: GroupPlan, policy: Policy) -> float:
+    """The least a group can cost per hour whatever the budget says: every location at the
+    larger of its sessions in use and its minimum bound, in whole hosts (the budget cut stops
+    there). The controller counts it for the policy's groups not yet decided in a tick, so
+    the first group decided cannot take the room the later ones cannot give up."""
+    price = policy.price_for(plan.stream_class)
+    if price <= 0:
+        return 0.0
+    t = max(plan.tenancy, 1)
+    slots = 0
+    for lp in plan.locations:
+        lo, _ = effective_bounds(policy.bounds_for(lp.location), t)
+        slots += max(round_up_to_tenancy(lp.in_use, t), lo)
+    return price * slots
+
+
 def month_end(now: float) -> float:
     """Epoch seconds of the first instant of the calendar month after ``now``'s (UTC)."""
     d = datetime.fromtimestamp(now, UTC)
@@ -972,7 +989,10 @@ def _month_spend(
     m0 = month_start(now)
     prev = memory.month_spend.get(g)
     carried = prev.carried_to(now, m0) if prev is not None and prev.at <= now else 0.0
-    mine = max(carried, plan.month_spent_usd or 0.0)
+    # The plan's figure is for the month of its sample: a tick sampled before midnight UTC on
+    # the 1st and guarded after it must not carry last month's spend into this one.
+    planned = plan.month_spent_usd if month_start(plan.at) == m0 else None
+    mine = max(carried, planned or 0.0)
     rate = price * sum(loc.allocated for loc in state.locations)
     records = {k: m for k, m in memory.month_spend.items() if now - m.at <= MONTH_SPEND_KEEP_S}
     records[g] = MonthSpend(policy.name, m0, mine, now, rate)
@@ -1229,7 +1249,20 @@ def _guard_group_chain(
             blocked=None if way_out else gate.reason,
             stale=is_stale(sample, policy, now),
         )
-        return decide_all({}, [gate, *cv], frozen=True, changes=changes), memory
+        frozen_memory = memory
+        if policy.budget.max_cost_per_month is not None:
+            # A frozen group still bills: its month's spend is kept up to date, or the
+            # policy's other groups would stop counting it once its record went stale.
+            _, records = _month_spend(
+                plan,
+                state=state,
+                policy=policy,
+                memory=memory,
+                now=now,
+                price=policy.price_for(plan.stream_class),
+            )
+            frozen_memory = replace(memory, month_spend=records)
+        return decide_all({}, [gate, *cv], frozen=True, changes=changes), frozen_memory
 
     stale_group = is_stale(sample, policy, now)
     failed = (

@@ -1022,6 +1022,54 @@ def test_history_spend_and_memory_spend_the_larger_counts() -> None:
     assert decision.locations[0].decided == C(10, 4, 20)
 
 
+def test_a_tick_sampled_before_midnight_on_the_1st_does_not_carry_last_month() -> None:
+    """The plan's spend is for its sample's month; the guard runs a few seconds later. Before,
+    a tick that straddled 00:00 UTC on the 1st stored last month's spend as this month's,
+    and carried it all month."""
+    first = month_end(NOW)
+    sampled, guarded = first - 3.0, first + 4.0
+    state, sample, plan = _loc(PRIMARY, C(10, 0, 10), C(10, 0, 10), in_use=5)
+    group = GroupState(
+        G, "arn:" + G, "ACTIVE", "gen4n_high", 1, CapacityModel.CURRENT, (state,), PRIMARY
+    )
+    last_month = 13_440.0
+    _, memory = guard_group(
+        GroupPlan(
+            G,
+            sampled,
+            CapacityModel.CURRENT,
+            1,
+            "gen4n_high",
+            PRIMARY,
+            (plan,),
+            month_spent_usd=last_month,
+        ),
+        state=group,
+        sample=GroupSample(sampled, G, group, (sample,), complete=True),
+        policy=_policy(budget=Budget(max_cost_per_month=1e6)),
+        memory=GuardMemory(),
+        now=guarded,
+    )
+    record = memory.month_spend[G]
+    assert record.month_start == first
+    assert record.spent_usd == 0.0
+
+
+def test_a_frozen_group_keeps_its_month_spend_up_to_date() -> None:
+    """A paused (or not ACTIVE) group still bills: its record is brought forward, so the
+    policy's other groups keep counting it after ``stale_after_s``."""
+    policy = _policy(budget=Budget(max_cost_per_month=1e6))
+    start = month_start(NOW)
+    memory = GuardMemory(month_spend={G: _spend(0.0, at=start, rate=100.0)})
+    _, decision, new = _one(
+        C(100, 0, 100), C(100, 0, 100), policy=policy, memory=memory, in_use=100, paused=True
+    )
+    assert decision.frozen
+    record = new.month_spend[G]
+    assert record.at == NOW
+    assert abs(record.spent_usd - 100.0 * (NOW - start) / 3600) < 1e-6
+
+
 def test_month_spend_survives_the_memory_json() -> None:
     memory = GuardMemory(month_spend={G: _spend(12.5, rate=3.0)})
     assert GuardMemory.from_json(memory.to_json()) == memory

@@ -100,6 +100,10 @@ class Budget:
     # What is cut first when a cap binds: lower-priority locations lose idle buffer first.
     cut_order: tuple[str, ...] = ("target_idle", "maximum", "always_on")
 
+    @property
+    def has_cap(self) -> bool:
+        return self.max_cost_per_hour is not None or self.max_cost_per_month is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Fallback:
