@@ -29,11 +29,13 @@ from autoscaler.domain.models import (
     Recommendation,
 )
 from autoscaler.policy.builtin.webhook import API_VERSION, WebhookParams, WebhookPolicy
+from autoscaler.policy.config import check_policies
 from autoscaler.policy.plugin import PluginRegistry, PolicyContext
 from tests.policy_context import by_model
 from tests.policy_context import make_ctx as shared_ctx
 
 TOKEN = "s3cr3t-t0ken-value"  # a test value, checked never to leak
+REPO = Path(__file__).resolve().parents[1]
 ANSWER = {"alwaysOn": 3, "targetIdle": 1, "maximum": 9, "reason": "queue says so"}
 
 
@@ -380,3 +382,65 @@ def test_valid_params_defaults() -> None:
     )
     assert isinstance(p, WebhookParams)
     assert (p.timeout_seconds, p.verify, p.max_response_bytes) == (2.0, True, 65_536)
+
+
+def test_a_token_from_a_file_loses_its_newline_and_a_bad_one_never_shows(
+    serve: Callable[[ssl.SSLContext | None], Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Kubernetes secret made from a file ends in a newline; the header refused it, and the
+    error (the token included) became the reason, which the audit log keeps."""
+    server = serve(None)
+    monkeypatch.setenv("WEBHOOK_TOKEN", TOKEN + "\n")
+    rec = decide({"url": server.url, "bearerTokenEnv": "WEBHOOK_TOKEN"})
+    assert rec.setting is not None
+    [(headers, _)] = server.requests
+    assert headers["authorization"] == f"Bearer {TOKEN}"
+    monkeypatch.setenv("WEBHOOK_TOKEN", TOKEN[:4] + "\n" + TOKEN[4:])
+    rec = decide({"url": server.url, "bearerTokenEnv": "WEBHOOK_TOKEN"})
+    assert "characters an HTTP header cannot carry" in rec.reason
+    assert TOKEN[4:] not in rec.reason
+    assert len(server.requests) == 1  # nothing sent
+
+
+def test_a_loopback_webhook_never_goes_through_a_proxy(
+    serve: Callable[[ssl.SSLContext | None], Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With HTTP_PROXY set, urllib sent a request to http://localhost, bearer token included,
+    in clear to the proxy."""
+    proxied: list[bytes] = []
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen(1)
+        proxy.settimeout(0.2)
+        for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("WEBHOOK_TOKEN", TOKEN)
+        server = serve(None)
+        url = server.url.replace("127.0.0.1", "localhost")
+        rec = decide({"url": url, "bearerTokenEnv": "WEBHOOK_TOKEN"})
+        with contextlib.suppress(TimeoutError):
+            conn, _ = proxy.accept()
+            with conn:
+                proxied.append(conn.recv(65536))
+    assert proxied == []
+    assert rec.setting is not None  # answered by the webhook itself
+    assert len(server.requests) == 1
+
+
+def test_validation_errors_never_echo_a_pasted_token_or_a_url_password(tmp_path: Path) -> None:
+    """``autoscaler validate`` shows what was given beside each error: not for a key that
+    names a secret (a token pasted into bearerTokenEnv), and not a URL's user and password."""
+    shipped = (REPO / "policies" / "webhook.yaml").read_text()
+    pasted = "ghp_R3alT0kenValue1234567890abcdef"
+    (tmp_path / "a.yaml").write_text(
+        shipped.replace("bearerTokenEnv: AUTOSCALER_WEBHOOK_TOKEN", f"bearerTokenEnv: {pasted}")
+    )
+    problems = check_policies([tmp_path]).all_problems
+    assert any("bearerTokenEnv" in p and "not shown" in p for p in problems), problems
+    assert not any(pasted in p for p in problems)
+    (tmp_path / "a.yaml").write_text(shipped.replace("https://", "https://svc:P4ssw0rd-real@", 1))
+    problems = check_policies([tmp_path]).all_problems
+    assert any("no credentials in the URL" in p and "https://***@" in p for p in problems)
+    assert not any("P4ssw0rd" in p for p in problems)

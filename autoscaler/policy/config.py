@@ -494,7 +494,24 @@ def _describe(
         return f"unknown field {path[-1]!r}{hint}"
     if kind == "missing":
         return "required field is missing"
-    return f"{item['msg']} (got {_short(value)})"
+    return f"{item['msg']} (got {_shown(path, value)})"
+
+
+# A key naming a secret (or where one is often pasted by mistake, such as bearerTokenEnv):
+# what was given is never echoed back.
+_SECRET_KEY = re.compile(r"token|secret|password|passwd|credential|apikey|api_key", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+
+
+def _shown(path: Sequence[str | int], value: Any) -> str:
+    """``value`` as an error message may show it: not at all under a secret's key, and a
+    URL without the user and password it carries."""
+    key = next((p for p in reversed(path) if isinstance(p, str)), "")
+    if _SECRET_KEY.search(key):
+        return "a value not shown here: it may be a secret"
+    if isinstance(value, str) and _URL_USERINFO.match(value):
+        value = _URL_USERINFO.sub(r"\1***@", value)
+    return _short(value)
 
 
 def _short(value: Any) -> str:

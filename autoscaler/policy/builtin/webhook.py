@@ -38,8 +38,10 @@ under the tick's deadline), TLS verified with the system trust store or ``caBund
 redirects never followed (they could carry the bearer token elsewhere), ``timeoutSeconds``
 for connecting and for the whole response (checked between reads, so a trickling server is
 cut off after at most one more read timeout), at most ``maxResponseBytes`` read. The bearer
-token is read from the environment variable named by ``bearerTokenEnv`` at call time: it is
-never in the policy file, never in a reason, never logged. A monotonic clock is read only for
+token is read from the environment variable named by ``bearerTokenEnv`` at call time (trailing
+whitespace, such as a secret file's newline, stripped): it is never in the policy file, never in
+a reason, never logged. A webhook on this machine (loopback) is called without any
+``HTTP(S)_PROXY``, which would otherwise receive the token in clear. A monotonic clock is read only for
 that network deadline, never for a decision.
 
 The plugin is not a pure function of its context, so composites never replay it to measure
@@ -81,6 +83,8 @@ from autoscaler.policy.plugin import PolicyContext, UnknownPluginError
 API_VERSION = "autoscaler.gameliftstreams/webhook-v1"
 _ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+# RFC 6750's token68 characters: what an Authorization header can carry as a bearer token.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _CHUNK = 16_384
 _REASON_CHARS = 300
 _USER_AGENT = "gameliftstreams-autoscaler-webhook/1"
@@ -282,14 +286,26 @@ class WebhookPolicy(CompositePlugin):
             "Accept": "application/json",
             "User-Agent": _USER_AGENT,
         }
+        token = ""
         if params.bearer_token_env is not None:
-            token = os.environ.get(params.bearer_token_env, "")
+            # A secret mounted from a file usually ends in a newline: not part of the token.
+            token = os.environ.get(params.bearer_token_env, "").strip()
             if not token:
                 raise WebhookError(
                     f"environment variable {params.bearer_token_env} (bearer token) is not set"
                 )
+            if not _TOKEN_RE.fullmatch(token):
+                raise WebhookError(
+                    f"environment variable {params.bearer_token_env} (bearer token) holds"
+                    " characters an HTTP header cannot carry (whitespace or control characters"
+                    " inside it)"
+                )
             headers["Authorization"] = f"Bearer {token}"
         handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if urllib.parse.urlsplit(params.url).hostname in _LOOPBACK:
+            # Never through an HTTP(S)_PROXY: a plain-http request to this machine would hand
+            # the proxy the bearer token, and a proxy cannot reach our loopback anyway.
+            handlers.append(urllib.request.ProxyHandler({}))
         if params.url.startswith("https"):
             handlers.append(urllib.request.HTTPSHandler(context=self._tls(params)))
         opener = urllib.request.build_opener(*handlers)
@@ -329,7 +345,8 @@ class WebhookPolicy(CompositePlugin):
         except TimeoutError:
             raise WebhookError(f"timed out after {params.timeout_seconds:g}s") from None
         except (OSError, ValueError) as error:  # connection reset, TLS, bad chunking, …
-            raise WebhookError(f"{type(error).__name__}: {_short(str(error))}") from None
+            text = str(error).replace(token, "***") if token else str(error)
+            raise WebhookError(f"{type(error).__name__}: {_short(text)}") from None
 
     def _tls(self, params: WebhookParams) -> ssl.SSLContext:
         if not params.verify:
