@@ -55,7 +55,7 @@ from autoscaler.guard import (
     guard_group,
     worst_case_cost_per_hour,
 )
-from autoscaler.planner import GroupPlan, hold_plan, plan_group
+from autoscaler.planner import WATCHED_TICKS, GroupPlan, hold_plan, plan_group
 from autoscaler.policy.plugin import PluginRegistry, PolicyPlugin, UnknownPluginError
 from autoscaler.report import AuditLog, setting_dict
 from autoscaler.sampling import INSTANT_START_S, Sampler, discover
@@ -300,7 +300,7 @@ class Controller:
         assigned, problems = await self._assignments(now)
         group_ids = list(assigned)
 
-        previous = await self._store_call(self._previous_times, group_ids)
+        previous = await self._store_call(self._previous_times, group_ids, now)
         samples = await self._sampler.sample(group_ids, previous)
         await self._store_call(self._store_samples, samples)
 
@@ -548,7 +548,12 @@ class Controller:
             return await asyncio.to_thread(fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
-    def _previous_times(self, group_ids: Sequence[str]) -> dict[str, float]:
+    def _previous_times(self, group_ids: Sequence[str], now: float) -> dict[str, float]:
+        """Where each group's flow window (arrivals, failures, departures, late starts since
+        the previous sample) starts; no window after a hole of more than ``WATCHED_TICKS``
+        intervals (a restart after downtime, reads failing for a while): an outage's flows in
+        one row would read as a burst, so the first row after it counts none, like a first
+        start."""
         # The store is asked once per group (after a restart, or for a new group); from then
         # on the newest sample time is the one this controller stored itself.
         for gid in group_ids:
@@ -556,7 +561,12 @@ class Controller:
                 at = self._store.latest_sample_time(gid)
                 if at is not None:
                     self._latest_stored[gid] = at
-        return {gid: self._latest_stored[gid] for gid in group_ids if gid in self._latest_stored}
+        longest = WATCHED_TICKS * self.options.interval_s
+        return {
+            gid: at
+            for gid in group_ids
+            if (at := self._latest_stored.get(gid)) is not None and now - at <= longest
+        }
 
     def _with_budget(self, sample: GroupSample) -> list[LocationSample]:
         """``sample``'s locations, each with the miss budget in force since the previous tick

@@ -41,8 +41,8 @@ cut off after at most one more read timeout), at most ``maxResponseBytes`` read.
 token is read from the environment variable named by ``bearerTokenEnv`` at call time (trailing
 whitespace, such as a secret file's newline, stripped): it is never in the policy file, never in
 a reason, never logged. A webhook on this machine (loopback) is called without any
-``HTTP(S)_PROXY``, which would otherwise receive the token in clear. A monotonic clock is read only for
-that network deadline, never for a decision.
+``HTTP(S)_PROXY``, which would otherwise receive the token in clear. A monotonic clock is read
+only for that network deadline, never for a decision.
 
 The plugin is not a pure function of its context, so composites never replay it to measure
 its forecast error (``replayable = False``).
