@@ -120,17 +120,23 @@ def _keeps_up(report: TickReport) -> None:
     assert d.decided.ceiling >= d.in_use, d
 
 
+async def _lose_a_reply(controller: Controller, service: Service, clock: ManualClock) -> TickReport:
+    """A first tick that applies a change, then demand rises and the next update lands but
+    its reply is lost."""
+    _players(service, clock, 4)
+    await controller.tick()
+    clock.advance(60)
+    _players(service, clock, 6)
+    service.lose_reply = True
+    return await controller.tick()
+
+
 async def test_a_lost_reply_is_not_read_as_drift(tmp_path: Path) -> None:
     clock = ManualClock()
     service = _world(clock)
     with HistoryStore(":memory:", retention_s=1e6) as store:
         controller = _controller(tmp_path, service, store, clock)
-        _players(service, clock, 4)
-        await controller.tick()
-        clock.advance(60)
-        _players(service, clock, 6)
-        service.lose_reply = True
-        lost = await controller.tick()
+        lost = await _lose_a_reply(controller, service, clock)
         assert lost.groups[0].actuation is not None
         assert not lost.groups[0].actuation.applied  # the controller saw a failure...
         landed = service.state(GROUP).locations[0].setting
@@ -150,12 +156,7 @@ async def test_a_hand_made_change_is_still_respected(tmp_path: Path) -> None:
     service = _world(clock)
     with HistoryStore(":memory:", retention_s=1e6) as store:
         controller = _controller(tmp_path, service, store, clock)
-        _players(service, clock, 4)
-        await controller.tick()
-        clock.advance(60)
-        _players(service, clock, 6)
-        service.lose_reply = True
-        await controller.tick()
+        await _lose_a_reply(controller, service, clock)
         by_hand = CapacitySetting(always_on=30, target_idle=2, maximum=40)
         await FakeGameLiftStreams.update_stream_group(service, GROUP, {LOCATION: by_hand})
         clock.advance(60)
