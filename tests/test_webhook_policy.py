@@ -444,3 +444,36 @@ def test_validation_errors_never_echo_a_pasted_token_or_a_url_password(tmp_path:
     problems = check_policies([tmp_path]).all_problems
     assert any("no credentials in the URL" in p and "https://***@" in p for p in problems)
     assert not any("P4ssw0rd" in p for p in problems)
+
+
+def test_a_server_trickling_its_headers_is_cut_off_at_the_deadline() -> None:
+    """urllib's timeout bounds each read, not the call: a status line and headers sent a byte
+    at a time kept ``decide`` waiting 22 s with ``timeoutSeconds: 2``."""
+    stop = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def trickle() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                    for byte in b"X-Slow: " + b"a" * 40 + b"\r\n":
+                        if stop.wait(0.1):
+                            return
+                        conn.sendall(bytes([byte]))
+
+        server = threading.Thread(target=trickle, daemon=True)
+        server.start()
+        started = time.monotonic()
+        rec = decide(
+            {"url": f"http://127.0.0.1:{listener.getsockname()[1]}/", "timeoutSeconds": 0.5}
+        )
+        took = time.monotonic() - started
+        stop.set()
+        server.join(timeout=5)
+    assert took < 2.0
+    assert rec.setting == HOLD
+    assert "timed out after 0.5s" in rec.reason

@@ -36,13 +36,13 @@ must be JSON numbers, capacities integers ≥ 0)::
 Transport: the stdlib's ``urllib`` (``decide`` is synchronous and runs in a worker thread
 under the tick's deadline), TLS verified with the system trust store or ``caBundle``,
 redirects never followed (they could carry the bearer token elsewhere), ``timeoutSeconds``
-for connecting and for the whole response (checked between reads, so a trickling server is
-cut off after at most one more read timeout), at most ``maxResponseBytes`` read. The bearer
-token is read from the environment variable named by ``bearerTokenEnv`` at call time (trailing
-whitespace, such as a secret file's newline, stripped): it is never in the policy file, never in
-a reason, never logged. A webhook on this machine (loopback) is called without any
-``HTTP(S)_PROXY``, which would otherwise receive the token in clear. A monotonic clock is read
-only for that network deadline, never for a decision.
+for the whole call, connecting included (the socket is cut at the deadline, so a server that
+trickles its status line, headers or body is cut off then), at most ``maxResponseBytes`` read.
+The bearer token is read from the environment variable named by ``bearerTokenEnv`` at call
+time (trailing whitespace, such as a secret file's newline, stripped): it is never in the
+policy file, never in a reason, never logged. A webhook on this machine (loopback) is called
+without any ``HTTP(S)_PROXY``, which would otherwise receive the token in clear. A monotonic
+clock is read only for that network deadline, never for a decision.
 
 The plugin is not a pure function of its context, so composites never replay it to measure
 its forecast error (``replayable = False``).
@@ -50,12 +50,16 @@ its forecast error (``replayable = False``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import http.client
 import json
 import math
 import os
 import re
+import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -166,6 +170,67 @@ class WebhookAnswer(BaseModel):
 
 class WebhookError(Exception):
     """The call failed; the message is safe to show (no token, no body beyond a snippet)."""
+
+
+class _Deadline:
+    """Cuts a call's socket at an absolute (monotonic) deadline.
+
+    urllib's ``timeout`` bounds each socket operation, not the call: a server that trickles
+    its status line and headers a byte at a time keeps it waiting indefinitely. Every
+    connection the call opens is shut down by a timer when the deadline passes, which ends any
+    read in progress."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.hit = False
+        self._timers: list[threading.Timer] = []
+
+    def connection(
+        self, base: type[http.client.HTTPConnection]
+    ) -> type[http.client.HTTPConnection]:
+        deadline = self
+
+        class Connection(base):  # type: ignore[misc,valid-type]
+            def connect(self) -> None:
+                super().connect()
+                sock = self.sock
+
+                def cut() -> None:
+                    deadline.hit = True
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+                timer = threading.Timer(max(0.0, deadline.at - time.monotonic()), cut)
+                timer.daemon = True
+                deadline._timers.append(timer)
+                timer.start()
+
+        return Connection
+
+    def cancel(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._connection = deadline.connection(http.client.HTTPConnection)
+
+    @override
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline, context: ssl.SSLContext) -> None:
+        super().__init__(context=context)
+        self._tls_context = context
+        self._connection = deadline.connection(http.client.HTTPSConnection)
+
+    @override
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req, context=self._tls_context)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -301,20 +366,34 @@ class WebhookPolicy(CompositePlugin):
                     " inside it)"
                 )
             headers["Authorization"] = f"Bearer {token}"
-        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        deadline = _Deadline(time.monotonic() + params.timeout_seconds)
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect(), _HTTPHandler(deadline)]
         if urllib.parse.urlsplit(params.url).hostname in _LOOPBACK:
             # Never through an HTTP(S)_PROXY: a plain-http request to this machine would hand
             # the proxy the bearer token, and a proxy cannot reach our loopback anyway.
             handlers.append(urllib.request.ProxyHandler({}))
         if params.url.startswith("https"):
-            handlers.append(urllib.request.HTTPSHandler(context=self._tls(params)))
+            handlers.append(_HTTPSHandler(deadline, self._tls(params)))
         opener = urllib.request.build_opener(*handlers)
         # S310: the scheme was checked to be http(s) when the params were validated.
         request = urllib.request.Request(  # noqa: S310
             params.url, data=body, headers=headers, method="POST"
         )
+        try:
+            return self._exchange(opener, request, params, token, deadline)
+        finally:
+            deadline.cancel()
+
+    def _exchange(
+        self,
+        opener: urllib.request.OpenerDirector,
+        request: urllib.request.Request,
+        params: WebhookParams,
+        token: str,
+        deadline: _Deadline,
+    ) -> bytes:
         limit = params.max_response_bytes
-        deadline = time.monotonic() + params.timeout_seconds
+        timed_out = f"timed out after {params.timeout_seconds:g}s"
         try:
             with opener.open(request, timeout=params.timeout_seconds) as response:
                 if response.status != 200:
@@ -330,21 +409,25 @@ class WebhookPolicy(CompositePlugin):
                         break
                     chunks.append(chunk)
                     size += len(chunk)
-                    if time.monotonic() > deadline:
-                        raise WebhookError(f"timed out after {params.timeout_seconds:g}s")
+                    if time.monotonic() > deadline.at:
+                        raise WebhookError(timed_out)
                 if size > limit:
                     raise WebhookError(f"response larger than maxResponseBytes {limit}")
+                if deadline.hit:  # cut at the deadline: what was read is not the whole reply
+                    raise WebhookError(timed_out)
                 return b"".join(chunks)
         except urllib.error.HTTPError as error:
             raise WebhookError(f"HTTP {error.code} (expected 200)") from None
         except urllib.error.URLError as error:
             reason = error.reason
-            if isinstance(reason, TimeoutError):
-                raise WebhookError(f"timed out after {params.timeout_seconds:g}s") from None
+            if isinstance(reason, TimeoutError) or deadline.hit:
+                raise WebhookError(timed_out) from None
             raise WebhookError(f"cannot reach it: {_short(str(reason))}") from None
         except TimeoutError:
-            raise WebhookError(f"timed out after {params.timeout_seconds:g}s") from None
-        except (OSError, ValueError) as error:  # connection reset, TLS, bad chunking, …
+            raise WebhookError(timed_out) from None
+        except (OSError, ValueError, http.client.HTTPException) as error:  # reset, TLS, …
+            if deadline.hit:  # our own cut at the deadline
+                raise WebhookError(timed_out) from None
             text = str(error).replace(token, "***") if token else str(error)
             raise WebhookError(f"{type(error).__name__}: {_short(text)}") from None
 
