@@ -340,6 +340,7 @@ def hindsight_baselines(
     grids: list[tuple[str, list[baselines.Candidate] | baselines.Unavailable]] = [
         (baselines.TARGET_TRACKING, baselines.target_tracking(fleet, bt.registry)),
         (baselines.BUFFER, baselines.buffer(fleet, bt.registry)),
+        (baselines.BUFFER_IDLE, baselines.buffer(fleet, bt.registry, which=baselines.BUFFER_IDLE)),
         (baselines.HOURLY_PREDICTIVE, baselines.hourly_predictive(fleet)),
     ]
     for name, grid in grids:

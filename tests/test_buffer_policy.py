@@ -71,3 +71,17 @@ def test_max_replicas_and_bounds_cap_everything() -> None:
     )
     assert s.always_on == 120
     assert s.on_demand == 0
+
+
+def test_buffer_on_always_on_keeps_it_above_demand() -> None:
+    """``bufferOn: alwaysOn``: the benchmark's Agones-style buffer baseline."""
+    params = BufferParams(buffer_size=3, min_replicas=2, buffer_on="alwaysOn")
+    s = _decide(params, in_use=10, waiting=1)
+    assert s == CapacitySetting(always_on=14, target_idle=0, maximum=10_000)
+    s = _decide(BufferParams(buffer_size=2, buffer_percent=25, buffer_on="alwaysOn"), in_use=40)
+    assert s.always_on == 50  # 40 + 25 % of 40
+    assert _decide(params, in_use=0).always_on == 3  # max(minReplicas 2, 0 + 3)
+    legacy = _decide(params, in_use=10, model=CapacityModel.LEGACY)
+    assert legacy == _decide(
+        BufferParams(buffer_size=3, min_replicas=2), in_use=10, model=CapacityModel.LEGACY
+    )

@@ -1324,8 +1324,8 @@ def _run_baseline(bt: Backtest, which: str) -> Scored | baselines.Unavailable:
     grid: list[baselines.Candidate] | baselines.Unavailable
     if which == baselines.TARGET_TRACKING:
         grid = baselines.target_tracking(fleet, bt.registry)
-    elif which == baselines.BUFFER:
-        grid = baselines.buffer(fleet, bt.registry)
+    elif which in (baselines.BUFFER, baselines.BUFFER_IDLE):
+        grid = baselines.buffer(fleet, bt.registry, which=which)
     else:
         grid = baselines.hourly_predictive(fleet)
     if isinstance(grid, baselines.Unavailable):

@@ -31,6 +31,7 @@ from autoscaler.domain.models import (
     LocationState,
 )
 from autoscaler.domain.policy import Slo
+from autoscaler.policy.builtin.buffer import BufferParams
 from autoscaler.policy.plugin import PolicyContext
 
 T0 = 1_767_225_600.0  # midnight UTC
@@ -225,3 +226,27 @@ def test_hourly_predictive_legacy_setting() -> None:
     rec = HourlyPredictivePolicy().decide(HourlyPredictiveParams(), legacy)
     assert rec.setting.on_demand is not None
     assert rec.setting.always_on == 12  # ceil(8 / 0.7)
+
+
+def test_buffer_is_always_on_above_demand_and_buffer_idle_is_target_idle() -> None:
+    """benchmark.md's ``buffer`` (Agones style) sets AlwaysOn = in use + buffer; the variant
+    that puts the same buffer in TargetIdle (which the service refills) is ``buffer-idle``,
+    kept as a baseline of its own. The legacy model has no TargetIdle: one buffer only."""
+    registry = backtest_registry()
+    on = baselines.buffer(_fleet(), registry)
+    idle = baselines.buffer(_fleet(), registry, which=baselines.BUFFER_IDLE)
+    assert not isinstance(on, Unavailable)
+    assert not isinstance(idle, Unavailable)
+    assert {c.baseline for c in on} == {baselines.BUFFER}
+    assert {c.baseline for c in idle} == {baselines.BUFFER_IDLE}
+    assert [c.params for c in on] == [c.params for c in idle]  # the same sweep
+    for candidate, layer in ((on[0], "alwaysOn"), (idle[0], "targetIdle")):
+        assert candidate.policy is not None
+        params = candidate.policy.plugin_params
+        assert isinstance(params, BufferParams)
+        assert params.buffer_on == layer
+    legacy = _fleet(CapacityModel.LEGACY)
+    assert not isinstance(baselines.buffer(legacy, registry), Unavailable)
+    gone = baselines.buffer(legacy, registry, which=baselines.BUFFER_IDLE)
+    assert isinstance(gone, Unavailable)
+    assert "legacy" in gone.reason

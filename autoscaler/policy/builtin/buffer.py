@@ -4,11 +4,15 @@ Agones' FleetAutoscaler "Buffer" policy keeps ``bufferSize`` game servers Ready 
 count or a percentage of allocated ones) within ``minReplicas``/``maxReplicas``. The same idea
 maps onto GameLift Streams as:
 
-- current model: ``TargetIdle`` = the buffer (the service keeps that many slots idle and
-  refills it itself), ``AlwaysOn`` = ``minReplicas``, ``Maximum`` = ``maxReplicas`` (or the
-  location's upper bound), never below demand plus the buffer;
-- legacy model: ``AlwaysOn`` = max(``minReplicas``, demand + buffer), ``OnDemand`` = the
-  buffer again as (cold) burst headroom.
+- current model, ``bufferOn: targetIdle`` (the default): ``TargetIdle`` = the buffer (the
+  service keeps that many slots idle and refills it itself), ``AlwaysOn`` = ``minReplicas``,
+  ``Maximum`` = ``maxReplicas`` (or the location's upper bound);
+- current model, ``bufferOn: alwaysOn``: ``AlwaysOn`` = max(``minReplicas``, demand + buffer),
+  ``TargetIdle`` = 0, as an Agones fleet autoscaler sets its fleet's size: the benchmark's
+  ``buffer`` baseline (``../shared/docs/benchmark.md``); the controller, not the service, then
+  follows demand, a tick late;
+- legacy model (either ``bufferOn``): ``AlwaysOn`` = max(``minReplicas``, demand + buffer),
+  ``OnDemand`` = the buffer again as (cold) burst headroom.
 
 The buffer is ``max(bufferSize, ceil(bufferPercent % × demand))`` with demand = sessions holding
 or waiting for a slot; either or both may be set. It needs no history and no forecast: it is the
@@ -18,7 +22,7 @@ baseline a user would otherwise tune by hand.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,6 +57,12 @@ class BufferParams(BaseModel):
         alias="maxReplicas",
         description="Maximum capacity, slots; None: the location's upper bound.",
     )
+    buffer_on: Literal["targetIdle", "alwaysOn"] = Field(
+        default="targetIdle",
+        alias="bufferOn",
+        description="Current model: the buffer as TargetIdle (the service refills it) or in "
+        "AlwaysOn above demand (the controller follows demand).",
+    )
 
     @model_validator(mode="after")
     def _some_buffer(self) -> Self:
@@ -86,11 +96,13 @@ class BufferPolicy:
             f"buffer: demand {demand} (in use {s.in_use} + waiting {s.waiting}), buffer"
             f" max({params.buffer_size}, {params.buffer_percent:g}% → {pct}) = {buffer}"
         )
+        always_on = min(max(floor, round_up_to_tenancy(demand, t) + buffer), cap)
         if ctx.capacity_model is CapacityModel.LEGACY:
-            always_on = min(max(floor, round_up_to_tenancy(demand, t) + buffer), cap)
             setting = CapacitySetting(
                 always_on=always_on, on_demand=max(0, min(buffer, cap - always_on))
             )
+        elif params.buffer_on == "alwaysOn":
+            setting = CapacitySetting(always_on=always_on, target_idle=0, maximum=cap)
         else:
             setting = CapacitySetting(
                 always_on=floor, target_idle=min(buffer, cap), maximum=max(cap, floor)
