@@ -90,6 +90,7 @@ from autoscaler.backtest.runner import (
     load_plans,
     model_params,
     pick_cheapest,
+    refine_utilization,
     reported,
     run_policy,
     seed_ratios,
@@ -306,6 +307,8 @@ def lean_first(bt: Backtest, label: str, grid: Sequence[baselines.Candidate]) ->
             scored.append(bt.evaluate(label, constant_candidate(c)))
             if scored[-1].aggregate.meets_slo:
                 break
+        if knob == "targetUtilization":  # then bisected to the step above the grid's best
+            scored += refine_utilization(bt, label, scored, bt.evaluate)
     return _complete(
         bt, label, pick_cheapest(scored, grid=[dict(s.candidate.params) for s in scored])
     )

@@ -974,6 +974,24 @@ class Backtest:
         scored = self.evaluate_many(label, [constant_candidate(c) for c in candidates])
         return pick_cheapest(scored, grid=[dict(c.params) for c in candidates])
 
+    def utilization_grid(
+        self, which: str, grid: Sequence[float]
+    ) -> list[baselines.Candidate] | baselines.Unavailable:
+        """``which`` (target-tracking or hourly-predictive) at each target of ``grid``."""
+        if which == baselines.TARGET_TRACKING:
+            return baselines.target_tracking(self.fleets[0], self.registry, grid)
+        return baselines.hourly_predictive(self.fleets[0], grid)
+
+    def sweep_utilization(self, which: str) -> Scored | baselines.Unavailable:
+        """The grid of targets, then bisection to ``UTILIZATION_STEP`` above the best one
+        (``baselines.next_utilization``); the cheapest meeting the SLO on every seed."""
+        grid = self.utilization_grid(which, baselines.UTILIZATION_GRID)
+        if isinstance(grid, baselines.Unavailable):
+            return grid
+        scored = self.evaluate_many(which, [constant_candidate(c) for c in grid])
+        scored += refine_utilization(self, which, scored, self.evaluate)
+        return pick_cheapest(scored, grid=[dict(s.candidate.params) for s in scored])
+
     def native_idle(self) -> Scored | baselines.Unavailable:
         first = baselines.native_idle(self.fleets[0], self.tenancy)
         if isinstance(first, baselines.Unavailable):
@@ -1002,6 +1020,25 @@ def constant_candidate(
     candidate: baselines.Candidate,
 ) -> Callable[[baselines.Fleet], baselines.Candidate]:
     return lambda _fleet: candidate
+
+
+def refine_utilization(
+    bt: Backtest,
+    which: str,
+    scored: Sequence[Scored],
+    evaluate: Callable[[str, Callable[[baselines.Fleet], baselines.Candidate]], Scored],
+) -> list[Scored]:
+    """The runs that bisect a utilization family's best grid target to ``UTILIZATION_STEP``
+    (``baselines.next_utilization``), each made with ``evaluate``."""
+    met = {float(s.candidate.params["targetUtilization"]): s.aggregate.meets_slo for s in scored}
+    more: list[Scored] = []
+    while (u := baselines.next_utilization(met)) is not None:
+        grid = bt.utilization_grid(which, [u])
+        assert not isinstance(grid, baselines.Unavailable)  # the grid itself was available
+        (candidate,) = grid
+        more.append(evaluate(which, constant_candidate(candidate)))
+        met[u] = more[-1].aggregate.meets_slo
+    return more
 
 
 def pick_cheapest(
@@ -1321,13 +1358,9 @@ def _run_baseline(bt: Backtest, which: str) -> Scored | baselines.Unavailable:
         )
     if which == baselines.NATIVE_IDLE:
         return bt.native_idle()
-    grid: list[baselines.Candidate] | baselines.Unavailable
-    if which == baselines.TARGET_TRACKING:
-        grid = baselines.target_tracking(fleet, bt.registry)
-    elif which in (baselines.BUFFER, baselines.BUFFER_IDLE):
+    if which in (baselines.BUFFER, baselines.BUFFER_IDLE):
         grid = baselines.buffer(fleet, bt.registry, which=which)
-    else:
-        grid = baselines.hourly_predictive(fleet)
-    if isinstance(grid, baselines.Unavailable):
-        return grid
-    return bt.sweep(which, grid)
+        if isinstance(grid, baselines.Unavailable):
+            return grid
+        return bt.sweep(which, grid)
+    return bt.sweep_utilization(which)

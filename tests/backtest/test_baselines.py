@@ -18,7 +18,13 @@ from autoscaler.backtest.baselines import (
     parse_baselines,
     smallest_meeting,
 )
-from autoscaler.backtest.runner import Backtest, backtest_registry, model_params
+from autoscaler.backtest.runner import (
+    Backtest,
+    backtest_registry,
+    constant_candidate,
+    model_params,
+    refine_utilization,
+)
 from autoscaler.backtest.sessions import SessionPlan, plan_sessions
 from autoscaler.backtest.synthetic import synthetic_trace
 from autoscaler.domain.models import (
@@ -250,3 +256,41 @@ def test_buffer_is_always_on_above_demand_and_buffer_idle_is_target_idle() -> No
     gone = baselines.buffer(legacy, registry, which=baselines.BUFFER_IDLE)
     assert isinstance(gone, Unavailable)
     assert "legacy" in gone.reason
+
+
+@pytest.mark.parametrize(
+    ("met", "expected"),
+    [
+        ({0.5: True, 0.6: True, 0.7: True, 0.8: True, 0.9: False}, 0.85),
+        ({0.8: True, 0.9: False, 0.85: True}, 0.87),
+        ({0.8: True, 0.9: False, 0.85: True, 0.87: False}, 0.86),
+        ({0.8: True, 0.9: False, 0.85: True, 0.87: False, 0.86: True}, None),
+        ({0.5: True, 0.9: True}, 0.95),  # nothing failed above: up to the top
+        ({0.9: True, 0.95: True, 0.97: True, 0.98: True, 0.99: True}, None),
+        ({0.5: False, 0.6: False}, None),  # nothing met: nothing to refine
+    ],
+)
+def test_next_utilization_bisects_above_the_best_target(
+    met: dict[float, bool], expected: float | None
+) -> None:
+    assert baselines.next_utilization(met) == expected
+
+
+def test_utilization_sweep_refines_the_grid_to_the_step(small_backtest: Backtest) -> None:
+    """The grid (0.5 … 0.9), then bisection between its best target and the next one up,
+    so the cheapest target meeting the SLO is found to the step, not to the grid's 0.1."""
+    bt = small_backtest
+    grid = bt.utilization_grid(baselines.TARGET_TRACKING, baselines.UTILIZATION_GRID)
+    assert not isinstance(grid, Unavailable)
+    scored = bt.evaluate_many(baselines.TARGET_TRACKING, [constant_candidate(c) for c in grid])
+    more = refine_utilization(bt, baselines.TARGET_TRACKING, scored, bt.evaluate)
+    met = {
+        float(s.candidate.params["targetUtilization"]): s.aggregate.meets_slo
+        for s in [*scored, *more]
+    }
+    assert any(met.values())  # this demand can be served by some target
+    assert more  # the refinement ran
+    assert all(round(u * 100) == round(u * 100, 6) for u in met)  # whole steps
+    assert baselines.next_utilization(met) is None  # done: the best is a step from a miss
+    best = max(u for u, ok in met.items() if ok)
+    assert best >= baselines.UTILIZATION_TOP or met.get(round(best + 0.01, 2)) is False
