@@ -305,3 +305,25 @@ def test_screened_row_of_a_baseline_that_never_meets_has_every_seed() -> None:
     assert best.aggregate.seeds == 3  # completed, as the full search would report it
     full = Backtest.evaluate(_three_seed_world(Backtest), "none", lambda _f: nothing)
     assert best.aggregate["cost"].mean == full.aggregate["cost"].mean
+
+
+def test_a_case_where_ours_misses_the_slo_has_no_cost_figure_in_the_medians() -> None:
+    """benchmark.md: "A policy that misses the SLO on a trace has no cost figure worth
+    comparing there": it counts as a miss, not in the medians of cost."""
+    reps = [
+        _report((1.10, True), (1.20, True), swing=2.0),
+        _report((0.50, False), (1.20, True), swing=2.0),  # cheap because it misses
+    ]
+    (regime,) = db.summarise_regimes(reps)
+    assert regime["ours_meets_slo"] == 1
+    assert regime["median_cost_ratio"] == pytest.approx(1.10)
+    assert regime["median_vs_cheapest_baseline"] == pytest.approx(1.10 / 1.20)
+    text = db.markdown(
+        {
+            "cases": [{**r, "verdict": db.verdict(r)} for r in reps],
+            "regimes": [regime],
+            "speed": None,
+            "planned": 2,
+        }
+    )
+    assert f"median ours/cheapest {1.10 / 1.20:.3f}, worst {1.10 / 1.20:.3f}" in text
