@@ -208,3 +208,36 @@ def test_buffer_grows_with_rate_and_shrinks_with_departures() -> None:
     b = net.buffer_for_miss_share(0.005)
     assert net.shortfall(b) <= 0.005 * 20.0
     assert net.shortfall(b - 1) > 0.005 * 20.0
+
+
+def test_placement_timeouts_do_not_shorten_the_mean_duration() -> None:
+    """Little's law counts sessions leaving a slot; a placement timeout never held one. The
+    sampler counts it among the departures: before, 5 timeouts a minute in a shortage read
+    as sessions lasting a third as long (and a smaller refill credit, a smaller buffer)."""
+    from autoscaler.forecast.seasonal import ForecastConfig, _mean_duration  # noqa: PLC0415
+
+    n = 120
+    at = np.arange(n, dtype=np.float64) * 60.0
+    ones = np.ones(n)
+    in_use = 40.0 * ones  # 40 slots busy, one session leaving a minute: 40 min each
+    left = 1.0 * ones
+    fails = 5.0 * ones
+
+    def estimate(placement_failures: np.ndarray, departures: np.ndarray) -> float:
+        h = LocationHistory(
+            at,
+            in_use,
+            0 * ones,
+            left,
+            placement_failures,
+            departures,
+            in_use,
+            0 * ones,
+            np.ones(n, dtype=np.bool_),
+        )
+        return _mean_duration(h, 1, n, ForecastConfig())
+
+    assert estimate(0 * ones, left) == pytest.approx(2400.0)
+    assert estimate(fails, left + fails) == pytest.approx(2400.0)  # the timeouts left out
+    not_measured = np.full(n, np.nan)
+    assert estimate(not_measured, left) == pytest.approx(2400.0)

@@ -370,9 +370,14 @@ def _rows_dt(h: LocationHistory, i0: int, i1: int) -> FloatArray:
 
 
 def _mean_duration(h: LocationHistory, i0: int, i1: int, cfg: ForecastConfig) -> float:
-    """Sessions' mean duration by Little's law (in-use slot-seconds / departures)."""
+    """Sessions' mean duration by Little's law (in-use slot-seconds / departures from a slot).
+
+    A placement timeout ends a session that never held a slot: the sampler counts it among
+    the departures, Little's law must not (it would shorten the estimate just when capacity
+    is short, and with it shrink the buffer)."""
     dt = _rows_dt(h, i0, i1)
-    dep = h.departures[i0:i1]
+    fails = h.placement_failures[i0:i1]
+    dep = h.departures[i0:i1] - np.fmax(fails, 0.0)  # fmax: NaN (not measured) reads as 0
     use = h.in_use[i0:i1]
     ok = h.complete[i0:i1] & np.isfinite(dep) & np.isfinite(use) & (dt > 0)
     ok &= dt <= cfg.max_row_gap_s
