@@ -234,15 +234,6 @@ class GuardMemory:
             sent[(decision.group_id, d.location)] = d.decided
         return replace(self, sent=sent)
 
-    def with_sent(self, group_id: str, settings: Mapping[str, CapacitySetting]) -> GuardMemory:
-        """``settings`` (by location) added as sent: an update left in flight by a previous
-        run, read back from the journal."""
-        if not settings:
-            return self
-        sent = dict(self.sent)
-        sent.update({(group_id, loc): s for loc, s in settings.items()})
-        return replace(self, sent=sent)
-
     def adopt(self, group_id: str, observed: Mapping[str, CapacitySetting]) -> GuardMemory:
         """The memory of a replica that does not lead: what the service shows is the
         leader's doing, not a change outside the controller, so it becomes the last applied
@@ -682,7 +673,7 @@ def budget_cut(
                 break
             ctx, p = items[i][0], levels[i]
             t = ctx.tenancy
-            floor = max(round_up_to_tenancy(ctx.in_use, t), effective_bounds(ctx.bounds, t)[0])
+            floor = _budget_floor(ctx.in_use, ctx.bounds, t)
             base = max(p.always_on, floor)
             idle_part = max(0, min(p.ceiling, base + p.target_idle) - base)
             burst = max(0, p.ceiling - base - idle_part)
@@ -743,11 +734,15 @@ def budget_floor_per_hour(plan: GroupPlan, policy: Policy) -> float:
     if price <= 0:
         return 0.0
     t = max(plan.tenancy, 1)
-    slots = 0
-    for lp in plan.locations:
-        lo, _ = effective_bounds(policy.bounds_for(lp.location), t)
-        slots += max(round_up_to_tenancy(lp.in_use, t), lo)
-    return price * slots
+    return price * sum(
+        _budget_floor(lp.in_use, policy.bounds_for(lp.location), t) for lp in plan.locations
+    )
+
+
+def _budget_floor(in_use: int, bounds: LocationBounds, tenancy: int) -> int:
+    """Slots a budget cut never goes below: the sessions in use or the minimum bound, in
+    whole hosts."""
+    return max(round_up_to_tenancy(in_use, tenancy), effective_bounds(bounds, tenancy)[0])
 
 
 def month_end(now: float) -> float:

@@ -119,10 +119,7 @@ async def build_controller(
     make_state_dir(settings)
     audit: AuditLog | None = None
     if write_audit:  # checked before the store is made: a refusal leaves nothing behind
-        path = settings.effective_audit_log
-        audit = _checked_audit(
-            path, lambda: AuditLog(path) if elector is None else LeaseAuditLog(path, elector)
-        )
+        audit = open_audit(settings.effective_audit_log, elector)
     store = open_store(settings)
     try:
         async with open_gameliftstreams(
@@ -191,11 +188,12 @@ def open_store(settings: Settings) -> HistoryStore:
         ) from None
 
 
-def _checked_audit(path: Path, make: Callable[[], AuditLog]) -> AuditLog:
-    """The audit log, its file opened for appending once now: a path that cannot be written is
-    a ConfigError at start-up, not a failure at the first tick that changes something."""
+def open_audit(path: Path, elector: LeaderElector | None) -> AuditLog:
+    """The audit log (with the lease's fields under an election), its file opened for
+    appending once now: a path that cannot be written is a ConfigError at start-up, not a
+    failure at the first tick that changes something."""
     try:
-        audit = make()
+        audit = AuditLog(path) if elector is None else LeaseAuditLog(path, elector)
         os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640))
     except OSError as error:
         raise ConfigError(

@@ -141,15 +141,12 @@ class TickLoop:
     async def _scheduled(self) -> None:
         # The tick runs in a task of our own: stopping cancels that task, never the
         # scheduler's job future (apscheduler 3 reports a cancelled job future as an error).
-        task = asyncio.create_task(self.run_once())
-        self._current = task
+        task = self.run_now()
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
             # the scheduler is shutting down; ``stop`` decides what happens to the tick
             log.debug("scheduled tick job cancelled at shutdown")
-        finally:
-            self._current = None
 
     def start(self) -> None:
         if self._last_start is None:

@@ -308,7 +308,7 @@ def lean_first(bt: Backtest, label: str, grid: Sequence[baselines.Candidate]) ->
             if scored[-1].aggregate.meets_slo:
                 break
         if knob == "targetUtilization":  # then bisected to the step above the grid's best
-            scored += refine_utilization(bt, label, scored, bt.evaluate)
+            scored += refine_utilization(bt, label, scored)
     return _complete(
         bt, label, pick_cheapest(scored, grid=[dict(s.candidate.params) for s in scored])
     )

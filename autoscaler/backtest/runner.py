@@ -989,7 +989,7 @@ class Backtest:
         if isinstance(grid, baselines.Unavailable):
             return grid
         scored = self.evaluate_many(which, [constant_candidate(c) for c in grid])
-        scored += refine_utilization(self, which, scored, self.evaluate)
+        scored += refine_utilization(self, which, scored)
         return pick_cheapest(scored, grid=[dict(s.candidate.params) for s in scored])
 
     def native_idle(self) -> Scored | baselines.Unavailable:
@@ -1022,21 +1022,16 @@ def constant_candidate(
     return lambda _fleet: candidate
 
 
-def refine_utilization(
-    bt: Backtest,
-    which: str,
-    scored: Sequence[Scored],
-    evaluate: Callable[[str, Callable[[baselines.Fleet], baselines.Candidate]], Scored],
-) -> list[Scored]:
+def refine_utilization(bt: Backtest, which: str, scored: Sequence[Scored]) -> list[Scored]:
     """The runs that bisect a utilization family's best grid target to ``UTILIZATION_STEP``
-    (``baselines.next_utilization``), each made with ``evaluate``."""
+    (``baselines.next_utilization``), each made with ``bt.evaluate``."""
     met = {float(s.candidate.params["targetUtilization"]): s.aggregate.meets_slo for s in scored}
     more: list[Scored] = []
     while (u := baselines.next_utilization(met)) is not None:
         grid = bt.utilization_grid(which, [u])
         assert not isinstance(grid, baselines.Unavailable)  # the grid itself was available
         (candidate,) = grid
-        more.append(evaluate(which, constant_candidate(candidate)))
+        more.append(bt.evaluate(which, constant_candidate(candidate)))
         met[u] = more[-1].aggregate.meets_slo
     return more
 

@@ -283,7 +283,7 @@ def test_utilization_sweep_refines_the_grid_to_the_step(small_backtest: Backtest
     grid = bt.utilization_grid(baselines.TARGET_TRACKING, baselines.UTILIZATION_GRID)
     assert not isinstance(grid, Unavailable)
     scored = bt.evaluate_many(baselines.TARGET_TRACKING, [constant_candidate(c) for c in grid])
-    more = refine_utilization(bt, baselines.TARGET_TRACKING, scored, bt.evaluate)
+    more = refine_utilization(bt, baselines.TARGET_TRACKING, scored)
     met = {
         float(s.candidate.params["targetUtilization"]): s.aggregate.meets_slo
         for s in [*scored, *more]
