@@ -61,10 +61,73 @@ _LATEST_START_S = 900.0
 _STARTED_SET = frozenset({"ACTIVE", "CONNECTED"})
 _SEEN_WAITING_MAX = 10_000  # waiting sessions remembered per group for the start-time check
 _SLOW_LAUNCH_TICKS = 10  # ticks in a row of late starts beside idle slots: a launch-time setting
+# A window also looks this far back past its lower edge for sessions the previous listing did
+# not show (a listing that lags, a controller clock a little ahead of the service's): they
+# count now, and those counted before are recognised by ARN (``CountedSessions``).
+WINDOW_OVERLAP_S = 60.0
 # The same classes as sets, for the one-location loop (membership tests, no call per session).
 _HOLDING_SET = frozenset(k for k, v in _STATUS_KIND.items() if v == _HOLDING)
 _WAITING_SET = frozenset(k for k, v in _STATUS_KIND.items() if v == _WAITING)
 _ENDED_SET = frozenset(k for k, v in _STATUS_KIND.items() if v == _ENDED)
+
+
+@dataclasses.dataclass(slots=True)
+class CountedSessions:
+    """What one group's earlier windows counted, so that a session counts once however the
+    windows and its updates fall. ``derive_location_samples`` updates it in place.
+
+    - ``started``: sessions seen streaming. A later update of one is not a start: CONNECTED
+      a moment after ACTIVE in the next window, or a reconnect minutes later, would otherwise
+      read as a second late start.
+    - ``arrived`` / ``ended``: ARN → CreatedAt / LastUpdatedAt of the arrivals and
+      departures counted, kept while they can fall in a later window's overlap.
+    - ``floor``: nothing at or before it is counted (a first listing, the first listing after
+      a hole, or the lower edge of the first window this memory saw: what came before was
+      left uncounted on purpose or counted by a previous process).
+    """
+
+    started: set[str] = dataclasses.field(default_factory=set)
+    arrived: dict[str, float] = dataclasses.field(default_factory=dict)
+    ended: dict[str, float] = dataclasses.field(default_factory=dict)
+    floor: float | None = None
+
+    def window_start(self, previous_at: float | None, now: float) -> float:
+        """The lower edge (exclusive) of the window ending at ``now``; +inf for none."""
+        if previous_at is None or now <= previous_at:
+            self.floor = now if previous_at is None else self.floor
+            return math.inf
+        if self.floor is None:
+            self.floor = previous_at
+        lo = max(previous_at - WINDOW_OVERLAP_S, self.floor)
+        # What can no longer fall in a window (lower edges only move forward) is forgotten.
+        if self.arrived:
+            self.arrived = {k: t for k, t in self.arrived.items() if t > lo}
+        if self.ended:
+            self.ended = {k: t for k, t in self.ended.items() if t > lo}
+        return lo
+
+    def first_arrival(self, arn: str, created_at: float) -> bool:
+        if arn in self.arrived:
+            return False
+        self.arrived[arn] = created_at
+        return True
+
+    def first_departure(self, arn: str, updated_at: float) -> bool:
+        self.started.discard(arn)
+        if arn in self.ended:
+            return False
+        self.ended[arn] = updated_at
+        return True
+
+    def first_start(self, arn: str) -> bool:
+        if arn in self.started:
+            return False
+        self.started.add(arn)
+        return True
+
+    def remember_streaming(self, sessions: Sequence[SessionSummary]) -> None:
+        """``started`` becomes the sessions streaming in ``sessions``."""
+        self.started = {s.arn for s in sessions if s.status in _STARTED_SET}
 
 
 def derive_location_samples(
@@ -75,6 +138,7 @@ def derive_location_samples(
     complete: bool,
     *,
     instant_start_s: float = INSTANT_START_S,
+    counted: CountedSessions | None = None,
 ) -> tuple[LocationSample, ...]:
     """One ``LocationSample`` per location of ``state``, counting ``sessions``.
 
@@ -88,9 +152,10 @@ def derive_location_samples(
       updated in the window. Ended sessions older than the window never count.
     - late_starts: ACTIVE or CONNECTED sessions last updated in the window whose start took
       more than ``instant_start_s`` (and at most ``_LATEST_START_S``, past which the update
-      is a reconnect): they waited for capacity. A session that went ACTIVE and CONNECTED in
-      two windows counts twice when late (a 2 s step: rare, and on the safe side); one that
-      waited and ended before any sample saw it streaming is not counted.
+      is a reconnect): they waited for capacity. Without ``counted``, a session that went
+      ACTIVE and CONNECTED in two windows counts twice when late, and a reconnect within that
+      age counts; one that waited and ended before any sample saw it streaming is not
+      counted.
     - ``previous_at`` None (first sample of a group): no window, so 0 arrivals, failures and
       departures; a first listing is not a burst of new demand. A window with
       ``now <= previous_at`` (clock jumped back) is empty too.
@@ -99,6 +164,11 @@ def derive_location_samples(
     - ``complete=False`` with no sessions (the listing failed): in_use falls back to the
       service's own ``allocated - idle`` for that location, the flows are 0, and every sample
       says ``complete=False`` so nothing downstream reads them as real zeros.
+    - With ``counted`` (the group's memory of earlier windows, updated here): the window
+      reaches ``WINDOW_OVERLAP_S`` further back, and a session counts as an arrival, a
+      departure or a start only once (by ARN), so one the previous listing missed counts now
+      and none counts twice; a session already seen streaming never counts as a late start
+      again (its CONNECTED after ACTIVE, a reconnect).
     """
     # One pass over the listing (it holds every live session, each tick): per location the
     # counts [in_use, waiting, arrivals, placement_failures, departures, late_starts] and the
@@ -107,13 +177,24 @@ def derive_location_samples(
     oldest: dict[str, float] = dict.fromkeys(counts, 0.0)
     primary = state.primary_location
     # No window: a lower edge of +inf puts every time outside (lo < t is never true).
-    lo = previous_at if previous_at is not None else math.inf
+    fresh = False
+    if counted is not None:
+        fresh = counted.floor is None
+        lo = counted.window_start(previous_at, now)
+    else:
+        lo = previous_at if previous_at is not None else math.inf
     if len(counts) == 1:
         # One location (a backtest's group, most groups): the same rules without a lookup
         # of the location's counters or of the status's kind per session.
         (only,) = counts
         counts[only], oldest[only] = _count_one(
-            sessions, only, primary == only, lo, now, instant_start_s=instant_start_s
+            sessions,
+            only,
+            primary == only,
+            lo,
+            now,
+            instant_start_s=instant_start_s,
+            counted=counted,
         )
         sessions_left: Sequence[SessionSummary] = ()
     else:
@@ -131,20 +212,33 @@ def derive_location_samples(
         if kind == _HOLDING:
             c[0] += 1
             if lo < s.last_updated_at <= now and s.status in _STARTED_SET:
-                took = s.last_updated_at - s.created_at
-                if instant_start_s < took <= _LATEST_START_S:
-                    c[5] += 1
+                c[5] += _late_start(s, instant_start_s, counted)
         elif kind == _WAITING:
             c[1] += 1
             age = now - s.created_at
             oldest[name] = max(oldest[name], age)  # from 0.0: never negative, NaN never wins
-        elif kind == _ENDED and lo < s.last_updated_at <= now:
+        elif (
+            kind == _ENDED
+            and lo < s.last_updated_at <= now
+            and (counted is None or counted.first_departure(s.arn, s.last_updated_at))
+        ):
             c[4] += 1
             if s.status == "ERROR" and s.status_reason == PLACEMENT_TIMEOUT:
                 c[3] += 1
-        if lo < s.created_at <= now:
+        if lo < s.created_at <= now and (
+            counted is None or counted.first_arrival(s.arn, s.created_at)
+        ):
             c[2] += 1
 
+    if counted is not None and (
+        fresh
+        or lo == math.inf
+        or len(counted.started) > 2 * sum(c[0] for c in counts.values()) + 64
+    ):
+        # The sessions streaming in a listing that opened no window, or in the first one this
+        # memory sees, started before it: their later updates are not starts. And sessions
+        # that ended unseen (gone from the listing) leave ``started`` over time.
+        counted.remember_streaming(sessions)
     samples: list[LocationSample] = []
     for loc in state.locations:
         in_use, waiting, arrivals, failures, departures, late = counts[loc.name]
@@ -174,6 +268,14 @@ def derive_location_samples(
     return tuple(samples)
 
 
+def _late_start(s: SessionSummary, instant_start_s: float, counted: CountedSessions | None) -> int:
+    """1 if streaming session ``s``, updated in the window, started there after waiting."""
+    if counted is not None and not counted.first_start(s.arn):
+        return 0
+    took = s.last_updated_at - s.created_at
+    return 1 if instant_start_s < took <= _LATEST_START_S else 0
+
+
 def _count_one(
     sessions: Sequence[SessionSummary],
     only: str,
@@ -182,6 +284,7 @@ def _count_one(
     now: float,
     *,
     instant_start_s: float,
+    counted: CountedSessions | None,
 ) -> tuple[list[int], float]:
     """``derive_location_samples``'s counters ``[in_use, waiting, arrivals,
     placement_failures, departures, late_starts]`` and oldest wait for a group with the one
@@ -197,17 +300,21 @@ def _count_one(
         if status in _HOLDING_SET:
             in_use += 1
             if lo < s.last_updated_at <= now and status in _STARTED_SET:
-                took = s.last_updated_at - s.created_at
-                if instant_start_s < took <= _LATEST_START_S:
-                    late += 1
+                late += _late_start(s, instant_start_s, counted)
         elif status in _WAITING_SET:
             waiting += 1
             old = max(old, now - s.created_at)  # from 0.0: never negative, NaN never wins
-        elif status in _ENDED_SET and lo < s.last_updated_at <= now:
+        elif (
+            status in _ENDED_SET
+            and lo < s.last_updated_at <= now
+            and (counted is None or counted.first_departure(s.arn, s.last_updated_at))
+        ):
             departures += 1
             if status == "ERROR" and s.status_reason == PLACEMENT_TIMEOUT:
                 failures += 1
-        if lo < s.created_at <= now:
+        if lo < s.created_at <= now and (
+            counted is None or counted.first_arrival(s.arn, s.created_at)
+        ):
             arrivals += 1
     return [in_use, waiting, arrivals, failures, departures, late], old
 
@@ -245,6 +352,8 @@ class Sampler:
         # read as late; and the groups where one did not (late starts unmeasurable there).
         self._seen_waiting: dict[str, set[str]] = {}
         self._late_unmeasurable: set[str] = set()
+        # Per group: the sessions its windows counted (overlapping windows, counted once).
+        self._counted: dict[str, CountedSessions] = {}
         self._reader = reader
         self._max_concurrency = max_concurrency
         self._clock = clock
@@ -304,6 +413,7 @@ class Sampler:
             at,
             complete=True,
             instant_start_s=self._instant_start_s,
+            counted=self._counted.setdefault(group_id, CountedSessions()),
         )
         self._check_launch_time(group_id, locations)
         locations = self._check_start_times(group_id, sessions, locations, at)

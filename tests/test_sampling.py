@@ -16,11 +16,18 @@ from autoscaler.domain.models import (
     GroupSample,
     GroupState,
     GroupSummary,
+    LocationSample,
     LocationState,
     SessionSummary,
 )
 from autoscaler.domain.policy import GroupSelector
-from autoscaler.sampling import Sampler, derive_location_samples, discover
+from autoscaler.sampling import (
+    PLACEMENT_TIMEOUT,
+    CountedSessions,
+    Sampler,
+    derive_location_samples,
+    discover,
+)
 from autoscaler.testing import FakeGameLiftStreams
 
 NOW = 1_767_225_600.0
@@ -400,3 +407,124 @@ async def test_a_wait_the_start_time_does_not_show_makes_late_starts_unknown(
         assert second.locations[0].late_starts is None
         assert third.locations[0].late_starts is None
         assert any("cannot be measured" in r.getMessage() for r in caplog.records)
+
+
+# --- Each session counted once across windows (CountedSessions) ---------------------------
+
+
+def _windows(
+    listings: list[tuple[float | None, float, list[SessionSummary]]],
+    *,
+    names: tuple[str, ...] = ("us-east-1",),
+    remember: bool = True,
+) -> list[LocationSample]:
+    """The first location's sample of each ``(previous_at, now, listing)`` in turn, with one
+    memory across them (``remember``) or none, as before it existed."""
+    counted = CountedSessions() if remember else None
+    return [
+        derive_location_samples(group(*names), listing, prev, now, True, counted=counted)[0]
+        for prev, now, listing in listings
+    ]
+
+
+def _moved(s: SessionSummary, status: str, updated: float) -> SessionSummary:
+    return dataclasses.replace(s, status=status, last_updated_at=updated)
+
+
+@pytest.mark.parametrize("names", [("us-east-1",), ("us-east-1", "eu-central-1")])
+def test_a_late_start_seen_active_then_connected_counts_once(names: tuple[str, ...]) -> None:
+    # Waited 3 min, went ACTIVE just before a tick and CONNECTED 2 s later, after it: two
+    # windows see it "start" (once per status); it is one late start.
+    active = session("ACTIVE", PREV - 180, updated=NOW - 1)
+    connected = _moved(active, "CONNECTED", NOW + 1)
+    listings = [(PREV, NOW, [active]), (NOW, NOW + 60, [connected])]
+    assert [s.late_starts for s in _windows(listings, names=names)] == [1, 0]
+    assert [s.late_starts for s in _windows(listings, names=names, remember=False)] == [1, 1]
+
+
+def test_a_reconnect_soon_after_an_instant_start_is_not_a_late_start() -> None:
+    # Started at once (5 s), then the player's connection dropped and came back 8 minutes
+    # after the request: CreatedAt → LastUpdatedAt reads 480 s, under the 900 s that marks
+    # a reconnect by age alone, but the session was seen streaming already.
+    started = session("CONNECTED", PREV + 10, updated=PREV + 15)
+    reconnected = _moved(started, "CONNECTED", PREV + 490)
+    listings = [
+        (PREV, NOW, [started]),
+        (NOW, NOW + 420, [_moved(started, "PENDING_CLIENT_RECONNECTION", NOW + 400)]),
+        (NOW + 420, NOW + 480, [reconnected]),
+    ]
+    assert [s.late_starts for s in _windows(listings)] == [0, 0, 0]
+    assert [s.late_starts for s in _windows(listings, remember=False)] == [0, 0, 1]
+
+
+def test_sessions_streaming_in_a_first_listing_are_not_starts_when_they_reconnect() -> None:
+    # The controller starts while a session streams; the session reconnects a minute later.
+    streaming = session("CONNECTED", PREV - 200, updated=PREV - 190)
+    listings = [
+        (None, NOW, [streaming]),
+        (NOW, NOW + 60, [_moved(streaming, "CONNECTED", NOW + 30)]),
+    ]
+    assert [s.late_starts for s in _windows(listings)] == [0, 0]
+
+
+def test_a_session_the_previous_listing_missed_counts_in_the_next_window() -> None:
+    # The controller's clock runs 5 s ahead of the service's (or the listing lags): a session
+    # created at service time NOW - 3 was not yet listed at the tick stamped NOW. Its arrival
+    # and its placement failure fall before the next window's lower edge, yet count there.
+    late_listed = session("ACTIVATING", NOW - 3)
+    failed = _moved(late_listed, "ERROR", NOW - 2)
+    failed = dataclasses.replace(failed, status_reason=PLACEMENT_TIMEOUT)
+    listings = [(PREV, NOW, []), (NOW, NOW + 60, [failed])]
+    counts = [(s.arrivals, s.placement_failures, s.departures) for s in _windows(listings)]
+    assert counts == [(0, 0, 0), (1, 1, 1)]
+    before = [(s.arrivals, s.placement_failures) for s in _windows(listings, remember=False)]
+    assert before == [(0, 0), (0, 0)]
+
+
+def test_overlapping_windows_count_nothing_twice() -> None:
+    arrived = session("CONNECTED", NOW - 10, updated=NOW - 5)
+    ended = session("TERMINATED", PREV - 600, updated=NOW - 20)
+    failed = session("ERROR", NOW - 40, updated=NOW - 30, reason=PLACEMENT_TIMEOUT)
+    listing = [arrived, ended, failed]
+    first, second, third = _windows(
+        [(PREV, NOW, listing), (NOW, NOW + 60, listing), (NOW + 60, NOW + 120, listing)]
+    )
+    assert (first.arrivals, first.departures, first.placement_failures) == (2, 2, 1)
+    for later in (second, third):
+        assert (later.arrivals, later.departures, later.placement_failures) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("previous_after_first", [NOW, None])
+def test_the_overlap_never_reaches_before_a_listing_that_opened_no_window(
+    previous_after_first: float | None,
+) -> None:
+    # A first listing (or the first after a hole) counts no flows on purpose; the next
+    # window's overlap must not count the sessions that listing left out either.
+    before = session("CONNECTED", NOW - 30, updated=NOW - 25)
+    after = session("CONNECTED", NOW + 20, updated=NOW + 25)
+    listings = [(None, NOW, [before]), (previous_after_first, NOW + 60, [before, after])]
+    first, second = _windows(listings)
+    assert first.arrivals == 0
+    assert second.arrivals == (1 if previous_after_first is not None else 0)
+
+
+def test_a_clock_stepped_back_still_gives_an_empty_window_with_a_memory() -> None:
+    s = session("CONNECTED", NOW - 10, updated=NOW - 5)
+    (first, back) = _windows([(PREV, NOW, [s]), (NOW, NOW - 30, [s])])
+    assert (first.arrivals, back.arrivals, back.late_starts) == (1, 0, 0)
+
+
+async def test_the_sampler_counts_a_session_its_previous_listing_missed() -> None:
+    # End to end through the Sampler: its clock is 5 s ahead of the fake service's times.
+    fake = FakeGameLiftStreams()
+    fake.add_group("sg-0", {"us-east-1": SETTING})
+    clock = ManualClock(NOW)
+    sampler = Sampler(fake, clock=clock)
+    (first,) = await sampler.sample(["sg-0"], {"sg-0": PREV})
+    fake.add_session("sg-0", status="CONNECTED", created_at=NOW - 3, last_updated_at=NOW + 2)
+    clock.advance(60.0)
+    (second,) = await sampler.sample(["sg-0"], {"sg-0": NOW})
+    clock.advance(60.0)
+    (third,) = await sampler.sample(["sg-0"], {"sg-0": NOW + 60})
+    arrivals = [g.locations[0].arrivals for g in (first, second, third)]
+    assert arrivals == [0, 1, 0]
