@@ -53,7 +53,7 @@ from autoscaler.domain.models import (
 )
 from autoscaler.domain.policy import LifecycleWindow, LocationCandidate, LocationLifecycle
 from autoscaler.forecast import SeasonalForecaster
-from autoscaler.schedule import latest_cron_start
+from autoscaler.schedule import latest_cron_window
 
 # Wall-clock offsets change by at most this much at a DST transition (search margin).
 REMOVABLE_STATUSES = frozenset({"ACTIVE", "ERROR"})
@@ -89,12 +89,14 @@ def check_time_zone(name: str) -> str:
 def window_overlap(window: LifecycleWindow, t0: float, t1: float) -> float | None:
     """The start of a ``window`` occurrence that overlaps ``[t0, t1]``, or None.
 
-    The latest start ``s`` at or before ``t1`` overlaps iff ``s + duration > t0``; if it does
-    not, no earlier one does either (all occurrences last the same).
+    The latest start at or before ``t1`` overlaps iff its end is after ``t0``; if it does
+    not, no earlier one does either (occurrences last the same, but for an hour at a DST
+    change: ``latest_cron_window``).
     """
-    start = latest_cron_start(window.cron, zoneinfo.ZoneInfo(window.time_zone), t1)
-    if start is not None and start + window.duration_s > t0:
-        return start
+    tz = zoneinfo.ZoneInfo(window.time_zone)
+    latest = latest_cron_window(window.cron, tz, window.duration_s, t1)
+    if latest is not None and latest[1] > t0:
+        return latest[0]
     return None
 
 

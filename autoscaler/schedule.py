@@ -65,6 +65,33 @@ def _wall_to_epoch(wall: datetime, tz: zoneinfo.ZoneInfo) -> float:
 def latest_cron_start(expr: str, tz: zoneinfo.ZoneInfo, t: float) -> float | None:
     """The latest start of ``expr`` (evaluated in ``tz``'s wall-clock time) at or before
     epoch ``t``; None if it never fired before."""
+    latest = _latest_fire(expr, tz, t)
+    return None if latest is None else latest[0]
+
+
+def latest_cron_window(
+    expr: str, tz: zoneinfo.ZoneInfo, duration_s: float, t: float
+) -> tuple[float, float] | None:
+    """``(start, end)`` of the latest window of ``expr`` started at or before epoch ``t`` and
+    lasting ``duration_s``; None if it never started before.
+
+    A window ends ``duration_s`` after its start, or at its cron time plus ``duration_s`` on
+    the wall clock if that is later. Why: on the 25-hour autumn day a 24-hour window from
+    00:00 ended at 23:00 and back-to-back hourly windows left the repeated hour uncovered;
+    users write a window as "from 02:00 to 06:00 local". Never shorter than ``duration_s``
+    (on the 23-hour spring day the next window starts an hour before this one ends, and
+    overlapping windows combine, as any overlap does)."""
+    latest = _latest_fire(expr, tz, t)
+    if latest is None:
+        return None
+    start, fire = latest
+    wall_end = _wall_to_epoch(fire + timedelta(seconds=duration_s), tz)
+    return start, max(start + duration_s, wall_end)
+
+
+def _latest_fire(expr: str, tz: zoneinfo.ZoneInfo, t: float) -> tuple[float, datetime] | None:
+    """The latest start at or before ``t`` as epoch seconds and as the cron's own wall-clock
+    time (naive), which differ in the skipped spring hour."""
     local = datetime.fromtimestamp(t, tz)
     wall = local.replace(tzinfo=None)
     before = datetime.fromtimestamp(t, UTC) - _DST_MARGIN
@@ -73,12 +100,13 @@ def latest_cron_start(expr: str, tz: zoneinfo.ZoneInfo, t: float) -> float | Non
     start = wall + (_DST_MARGIN if near_change else timedelta(0)) + timedelta(seconds=1)
     try:
         it = croniter(expr, start)
-        best: float | None = None
+        best: tuple[float, datetime] | None = None
         for _ in range(_MAX_CRON_STEPS):
             fire = it.get_prev(datetime)
             at = _wall_to_epoch(fire, tz)
             if at <= t:
-                best = at if best is None else max(best, at)
+                if best is None or at > best[0]:
+                    best = (at, fire)
                 if not near_change or fire < wall - _DST_MARGIN:
                     return best
     except CroniterError:  # no earlier fire at all

@@ -32,10 +32,11 @@ so the rest cannot change the pick); the picks and rows are the unscreened searc
 Why a cache: the baselines' hindsight sweeps still dominate a case and do not depend on our
 policy, so they are stored per case under ``.bench-cache/decision/<fingerprint>/`` (the
 fingerprint hashes the code that decides a baseline's result: everything in ``autoscaler/``
-but our own plugin, the plugins no baseline runs and the daemon's I/O). Rerunning after a change to our policy replays only
-ours; a change to the model or the baselines starts a fresh cache. A case's baselines are
-written as soon as they finish, so an interrupted run (Ctrl-C, a session ending) resumes where
-it stopped and ``full`` fills in over several runs; Ctrl-C prints the cases that finished.
+but our own plugin, the plugins and the location lifecycle no baseline runs, and the daemon's
+I/O). Rerunning after a change to our policy replays only ours; a change to the model or the
+baselines starts a fresh cache. A case's baselines are written as soon as they finish, so an
+interrupted run (Ctrl-C, a session ending) resumes where it stopped and ``full`` fills in over
+several runs; Ctrl-C prints the cases that finished.
 
 With several seeds (benchmark.md: "the mean (and spread) over at least 3 seeds") every row is
 the mean over the seeds, and each case keeps every policy's spread with each seed's own figures
@@ -130,10 +131,14 @@ OVERHEAD_TARGET = 0.6  # ours' idle overhead ≤ this × the cheapest baseline's
 # Baseline knobs whose higher values buy less capacity (buffers: lower values do).
 _LEANER_WHEN_HIGHER = frozenset({"targetUtilization"})
 # Code that cannot change a baseline's result: our own plugin, the plugins no baseline runs
-# (``hourly-predictive`` is a policy of its own in ``backtest/baselines.py``) and the daemon's
-# I/O. Why it matters: every file hashed here that changes starts the hours-long cache afresh.
+# (``hourly-predictive`` is a policy of its own in ``backtest/baselines.py``), the location
+# lifecycle and its cron helpers (no baseline policy has a ``location_lifecycle``) and the
+# daemon's I/O. Why it matters: every file hashed here that changes starts the hours-long
+# cache afresh.
 _NOT_BASELINE_CODE = (
     "policy/builtin/slo.py",
+    "lifecycle.py",
+    "schedule.py",
     "policy/builtin/predictive.py",
     "policy/builtin/scheduled.py",
     "policy/builtin/chain.py",

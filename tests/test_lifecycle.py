@@ -171,6 +171,17 @@ def test_cron_is_read_on_the_wall_clock_across_dst() -> None:
     )
 
 
+def test_a_window_ends_at_its_local_end_time_on_the_long_autumn_day() -> None:
+    # 22:00-06:00 Berlin on the night of 2025-10-26 is 9 hours: the window still covers
+    # 05:30 local (04:30 UTC), which 8 hours from 22:00 CEST (20:00 UTC) would not.
+    night = LifecycleWindow(cron="0 22 * * *", duration_s=8 * 3600.0, time_zone="Europe/Berlin")
+    started = datetime(2025, 10, 25, 20, 0, tzinfo=UTC).timestamp()
+    at_0530 = datetime(2025, 10, 26, 4, 30, tzinfo=UTC).timestamp()
+    assert window_overlap(night, at_0530, at_0530 + 60) == started
+    at_0600 = datetime(2025, 10, 26, 5, 0, tzinfo=UTC).timestamp()
+    assert window_overlap(night, at_0600, at_0600 + 60) is None
+
+
 # --------------------------------------------------------------------------- adds
 
 

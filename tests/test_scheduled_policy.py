@@ -274,16 +274,47 @@ def test_window_in_the_skipped_and_repeated_hour_happens_once(
     start, end = found[1]
     assert datetime.fromtimestamp(start, tz).strftime("%H:%M") == "03:30"
     assert end - start == HOUR
-    # Fall back: 02:30 happens twice; the window starts once (the first time), lasts an hour.
+    # Fall back: in Berlin 02:30 happens twice; the window starts once (the first time) and
+    # ends at 03:30 local, as on every other day: two hours, across the repeated hour. (New
+    # York repeats 01:00-02:00, so its 02:30 window is an ordinary hour.)
     day = at(tz, *autumn)
     found = runs(raw, day - 86400, day + 2 * 86400, step=1800.0)
     assert len(found) == 3
     start, end = found[1]
     local = datetime.fromtimestamp(start, tz)
     assert (local.strftime("%H:%M"), local.fold) == ("02:30", 0)
-    assert end - start == HOUR
+    assert datetime.fromtimestamp(end, tz).strftime("%H:%M") == "03:30"
+    assert end - start == (2 * HOUR if tz is BERLIN else HOUR)
     starts = cron_starts("30 2 * * *", tz, day - 86400, day + 2 * 86400)
     assert [s for s, _ in found] == starts
+
+
+@pytest.mark.parametrize(
+    ("tz", "spring", "autumn"),
+    [(BERLIN, (2026, 3, 29), (2026, 10, 25)), (NEW_YORK, (2026, 3, 8), (2026, 11, 1))],
+)
+@pytest.mark.parametrize(
+    ("cron", "duration_s"),
+    [("0 * * * *", HOUR), ("0 0 * * *", 24 * HOUR), ("0 */6 * * *", 6 * HOUR)],
+)
+def test_back_to_back_windows_leave_no_gap_across_either_transition(
+    tz: zoneinfo.ZoneInfo,
+    spring: tuple[int, int, int],
+    autumn: tuple[int, int, int],
+    cron: str,
+    duration_s: float,
+) -> None:
+    # Windows that tile the day on the wall clock (hourly, daily, every 6 h) must tile it
+    # on the 25-hour autumn day too: a window ends at its cron time plus its duration on the
+    # wall clock (the repeated hour is covered), never sooner than its duration.
+    raw = {"windows": [{"cron": cron, "durationSeconds": duration_s, "timeZone": tz.key}]}
+    raw["windows"][0]["minAlwaysOn"] = 2
+    for y, m, d in (spring, autumn):
+        day = at(tz, y, m, d)
+        t = day - 86400.0
+        while t < day + 2 * 86400.0:
+            assert active_limits(params(raw), "us-east-2", t, 0.0), datetime.fromtimestamp(t, tz)
+            t += 300.0
 
 
 # ---------------------------------------------------------------------------------------------

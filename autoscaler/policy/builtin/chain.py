@@ -75,7 +75,7 @@ from autoscaler.policy.plugin import (
     UnknownPluginError,
     default_registry,
 )
-from autoscaler.schedule import check_cron, check_time_zone, latest_cron_start
+from autoscaler.schedule import check_cron, check_time_zone, latest_cron_window
 
 # Key of the plugin registry in pydantic's validation context.
 REGISTRY_CONTEXT_KEY = "autoscaler.policy.registry"
@@ -125,8 +125,9 @@ class When(BaseModel):
         if self.end is not None and t >= self.end.timestamp():
             return False
         if self.cron is not None and self.duration_seconds is not None:
-            began = latest_cron_start(self.cron, zoneinfo.ZoneInfo(self.time_zone), t)
-            return began is not None and t < began + self.duration_seconds
+            tz = zoneinfo.ZoneInfo(self.time_zone)
+            window = latest_cron_window(self.cron, tz, self.duration_seconds, t)
+            return window is not None and t < window[1]
         return True
 
 

@@ -35,8 +35,11 @@ Time: cron expressions are evaluated in the window's time zone on the wall clock
 zoneinfo, so ``0 9 * * *`` in Europe/Berlin starts at 09:00 local all year. Across a
 transition no window is lost or doubled: a start in the skipped spring-forward hour happens
 one hour later on the wall clock (02:30 → 03:30), a start in the repeated fall-back hour
-happens once (the first time). Legacy groups have no idle target: a target-idle floor or
-override raises always-on to demand plus that many slots.
+happens once (the first time), and a window ends at its cron time plus its duration on the
+wall clock, or its duration after its start if that is later (``latest_cron_window``): a
+22:00 window of 8 hours ends at 06:00 local on the long autumn night too. Legacy groups have
+no idle target: a target-idle floor or override raises always-on to demand plus that many
+slots.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from autoscaler.policy.builtin.chain import (
     run_policy,
 )
 from autoscaler.policy.plugin import PolicyContext, UnknownPluginError
-from autoscaler.schedule import check_cron, check_time_zone, latest_cron_start
+from autoscaler.schedule import check_cron, check_time_zone, latest_cron_window
 
 FIELDS = ("always_on", "target_idle", "maximum")
 _YAML = {"always_on": "alwaysOn", "target_idle": "targetIdle", "maximum": "maximum"}
@@ -230,12 +233,13 @@ def active_limits(params: ScheduledParams, location: str, t: float, lead_s: floa
             continue
         tz = zoneinfo.ZoneInfo(w.time_zone or params.time_zone)
         p = _prewarm(w, params, lead_s) if w.has_floor else 0.0
-        began = latest_cron_start(w.cron, tz, t + p)
-        if began is None or t >= began + w.duration_seconds:
+        window = latest_cron_window(w.cron, tz, w.duration_seconds, t + p)
+        if window is None or t >= window[1]:
             continue
         label = w.name or f"windows[{i}] ({w.cron} {tz.key})"
-        started = t >= began or (
-            (prev := latest_cron_start(w.cron, tz, t)) is not None and t < prev + w.duration_seconds
+        started = t >= window[0] or (
+            (prev := latest_cron_window(w.cron, tz, w.duration_seconds, t)) is not None
+            and t < prev[1]
         )
         out.append(Active(label, w, event=False, floors_only=not started))
     for i, e in enumerate(params.events):
