@@ -81,9 +81,13 @@ class CountedSessions:
       read as a second late start.
     - ``arrived`` / ``ended``: ARN → CreatedAt / LastUpdatedAt of the arrivals and
       departures counted, kept while they can fall in a later window's overlap.
-    - ``floor``: nothing at or before it is counted (a first listing, the first listing after
-      a hole, or the lower edge of the first window this memory saw: what came before was
-      left uncounted on purpose or counted by a previous process).
+    - ``floor``: nothing at or before it is counted: the lower edge of the first window this
+      memory saw (a previous process counted what came before), or ``WINDOW_OVERLAP_S``
+      before a listing that opened no window (a first one, the first after a hole), whose own
+      sessions are remembered as counted, so that only what it missed counts next.
+
+    Kept per process: after a restart, a late session's ACTIVE before it and CONNECTED after
+    it still count twice, as without this memory.
     """
 
     started: set[str] = dataclasses.field(default_factory=set)
@@ -94,7 +98,8 @@ class CountedSessions:
     def window_start(self, previous_at: float | None, now: float) -> float:
         """The lower edge (exclusive) of the window ending at ``now``; +inf for none."""
         if previous_at is None or now <= previous_at:
-            self.floor = now if previous_at is None else self.floor
+            if previous_at is None:
+                self.floor = now - WINDOW_OVERLAP_S
             return math.inf
         if self.floor is None:
             self.floor = previous_at
@@ -125,9 +130,24 @@ class CountedSessions:
         self.started.add(arn)
         return True
 
-    def remember_streaming(self, sessions: Sequence[SessionSummary]) -> None:
-        """``started`` becomes the sessions streaming in ``sessions``."""
-        self.started = {s.arn for s in sessions if s.status in _STARTED_SET}
+    def remember_listing(self, sessions: Sequence[SessionSummary], now: float) -> None:
+        """``sessions`` (a listing that opened no window) as counted: its arrivals and
+        departures within the overlap, and its sessions holding a slot as started."""
+        lo = now - WINDOW_OVERLAP_S
+        for s in sessions:
+            if lo < s.created_at <= now:
+                self.arrived[s.arn] = s.created_at
+            if s.status in _ENDED_SET and lo < s.last_updated_at <= now:
+                self.ended[s.arn] = s.last_updated_at
+        self.remember_started(sessions, now)
+
+    def remember_started(self, sessions: Sequence[SessionSummary], now: float) -> None:
+        """``started`` becomes the sessions of ``sessions`` that hold a slot (streaming, or
+        waiting for their player to reconnect) and were last updated by ``now``: those
+        updated after it (while the listing was paged) are the next window's to count."""
+        self.started = {
+            s.arn for s in sessions if s.status in _HOLDING_SET and s.last_updated_at <= now
+        }
 
 
 def derive_location_samples(
@@ -230,15 +250,14 @@ def derive_location_samples(
         ):
             c[2] += 1
 
-    if counted is not None and (
-        fresh
-        or lo == math.inf
-        or len(counted.started) > 2 * sum(c[0] for c in counts.values()) + 64
-    ):
-        # The sessions streaming in a listing that opened no window, or in the first one this
-        # memory sees, started before it: their later updates are not starts. And sessions
-        # that ended unseen (gone from the listing) leave ``started`` over time.
-        counted.remember_streaming(sessions)
+    if counted is not None:
+        if lo == math.inf:
+            counted.remember_listing(sessions, now)
+        elif fresh or len(counted.started) > 2 * sum(c[0] for c in counts.values()) + 64:
+            # The sessions holding a slot in the first window this memory sees started before
+            # it (their later updates are not starts); and sessions that ended unseen (gone
+            # from the listing) leave ``started`` over time.
+            counted.remember_started(sessions, now)
     samples: list[LocationSample] = []
     for loc in state.locations:
         in_use, waiting, arrivals, failures, departures, late = counts[loc.name]
@@ -361,8 +380,14 @@ class Sampler:
     async def sample(
         self, group_ids: Sequence[str], previous: Mapping[str, float]
     ) -> tuple[GroupSample, ...]:
-        """``previous`` maps a group id to the ``at`` of its last stored sample."""
+        """``previous`` maps a group id to the ``at`` of its last stored sample.
+
+        The memory kept per group (sessions counted, seen waiting) is dropped for groups not
+        asked for: a daemon whose groups come and go must not keep every one it ever saw (a
+        group that returns starts afresh, as after a restart)."""
         at = self._clock.now()
+        if len(self._counted) > len(group_ids) or len(self._seen_waiting) > len(group_ids):
+            self._forget_all_but(group_ids)
         if len(group_ids) == 1:
             # One group needs no task (a backtest samples one group per tick, and a task is an
             # event-loop round trip each time); errors surface as the task group raises them.
@@ -420,6 +445,12 @@ class Sampler:
         return GroupSample(
             at=at, group_id=group_id, state=state, locations=locations, complete=True
         )
+
+    def _forget_all_but(self, group_ids: Sequence[str]) -> None:
+        keep = set(group_ids)
+        for memory in (self._counted, self._seen_waiting, self._slow_launch_streak):
+            for gone in [g for g in memory if g not in keep]:
+                del memory[gone]
 
     def _check_start_times(
         self,

@@ -85,19 +85,21 @@ def latest_cron_window(
     if latest is None:
         return None
     start, fire = latest
-    wall_end = _wall_to_epoch(fire + timedelta(seconds=duration_s), tz)
+    try:
+        wall_end = _wall_to_epoch(fire + timedelta(seconds=duration_s), tz)
+    except (OverflowError, ValueError):  # past year 9999, or infinite: it never ends anyway
+        return start, start + duration_s
     return start, max(start + duration_s, wall_end)
 
 
 def _latest_fire(expr: str, tz: zoneinfo.ZoneInfo, t: float) -> tuple[float, datetime] | None:
     """The latest start at or before ``t`` as epoch seconds and as the cron's own wall-clock
     time (naive), which differ in the skipped spring hour."""
-    local = datetime.fromtimestamp(t, tz)
-    wall = local.replace(tzinfo=None)
-    before = datetime.fromtimestamp(t, UTC) - _DST_MARGIN
-    after = datetime.fromtimestamp(t, UTC) + _DST_MARGIN
-    near_change = before.astimezone(tz).utcoffset() != after.astimezone(tz).utcoffset()
+    wall = datetime.fromtimestamp(t, tz).replace(tzinfo=None)
+    near_change = _near_change(t, tz)
     start = wall + (_DST_MARGIN if near_change else timedelta(0)) + timedelta(seconds=1)
+    # Near a change, wall-clock fires are not in epoch order: search the whole margin.
+    search_until = wall - _DST_MARGIN if near_change else None
     try:
         it = croniter(expr, start)
         best: tuple[float, datetime] | None = None
@@ -107,11 +109,25 @@ def _latest_fire(expr: str, tz: zoneinfo.ZoneInfo, t: float) -> tuple[float, dat
             if at <= t:
                 if best is None or at > best[0]:
                     best = (at, fire)
-                if not near_change or fire < wall - _DST_MARGIN:
+                if search_until is None:
+                    # The latest fire on the wall clock, unless a change near it moved an
+                    # earlier one (in a skipped stretch) past it: in a zone whose change is
+                    # not a whole hour (Lord Howe's 30 min), 02:15 skipped lands after 02:30.
+                    if not _near_change(at, tz):
+                        return best
+                    search_until = fire - _DST_MARGIN
+                elif fire < search_until:
                     return best
     except CroniterError:  # no earlier fire at all
         return best
     return best
+
+
+def _near_change(t: float, tz: zoneinfo.ZoneInfo) -> bool:
+    """Whether ``tz``'s UTC offset changes within ``_DST_MARGIN`` of epoch ``t``."""
+    moment = datetime.fromtimestamp(t, UTC)
+    before = (moment - _DST_MARGIN).astimezone(tz).utcoffset()
+    return before != (moment + _DST_MARGIN).astimezone(tz).utcoffset()
 
 
 def cron_starts(expr: str, tz: zoneinfo.ZoneInfo, t0: float, t1: float) -> list[float]:

@@ -528,3 +528,53 @@ async def test_the_sampler_counts_a_session_its_previous_listing_missed() -> Non
     (third,) = await sampler.sample(["sg-0"], {"sg-0": NOW + 60})
     arrivals = [g.locations[0].arrivals for g in (first, second, third)]
     assert arrivals == [0, 1, 0]
+
+
+def test_a_session_that_starts_while_the_first_listing_is_paged_is_counted_next() -> None:
+    # The listing's time is read before its pages: a session that went ACTIVE (late) while
+    # they were read shows an update after ``now``. The first listing counts nothing; it must
+    # not hide that start from the next window either.
+    active = session("ACTIVE", NOW - 120, updated=NOW + 2)
+    listings = [(None, NOW, [active]), (NOW, NOW + 60, [_moved(active, "CONNECTED", NOW + 4)])]
+    assert [s.late_starts for s in _windows(listings)] == [0, 1]
+
+
+def test_trimming_the_memory_keeps_sessions_waiting_for_their_player_to_reconnect() -> None:
+    # Sessions that ended unseen (failed listings while they ended) leave stale entries; the
+    # trim that drops them must keep a session waiting to reconnect, or its reconnect would
+    # count as a second late start.
+    counted = CountedSessions()
+    waiter = session("ACTIVE", PREV - 250, updated=PREV - 10)  # waited 4 min: late
+    (first,) = derive_location_samples(
+        group("us-east-1"), [waiter], PREV - 60, PREV, True, counted=counted
+    )
+    assert first.late_starts == 1
+    counted.started.update(f"arn:s/gone/{i}" for i in range(200))  # ended, never seen ended
+    pending = _moved(waiter, "PENDING_CLIENT_RECONNECTION", PREV + 5)
+    derive_location_samples(group("us-east-1"), [pending], PREV, NOW, True, counted=counted)
+    assert counted.started == {waiter.arn}
+    back = _moved(waiter, "CONNECTED", NOW + 30)
+    (later,) = derive_location_samples(
+        group("us-east-1"), [back], NOW, NOW + 60, True, counted=counted
+    )
+    assert later.late_starts == 0
+
+
+def test_the_window_after_a_first_listing_counts_what_that_listing_missed() -> None:
+    # The controller's clock runs 20 s ahead: a session created 10 s after the first listing
+    # in the service's time carries a CreatedAt before that listing's stamp. It was not in
+    # that listing, so the next window counts it; one that was listed does not count.
+    listed = session("CONNECTED", NOW - 40, updated=NOW - 35)
+    missed = session("CONNECTED", NOW - 10, updated=NOW - 5, location="us-east-1")
+    missed = dataclasses.replace(missed, arn="arn:s/missed")
+    first, second = _windows([(None, NOW, [listed]), (NOW, NOW + 60, [listed, missed])])
+    assert (first.arrivals, second.arrivals) == (0, 1)
+
+
+async def test_the_sampler_forgets_groups_it_is_no_longer_asked_for() -> None:
+    fake = fake_with_groups(3)
+    sampler = Sampler(fake, clock=ManualClock(NOW))
+    await sampler.sample(["sg-0", "sg-1", "sg-2"], {})
+    assert set(sampler._counted) == {"sg-0", "sg-1", "sg-2"}
+    await sampler.sample(["sg-1"], {})
+    assert set(sampler._counted) == {"sg-1"}

@@ -22,7 +22,7 @@ from autoscaler.policy.builtin.chain import ChainPolicy, MaxPolicy
 from autoscaler.policy.builtin.scheduled import ScheduledParams, ScheduledPolicy, active_limits
 from autoscaler.policy.config import load_policy_file
 from autoscaler.policy.plugin import PluginRegistry, PolicyContext
-from autoscaler.schedule import cron_starts
+from autoscaler.schedule import cron_starts, latest_cron_window
 from tests.policy_context import by_model
 from tests.policy_context import make_ctx as shared_ctx
 
@@ -315,6 +315,24 @@ def test_back_to_back_windows_leave_no_gap_across_either_transition(
         while t < day + 2 * 86400.0:
             assert active_limits(params(raw), "us-east-2", t, 0.0), datetime.fromtimestamp(t, tz)
             t += 300.0
+
+
+def test_a_start_moved_past_a_later_one_by_a_half_hour_change_is_the_latest() -> None:
+    # Lord Howe springs forward 30 minutes at 02:00: "15,30 2 * * *" starts at 02:30 and at
+    # 02:45 (02:15 moved by the change). Hours later the 02:45 window must still be the one
+    # in force, although 02:30 is the later time on the wall clock.
+    tz = zoneinfo.ZoneInfo("Australia/Lord_Howe")
+    t = datetime(2026, 10, 4, 10, 35, tzinfo=tz).timestamp()
+    window = latest_cron_window("15,30 2 * * *", tz, 8 * HOUR, t)
+    assert window is not None
+    shown = [datetime.fromtimestamp(x, tz).strftime("%H:%M") for x in window]
+    assert shown == ["02:45", "10:45"]
+
+
+@pytest.mark.parametrize("duration_s", [3e11, float("inf")])
+def test_a_window_too_long_for_the_calendar_never_ends(duration_s: float) -> None:
+    raw = {"windows": [{"cron": "0 0 * * *", "durationSeconds": duration_s, "minAlwaysOn": 2}]}
+    assert active_limits(params(raw), "us-east-2", 1_780_000_000.0, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------
