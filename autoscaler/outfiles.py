@@ -20,14 +20,29 @@ from typing import IO, Any
 from autoscaler.domain.errors import ConfigError
 
 
-def check_destination(path: str | Path, flag: str, *, example: str = "run.png") -> Path:
-    """``path`` must be a file that can be written: not a folder, and its folder (or, if that
-    does not exist yet, the nearest one that does, where it will be made) writable. A
-    problem is a ``ConfigError`` naming ``flag``. Nothing is created here: a run that then
-    fails leaves no empty folder behind. Returns ``path`` as a ``Path``."""
+def check_destination(
+    path: str | Path, flag: str, *, example: str = "run.png", suffix: str | None = None
+) -> Path:
+    """``path`` must be a file that can be written: not a folder, not a device or other
+    special file, its name ending in ``suffix`` if one is given, and its folder (or, if that
+    does not exist yet, the nearest one that does, where it will be made) writable: a file is
+    made there and removed again, since permissions alone pass for root on a read-only or
+    virtual file system. A problem is a ``ConfigError`` naming ``flag``. Nothing is left
+    behind: a run that then fails leaves no empty folder. Returns the path to write: a
+    symbolic link's target, so the link stays a link."""
     out = Path(path)
+    if out.is_symlink():
+        out = Path(os.path.realpath(out))
     if out.is_dir():
         raise ConfigError(flag, [f"{out} is a folder; give a file name such as {out / example}"])
+    if out.exists() and not out.is_file():
+        raise ConfigError(
+            flag, [f"{out} is not a regular file (a device, pipe or socket); name a file"]
+        )
+    if suffix is not None and out.suffix.lower() != suffix:
+        raise ConfigError(
+            flag, [f"{out}: the file is written as {suffix[1:].upper()}; name it …{suffix}"]
+        )
     existing = out.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -35,14 +50,27 @@ def check_destination(path: str | Path, flag: str, *, example: str = "run.png") 
         raise ConfigError(flag, [f"cannot create the folder {out.parent}: {existing} is a file"])
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(flag, [f"cannot write to the folder {existing} (permission denied)"])
+    probe = existing / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
+    try:
+        probe.open("xb").close()
+    except OSError as error:
+        raise ConfigError(
+            flag, [f"cannot write to the folder {existing}: {error.strerror or error}"]
+        ) from None
+    probe.unlink(missing_ok=True)
     return out
 
 
 def write_atomically(
-    path: str | Path, flag: str, write: Callable[[IO[bytes]], object], *, example: str = "run.png"
+    path: str | Path,
+    flag: str,
+    write: Callable[[IO[bytes]], object],
+    *,
+    example: str = "run.png",
+    suffix: str | None = None,
 ) -> Path:
     """Call ``write`` with a binary file beside ``path``, then rename it over ``path``."""
-    out = check_destination(path, flag, example=example)
+    out = check_destination(path, flag, example=example, suffix=suffix)
     # Opened with "x" rather than made by mkstemp: the file gets the umask's usual mode,
     # not 0600.
     staging = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
@@ -80,7 +108,7 @@ def save_png(figure: Any, path: str | Path, flag: str, *, dpi: int) -> Path:
 
     try:
         return write_atomically(
-            path, flag, lambda sink: figure.savefig(sink, dpi=dpi, format="png")
+            path, flag, lambda sink: figure.savefig(sink, dpi=dpi, format="png"), suffix=".png"
         )
     finally:
         plt.close(figure)

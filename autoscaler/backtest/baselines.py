@@ -248,7 +248,8 @@ def static_peak(fleet: Fleet) -> Candidate:
             settings[name] = CapacitySetting(always_on=slots, on_demand=0)
         else:
             settings[name] = CapacitySetting(always_on=slots, target_idle=0, maximum=slots)
-    return Candidate(STATIC_PEAK, {"always_on": dict(fleet.peak)}, static=settings)
+    shown = {name: s.always_on for name, s in settings.items()}  # whole hosts, as run
+    return Candidate(STATIC_PEAK, {"always_on": shown}, static=settings)
 
 
 def native_idle(fleet: Fleet, k: int) -> Candidate | Unavailable:

@@ -71,7 +71,7 @@ from autoscaler.domain.classes import (
 from autoscaler.domain.clock import ManualClock
 from autoscaler.domain.errors import ConfigError, ConflictError
 from autoscaler.domain.models import CapacityModel, CapacitySetting
-from autoscaler.domain.policy import GroupSelector, Policy, Slo
+from autoscaler.domain.policy import GroupSelector, Mode, Policy, Slo
 from autoscaler.outfiles import check_destination, require_drawing
 from autoscaler.policy.config import load_policy_file, shipped_policy
 from autoscaler.policy.plugin import ENTRY_POINT_GROUP, PluginRegistry, UnknownPluginError
@@ -480,7 +480,10 @@ def fit_policy(policy: Policy, group_id: str, max_capacity: int) -> Policy:
         default_bounds=bounds,
         location_bounds={},
         budget=dataclasses.replace(policy.budget, max_cost_per_hour=None, max_cost_per_month=None),
-        dry_run=False,  # a backtest scores what the policy would do, so it must act
+        # A backtest scores what the policy would do, so it must act: a dry run or a
+        # ForecastOnly policy (a shadow deployment's file) is scored as if it applied.
+        dry_run=False,
+        mode=Mode.FORECAST_AND_SCALE,
         paused=False,
     )
 
@@ -751,6 +754,9 @@ MAX_INTERP_GAP_S = 3 * 3600.0
 DEFAULT_PEAK = 400.0  # a concurrency trace's peak when none is given (the benchmark's larger)
 # ``--peak recorded``: replay a concurrency trace at its own scale (a studio's own history).
 AS_RECORDED = "recorded"
+# The largest fleet a backtest simulates: it holds every session of the window in memory
+# (about 9,000 sessions per day and 100 sessions of peak), and 4,000 is benchmark.md's "large".
+MAX_PEAK = 20_000.0
 Peak = float | Literal["recorded"]
 
 
@@ -806,14 +812,25 @@ def load_plans(
         return [plan for _ in seeds], series or "sessions"
     stretch = longest_stretch(loaded, MAX_INTERP_GAP_S)
     if stretch.duration_s <= 0:
-        raise ConfigError(str(trace), [f"series {loaded.series!r} has no usable stretch"])
-    scale_to = DEFAULT_PEAK if peak is None else None if peak == AS_RECORDED else float(peak)
-    plans = [
-        plan_sessions(
-            stretch, peak=scale_to, seed=seed, days=days, max_interp_gap_s=MAX_INTERP_GAP_S
+        raise ConfigError(
+            str(trace),
+            [
+                f"series {loaded.series!r} has no usable stretch: no two points with a value "
+                f"at most {MAX_INTERP_GAP_S / 3600:g} h apart (a longer hole is never "
+                "interpolated; timestamps in epoch milliseconds read as seconds look like "
+                "that: give ISO 8601 or epoch seconds)"
+            ],
         )
-        for seed in seeds
-    ]
+    scale_to = DEFAULT_PEAK if peak is None else None if peak == AS_RECORDED else float(peak)
+    try:
+        plans = [
+            plan_sessions(
+                stretch, peak=scale_to, seed=seed, days=days, max_interp_gap_s=MAX_INTERP_GAP_S
+            )
+            for seed in seeds
+        ]
+    except ConfigError as error:  # named by the file the user gave, not the series' stem
+        raise ConfigError(str(trace), error.problems) from None
     return plans, loaded.series
 
 
@@ -1120,6 +1137,101 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Options:
+    policy: Policy
+    model: CapacityModel
+    baselines: tuple[str, ...]
+    as_is: CapacitySetting | None
+
+
+def _checked_options(
+    source: Path,
+    registry: PluginRegistry,
+    *,
+    peak: Peak | None,
+    stream_class: str,
+    capacity_model: CapacityModel | str | None,
+    days: float | None,
+    seeds: int,
+    baselines_to_run: Sequence[str] | str,
+    plot: str | Path | None,
+    jobs: int,
+    as_is: str | None,
+) -> _Options:
+    """``backtest``'s options and policy file, checked before any work: every problem at once
+    (``ConfigError`` on ``autoscaler backtest``, one line per option; the policy file's own
+    problems named by file and line)."""
+    problems: list[str] = []
+    if jobs < 1:
+        problems.append(f"--jobs: need at least 1 job, got {jobs}")
+    if seeds < 1:
+        problems.append(f"--seeds: need at least 1 seed, got {seeds}")
+    if peak is not None and peak != AS_RECORDED:
+        if not (isinstance(peak, float | int) and math.isfinite(peak) and peak > 0):
+            problems.append(f"--peak: peak must be a number > 0 or {AS_RECORDED!r}, got {peak!r}")
+        elif peak > MAX_PEAK:
+            problems.append(
+                f"--peak: at most {MAX_PEAK:.0f} sessions (a backtest keeps every session of "
+                f"the window in memory; benchmark.md's large fleet is 4000), got {peak:g}"
+            )
+    if days is not None and not days > 0:
+        problems.append(f"--days: must be > 0, got {days:g}")
+    if stream_class not in STREAM_CLASSES:
+        problems.append(f"--stream-class: {unknown_stream_class(stream_class)}")
+    model: CapacityModel | None = None
+    if capacity_model is not None:
+        try:
+            model = CapacityModel(capacity_model)
+        except ValueError:
+            problems.append(f"--capacity-model: {capacity_model!r} is not one of: current, legacy")
+    chosen: tuple[str, ...] = ()
+    if isinstance(baselines_to_run, str):
+        try:
+            chosen = baselines.parse_baselines(baselines_to_run)
+        except ValueError as error:
+            problems.append(f"--baselines: {error}")
+    else:
+        chosen = tuple(baselines_to_run)
+        problems += [
+            f"--baselines: unknown baseline {b!r}"
+            for b in chosen
+            if b not in baselines.BASELINE_IDS
+        ]
+    if plot is not None:
+        try:
+            require_drawing("--plot")
+            check_destination(plot, "--plot", suffix=".png")
+        except ConfigError as error:
+            problems += [f"--plot: {p}" for p in error.problems]
+    policy: Policy | None = None
+    try:
+        policy = load_policy_file(source, resolve_params=registry.validate_params)
+    except ConfigError as error:
+        problems += error.problems
+    except (UnknownPluginError, pydantic.ValidationError) as error:  # pragma: no cover
+        problems.append(f"{source}: {error}")
+    pinned = getattr(policy, "capacity_model", None)
+    if model is None:
+        model = pinned or CapacityModel.CURRENT
+    elif pinned is not None and pinned is not model:
+        problems.append(
+            f"--capacity-model {model.value}: the policy file {source} pins capacityModel: "
+            f"{pinned.value}, so ours would run on the {pinned.value} model and the baselines "
+            f"on {model.value}; give --capacity-model {pinned.value}, or set capacityModel: "
+            "auto in a copy of the file"
+        )
+    setting: CapacitySetting | None = None
+    if as_is is not None and stream_class in STREAM_CLASSES:
+        try:
+            setting = baselines.parse_as_is(as_is, model, stream_class_info(stream_class).tenancy)
+        except ValueError as error:
+            problems.append(f"--as-is: {as_is!r}: {error}")
+    if problems or policy is None:
+        raise ConfigError("autoscaler backtest", problems)
+    return _Options(policy, model, chosen, setting)
+
+
 def backtest(
     trace: str | Path,
     series: str | None = None,
@@ -1127,10 +1239,10 @@ def backtest(
     policy_file: str | Path | None = None,
     peak: Peak | None = None,
     stream_class: str = "gen4n_high",
-    capacity_model: CapacityModel | str = CapacityModel.CURRENT,
+    capacity_model: CapacityModel | str | None = None,
     days: float | None = None,
     seeds: int = 3,
-    baselines_to_run: Sequence[str] = baselines.BASELINE_IDS,
+    baselines_to_run: Sequence[str] | str = baselines.BASELINE_IDS,
     interval_s: float = 60.0,
     progress: Callable[[str], None] | None = None,
     on_row: Callable[[Mapping[str, Any]], None] | None = None,
@@ -1153,45 +1265,22 @@ def backtest(
     the baselines all share the cores. Every run is the same deterministic run as with one
     job, so the report is the same but for wall times.
     """
-    if jobs < 1:
-        raise ConfigError("--jobs", [f"need at least 1 job, got {jobs}"])
-    if seeds < 1:
-        raise ConfigError("--seeds", [f"need at least 1 seed, got {seeds}"])
-    if (
-        peak is not None
-        and peak != AS_RECORDED
-        and not (isinstance(peak, float | int) and math.isfinite(peak) and peak > 0)
-    ):
-        raise ConfigError("--peak", [f"peak must be a number > 0 or {AS_RECORDED!r}, got {peak!r}"])
-    if days is not None and not days > 0:
-        raise ConfigError("--days", [f"must be > 0, got {days:g}"])
-    if stream_class not in STREAM_CLASSES:
-        raise ConfigError("--stream-class", [unknown_stream_class(stream_class)])
-    try:
-        model = CapacityModel(capacity_model)
-    except ValueError:
-        raise ConfigError(
-            "--capacity-model", [f"{capacity_model!r} is not one of: current, legacy"]
-        ) from None
-    for b in baselines_to_run:
-        if b not in baselines.BASELINE_IDS:
-            raise ConfigError("--baselines", [f"unknown baseline {b!r}"])
-    if plot is not None:
-        require_drawing("--plot")
-        check_destination(plot, "--plot")
-    tenancy = stream_class_info(stream_class).tenancy
-    setting: CapacitySetting | None = None
-    if as_is is not None:
-        try:
-            setting = baselines.parse_as_is(as_is, model, tenancy)
-        except ValueError as error:
-            raise ConfigError("--as-is", [f"{as_is!r}: {error}"]) from None
     registry = backtest_registry()
     source = Path(policy_file) if policy_file is not None else DEFAULT_POLICY_FILE
-    try:
-        policy = load_policy_file(source, resolve_params=registry.validate_params)
-    except (UnknownPluginError, pydantic.ValidationError) as error:  # pragma: no cover
-        raise ConfigError(str(source), [str(error)]) from error
+    options = _checked_options(
+        source,
+        registry,
+        peak=peak,
+        stream_class=stream_class,
+        capacity_model=capacity_model,
+        days=days,
+        seeds=seeds,
+        baselines_to_run=baselines_to_run,
+        plot=plot,
+        jobs=jobs,
+        as_is=as_is,
+    )
+    policy, model, setting = options.policy, options.model, options.as_is
     seed_list = list(range(1, seeds + 1))
     plans, series_name = load_plans(trace, series, peak=peak, days=days, seeds=seed_list)
     price = policy.price_for(stream_class)
@@ -1237,9 +1326,9 @@ def backtest(
         fixed.append((baselines.AS_IS, baselines.as_is(bt.fleets[0], setting)))
     try:
         results = (
-            _run_all(bt, fixed, baselines_to_run)
+            _run_all(bt, fixed, options.baselines)
             if jobs == 1
-            else _run_all_pooled(bt, fixed, baselines_to_run, jobs=jobs)
+            else _run_all_pooled(bt, fixed, options.baselines, jobs=jobs)
         )
         # Closed on the way out whatever happens (an error in ``on_row``, Ctrl-C in
         # ``keep``), so a pool is stopped at once rather than when the generator is freed.
@@ -1264,7 +1353,10 @@ def backtest(
                 timeline=True,
                 label="ours",
             )
-            plot_timeline(outcome, plot, title=f"{trace} {series_name}: ours ({policy.plugin})")
+            try:
+                plot_timeline(outcome, plot, title=f"{trace} {series_name}: ours ({policy.plugin})")
+            except ConfigError as error:  # a disk that filled meanwhile: keep the report
+                report["plot_error"] = [f"{error.source}: {p}" for p in error.problems]
     except KeyboardInterrupt:
         interrupted = True
     report["seeds"] = seeds

@@ -135,6 +135,8 @@ def _detect(columns: list[str]) -> TraceFormat | str:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     src = str(path)
+    if path.is_dir():
+        raise ConfigError(src, [f"{src}: is a directory; give the trace's CSV file"])
     if not path.is_file():
         raise ConfigError(src, [f"{src}: no such file"])
     try:

@@ -22,8 +22,6 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autoscaler.domain.errors import ConfigError
-
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -48,7 +46,11 @@ def register(subparsers: Any) -> None:
         "replayed as recorded",
     )
     parser.add_argument("--stream-class", default="gen4n_high", help="default gen4n_high")
-    parser.add_argument("--capacity-model", choices=("current", "legacy"), default="current")
+    parser.add_argument(
+        "--capacity-model",
+        choices=("current", "legacy"),
+        help="default: the policy file's capacityModel if it sets one, else current",
+    )
     parser.add_argument("--days", type=float, help="length of the window (default: all)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds to average (default 3)")
     parser.add_argument(
@@ -76,14 +78,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoscaler.backtest.baselines import parse_baselines  # noqa: PLC0415
     from autoscaler.backtest.parallel import usable_cores  # noqa: PLC0415
     from autoscaler.backtest.runner import backtest  # noqa: PLC0415
 
-    try:
-        chosen = parse_baselines(args.baselines)
-    except ValueError as error:
-        raise ConfigError("--baselines", [str(error)]) from error
     err = Console(stderr=True)
     quiet = args.output == "json" or not err.is_terminal
     bar = Progress(
@@ -111,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 capacity_model=args.capacity_model,
                 days=args.days,
                 seeds=args.seeds,
-                baselines_to_run=chosen,
+                baselines_to_run=args.baselines,
                 progress=progress,
                 plot=args.plot,
                 jobs=usable_cores() if args.jobs is None else args.jobs,
@@ -128,6 +125,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(_jsonable(report), indent=2))
     else:
         print_table(report, Console(width=170))
+    if report.get("plot_error"):
+        print(
+            "error: --plot: the report above is complete; the picture was not written:",
+            file=sys.stderr,
+        )
+        for problem in report["plot_error"]:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
     if report.get("interrupted"):
         print("interrupted: results above are the runs that finished", file=sys.stderr)
         return 130
@@ -234,8 +239,12 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
     for name, reason in report.get("unavailable", {}).items():
         console.print(escape(f"{name}: not run ({reason})"))
     summary = report["summary"]
-    if summary["cheapest_baseline"] is None:
-        console.print("no baseline met the SLO")
+    ran = [r for r in report["results"] if r["policy"] != "ours"]
+    finished = " of those that finished" if report.get("interrupted") else ""
+    if not ran:
+        console.print("no baseline ran")
+    elif summary["cheapest_baseline"] is None:
+        console.print(f"no baseline{finished} met the SLO")
     else:
         ratio = summary["ours_vs_cheapest"]
         shown = "-" if ratio is None else f"{ratio:.3f}"
@@ -245,7 +254,7 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
             f" (seed by seed {min(per_seed):.3f}–{max(per_seed):.3f})" if len(per_seed) > 1 else ""
         )
         console.print(
-            f"cheapest baseline meeting the SLO: {summary['cheapest_baseline']} "
+            f"cheapest baseline{finished} meeting the SLO: {summary['cheapest_baseline']} "
             f"(${summary['cheapest_baseline_cost']:.2f}); ours costs {shown}× that{by_seed}"
             f"{verdict}"
         )

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("autoscaler demo", problems)
     if args.chart is not None:  # before the run, not after it
         require_drawing("--chart")
-        check_destination(args.chart, "--chart")
+        check_destination(args.chart, "--chart", suffix=".png")
     options = DemoOptions(
         hours=args.hours,
         time_scale=args.time_scale,

@@ -606,7 +606,7 @@ def test_cli_refuses_to_scale_a_session_log(
     assert "peaks at 6 sessions in progress" in err
     assert "Traceback" not in err
     assert _cli(monkeypatch, ["backtest", "--trace", str(log), "--days", "0"]) == 2
-    assert "--days:\n  - must be > 0, got 0" in capsys.readouterr().err
+    assert "  - --days: must be > 0, got 0" in capsys.readouterr().err
 
 
 def test_several_seeds_report_their_spread_and_each_seed(tmp_path: Path, policy_path: Path) -> None:
