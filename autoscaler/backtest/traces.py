@@ -148,6 +148,17 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(src, [f"{src}: not a readable CSV: {exc}"]) from None
     df.columns = [str(c).strip() for c in df.columns]
+    # pandas names a column with an empty header "Unnamed: N": a series needs a name. One with
+    # no value at all (a trailing comma on every line) holds nothing to name and is left out.
+    nameless = [c for c in df.columns if c == "" or c.startswith("Unnamed: ")]
+    empty = [c for c in nameless if (df[c].str.strip() == "").all()]
+    df = df.drop(columns=empty)
+    unnamed = [i + 1 for i, c in enumerate(df.columns) if c in nameless]
+    if unnamed:
+        listed = ", ".join(str(i) for i in unnamed)
+        raise ConfigError(
+            src, [f"{src}, line 1: column(s) {listed} have no name (name every series)"]
+        )
     # pandas renames a repeated column "x" to "x.1": report it instead of reading two series
     mangled = [c for c in df.columns if re.fullmatch(r".+\.\d+", c) and c.rsplit(".", 1)[0] in df]
     if mangled:
@@ -347,6 +358,10 @@ def _load_long(
 ) -> ConcurrencyTrace:
     ts_c, se_c, va_c = _col(df, "timestamp"), _col(df, "series"), _col(df, "value")
     names = df[se_c].astype(str).str.strip()
+    nameless = df["__line"].to_numpy()[(names == "").to_numpy()]
+    if len(nameless):
+        shown = ", ".join(str(n) for n in nameless[:5]) + (" …" if len(nameless) > 5 else "")
+        raise ConfigError(src, [f"{src}, column {se_c!r}: no series name on line(s) {shown}"])
     available = list(dict.fromkeys(names.tolist()))
     if series is None and len(available) == 1:
         series = available[0]

@@ -350,3 +350,22 @@ def test_real_single_and_hypixel() -> None:
     hyp = real("hypixel_by_gamemode_2025-03-08_2025-05-01.csv")
     assert len(list_series(hyp)) == 27
     assert read_concurrency(hyp, "SKYBLOCK").gaps
+
+
+def test_a_column_without_a_name_is_refused_unless_it_holds_nothing(tmp_path: Path) -> None:
+    named = "timestamp,g,\n2025-01-01T00:00:00Z,1,2\n2025-01-01T01:00:00Z,1,2\n"
+    assert "column(s) 3 have no name" in problems_of(write(tmp_path, named))
+    # a trailing comma on every line: an empty column, left out
+    trailing = "timestamp,g,\n2025-01-01T00:00:00Z,1,\n2025-01-01T01:00:00Z,3,\n"
+    trace = read_trace(write(tmp_path, trailing, "trailing.csv"), "g")
+    assert isinstance(trace, ConcurrencyTrace)
+    assert list(trace.values) == [1.0, 3.0]
+
+
+def test_a_long_row_without_a_series_name_is_refused_with_its_line(tmp_path: Path) -> None:
+    text = "timestamp,series,value\n2025-01-01T00:00:00Z,a,1\n2025-01-01T01:00:00Z, ,2\n"
+    assert "column 'series': no series name on line(s) 3" in problems_of(write(tmp_path, text))
+
+
+def test_a_folder_given_as_the_trace_says_so(tmp_path: Path) -> None:
+    assert "is a directory; give the trace's CSV file" in problems_of(tmp_path)
