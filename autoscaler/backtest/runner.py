@@ -757,6 +757,7 @@ AS_RECORDED = "recorded"
 # The largest fleet a backtest simulates: it holds every session of the window in memory
 # (about 9,000 sessions per day and 100 sessions of peak), and 4,000 is benchmark.md's "large".
 MAX_PEAK = 20_000.0
+SILENCE_NOTE_S = 86400.0  # a session log's longest silence the report's window notes
 Peak = float | Literal["recorded"]
 
 
@@ -845,12 +846,27 @@ def replayed_window(plan: SessionPlan, days: float | None) -> dict[str, Any]:
         "end": (start + dt.timedelta(seconds=plan.horizon_s)).isoformat(timespec="seconds"),
         "days": replayed_days,
     }
+    notes: list[str] = []
     # An hour's slack: a stretch's end is its last data point, not a whole day's edge.
     if days is not None and days * 86400.0 > plan.horizon_s + 3600.0:
-        window["note"] = (
+        notes.append(
             f"asked for {days:g} days; the trace's usable stretch holds {replayed_days:.1f}, "
             "all of it replayed"
         )
+    if plan.step_s == 0.0 and len(plan.arrival_s) > 1:
+        # A session log is replayed as recorded, silences included: say so when one is long
+        # enough to weigh on the cost (a concurrency trace is cut at holes instead).
+        silences = np.diff(plan.arrival_s)
+        longest = int(np.argmax(silences))
+        if silences[longest] >= SILENCE_NOTE_S:
+            begin = start + dt.timedelta(seconds=float(plan.arrival_s[longest]))
+            notes.append(
+                f"the log has no arrival for {silences[longest] / 86400.0:.1f} days from "
+                f"{begin.isoformat(timespec='seconds')}; its capacity counts in the cost "
+                "(cut the log to leave it out)"
+            )
+    if notes:
+        window["note"] = "; ".join(notes)
     return window
 
 

@@ -4,8 +4,8 @@ Each test failed before its fix: a `--plot` path that replaced a device or a sym
 a plot failure that threw the finished report away, a ForecastOnly policy scored as one that
 never acts, a policy pinned to the legacy model run against current-model baselines, a peak
 no machine can simulate ending in a traceback, option errors reported one at a time,
-static-peak's parameters shown before rounding to whole hosts, and "no baseline met the SLO"
-when none ran.
+static-peak's parameters shown before rounding to whole hosts, "no baseline met the SLO"
+when none ran, and a session log's long silence priced without a word.
 """
 
 from __future__ import annotations
@@ -178,3 +178,17 @@ def test_no_baselines_run_is_not_no_baseline_met(
     out = capsys.readouterr().out
     assert "no baseline ran" in out
     assert "met the SLO" not in out
+
+
+def test_a_long_silence_in_a_session_log_is_noted(tmp_path: Path, policy: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text(
+        "arrival,duration_s\n2025-01-01T00:00:00Z,600\n2025-01-01T00:10:00Z,600\n"
+        "2025-01-03T00:00:00Z,600\n2025-01-03T00:05:00Z,600\n"
+    )
+    report = backtest(log, policy_file=policy, seeds=1, baselines_to_run=())
+    note = report["window"]["note"]
+    assert "no arrival for 2.0 days from 2025-01-01T00:10:00+00:00" in note
+    short = tmp_path / "short.csv"
+    short.write_text("arrival,duration_s\n2025-01-01T00:00:00Z,600\n2025-01-01T05:00:00Z,60\n")
+    assert "note" not in backtest(short, policy_file=policy, seeds=1, baselines_to_run=())["window"]
