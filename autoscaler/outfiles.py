@@ -30,6 +30,23 @@ def check_destination(
     virtual file system. A problem is a ``ConfigError`` naming ``flag``. Nothing is left
     behind: a run that then fails leaves no empty folder. Returns the path to write: a
     symbolic link's target, so the link stays a link."""
+    out, existing = _destination(path, flag, example=example, suffix=suffix)
+    probe = existing / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
+    try:
+        probe.open("xb").close()
+    except OSError as error:
+        raise ConfigError(
+            flag, [f"cannot write to the folder {existing}: {error.strerror or error}"]
+        ) from None
+    probe.unlink(missing_ok=True)
+    return out
+
+
+def _destination(
+    path: str | Path, flag: str, *, example: str, suffix: str | None
+) -> tuple[Path, Path]:
+    """``check_destination``'s checks but the trial write: the path to write and its nearest
+    existing folder."""
     out = Path(path)
     if out.is_symlink():
         out = Path(os.path.realpath(out))
@@ -50,15 +67,7 @@ def check_destination(
         raise ConfigError(flag, [f"cannot create the folder {out.parent}: {existing} is a file"])
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(flag, [f"cannot write to the folder {existing} (permission denied)"])
-    probe = existing / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
-    try:
-        probe.open("xb").close()
-    except OSError as error:
-        raise ConfigError(
-            flag, [f"cannot write to the folder {existing}: {error.strerror or error}"]
-        ) from None
-    probe.unlink(missing_ok=True)
-    return out
+    return out, existing
 
 
 def write_atomically(
@@ -70,7 +79,9 @@ def write_atomically(
     suffix: str | None = None,
 ) -> Path:
     """Call ``write`` with a binary file beside ``path``, then rename it over ``path``."""
-    out = check_destination(path, flag, example=example, suffix=suffix)
+    # The staging file below is the trial write: ``check_destination``'s probe would be a
+    # second one.
+    out, _ = _destination(path, flag, example=example, suffix=suffix)
     # Opened with "x" rather than made by mkstemp: the file gets the umask's usual mode,
     # not 0600.
     staging = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"

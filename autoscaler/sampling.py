@@ -386,7 +386,7 @@ class Sampler:
         asked for: a daemon whose groups come and go must not keep every one it ever saw (a
         group that returns starts afresh, as after a restart)."""
         at = self._clock.now()
-        if len(self._counted) > len(group_ids) or len(self._seen_waiting) > len(group_ids):
+        if len(self._counted) > len(group_ids):  # every per-group memory's keys are in it
             self._forget_all_but(group_ids)
         if len(group_ids) == 1:
             # One group needs no task (a backtest samples one group per tick, and a task is an

@@ -73,7 +73,7 @@ from autoscaler.domain.errors import ConfigError, ConflictError
 from autoscaler.domain.models import CapacityModel, CapacitySetting
 from autoscaler.domain.policy import GroupSelector, Mode, Policy, Slo
 from autoscaler.outfiles import check_destination, require_drawing
-from autoscaler.policy.config import load_policy_file, shipped_policy
+from autoscaler.policy.config import LoadedPolicy, load_policy_file, shipped_policy
 from autoscaler.policy.plugin import ENTRY_POINT_GROUP, PluginRegistry, UnknownPluginError
 from autoscaler.store import HistoryStore
 from autoscaler.twin.inprocess import InProcessGameLiftStreams, config_of
@@ -1220,14 +1220,14 @@ def _checked_options(
             check_destination(plot, "--plot", suffix=".png")
         except ConfigError as error:
             problems += [f"--plot: {p}" for p in error.problems]
-    policy: Policy | None = None
+    policy: LoadedPolicy | None = None
     try:
         policy = load_policy_file(source, resolve_params=registry.validate_params)
     except ConfigError as error:
         problems += error.problems
     except (UnknownPluginError, pydantic.ValidationError) as error:  # pragma: no cover
         problems.append(f"{source}: {error}")
-    pinned = getattr(policy, "capacity_model", None)
+    pinned = policy.capacity_model if policy is not None else None
     if model is None:
         model = pinned or CapacityModel.CURRENT
     elif pinned is not None and pinned is not model:
@@ -1372,7 +1372,7 @@ def backtest(
             try:
                 plot_timeline(outcome, plot, title=f"{trace} {series_name}: ours ({policy.plugin})")
             except ConfigError as error:  # a disk that filled meanwhile: keep the report
-                report["plot_error"] = [f"{error.source}: {p}" for p in error.problems]
+                report["plot_error"] = list(error.problems)
     except KeyboardInterrupt:
         interrupted = True
     report["seeds"] = seeds
