@@ -496,7 +496,9 @@ class Controller:
             }
             if budgets:
                 self._in_force[gid] = budgets
-        return GroupReport(gid, sample.at, sample, decision, actuation)
+        return GroupReport(
+            gid, sample.at, sample, decision, actuation, policy_problems=plan.policy_problems
+        )
 
     async def _actuate(self, decision: GroupDecision, *, dry_run: bool) -> Actuation:
         wants_change = bool(decision.changed_locations or decision.location_changes)

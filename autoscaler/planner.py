@@ -74,6 +74,7 @@ class LocationPlan:
     plugin_error: str | None = None  # the plugin raised or answered nonsense: holding
     # The recommendation's miss budget (see Recommendation), recorded while in force.
     miss_budget: float | None = None
+    fallback: str | None = None  # a fallback answered in the plugin's place: why
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,15 @@ class GroupPlan:
     @property
     def failed(self) -> bool:
         return bool(self.problems)
+
+    @property
+    def policy_problems(self) -> tuple[str, ...]:
+        """The plugin's failures (held) and the fallbacks that answered for it (not counted
+        as failures by the guards: a fallback's answer is a usable plan)."""
+        fallbacks = tuple(
+            f"at {lp.location}: {lp.fallback}" for lp in self.locations if lp.fallback is not None
+        )
+        return self.problems + fallbacks if fallbacks else self.problems
 
 
 def month_start(now: float) -> float:
@@ -176,7 +186,15 @@ def check_recommendation(
         forecast_in_use=_finite(rec.forecast_in_use),
         forecast_arrivals_per_s=rec.forecast_arrivals_per_s,
         miss_budget=_positive(rec.miss_budget),
+        fallback=_short_text(rec.fallback),
     )
+
+
+def _short_text(value: object) -> str | None:
+    """A plugin's free-text note, if it is text (third-party code may set anything)."""
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= 500 else value[:499] + "…"
 
 
 def _finite(value: object) -> float | None:
@@ -316,6 +334,7 @@ def plan_group(
                 sample=ls,
                 forecast_in_use=checked.forecast_in_use,
                 miss_budget=checked.miss_budget,
+                fallback=checked.fallback,
             )
         )
     changes: tuple[LocationChange, ...] = ()

@@ -219,6 +219,24 @@ def test_errors_and_nonsense_are_passed_over_with_the_reason() -> None:
     assert rec.setting == CapacitySetting(3, 0, 9)
     assert "policies[0] broken passed over: broken raised RuntimeError: boom" in rec.reason
     assert "policies[1] nonsense passed over: nonsense: always_on is negative (-3)" in rec.reason
+    # Not the chain's first choice because two entries broke: a fallback, which reports count.
+    assert rec.fallback is not None
+    assert rec.fallback.startswith("policies[0] broken failed: broken raised RuntimeError")
+    assert "policies[1] nonsense failed" in rec.fallback
+
+
+def test_an_entry_off_schedule_or_inaccurate_is_no_fallback() -> None:
+    # The composite working as designed: the answering entry is the chain's own answer.
+    raw = {
+        "policies": [
+            {**fixed(always_on=9, maximum=9), "when": {"end": "2020-01-01T00:00:00Z"}},
+            fixed(always_on=50, maximum=60, forecast=20.0),  # 100 % off: passed over
+            fixed(always_on=12, maximum=20, forecast=11.0),
+        ]
+    }
+    rec = run("chain", raw, make_ctx(in_use=10, history=steady_history(30, 10.0)))
+    assert rec.setting.always_on == 12
+    assert rec.fallback is None
 
 
 def test_schedule_conditions_choose_the_entry() -> None:
@@ -250,6 +268,7 @@ def test_no_answer_falls_back_to_reactive_target_tracking() -> None:
     assert rec.setting == CapacitySetting(10, 0, 20)  # 5 / 0.5, maximum 2×
     assert rec.reason.startswith("chain: no policy answered (policies[0] broken passed over")
     assert "reactive fallback: target-tracking: demand 5" in rec.reason
+    assert rec.fallback == "policies[0] broken failed: broken raised RuntimeError: boom"
 
 
 def test_an_inaccurate_forecaster_gives_way() -> None:
@@ -321,6 +340,7 @@ def test_max_replaces_a_failing_member_with_the_reactive_answer() -> None:
     rec = run("max", raw, make_ctx(in_use=5))
     assert rec.setting == CapacitySetting(5, 0, 10)  # target tracking: 5 / 1.0, max 2×
     assert "policies[0] broken replaced by the reactive fallback: broken raised" in rec.reason
+    assert rec.fallback == "policies[0] broken failed: broken raised RuntimeError: boom"
     p = make_registry()[0].validate_params("max", raw)
     assert isinstance(p, MaxParams)
 

@@ -215,6 +215,22 @@ def test_plugin_failures_and_nonsense_become_hold(answer: Any, why: str) -> None
     assert "holding current capacity" in loc.reason
     assert plan.failed
     assert why in plan.problems[0]
+    assert plan.policy_problems == plan.problems
+
+
+def test_a_fallback_answer_is_planned_but_listed_as_a_policy_problem() -> None:
+    wanted = CapacitySetting(always_on=6, target_idle=2, maximum=12)
+    answer = Recommendation(wanted, "fallback answered", fallback="webhook h failed: HTTP 503")
+    plan = _plan(_Scripted(answer))
+    (loc,) = plan.locations
+    assert loc.proposed == wanted
+    assert loc.fallback == "webhook h failed: HTTP 503"
+    assert not plan.failed  # a usable plan: the guards' failure count does not move
+    assert plan.policy_problems == (f"at {loc.location}: webhook h failed: HTTP 503",)
+    # Third-party code may put anything there: only text is kept, and not too much of it.
+    assert _plan(_Scripted(Recommendation(wanted, "x", fallback=3))).policy_problems == ()  # type: ignore[arg-type]
+    (long,) = _plan(_Scripted(Recommendation(wanted, "x", fallback="y" * 900))).policy_problems
+    assert len(long) < 520
 
 
 def test_huge_is_relative_to_the_locations_bound() -> None:

@@ -305,6 +305,8 @@ def test_unreachable_and_missing_token(monkeypatch: pytest.MonkeyPatch) -> None:
         port = s.getsockname()[1]  # closed again: nothing listens there
     rec = decide({"url": f"http://127.0.0.1:{port}/"})
     assert "cannot reach it" in rec.reason
+    assert rec.fallback is not None  # reports count it
+    assert "cannot reach it" in rec.fallback
     monkeypatch.delenv("NOT_SET_TOKEN", raising=False)
     rec = decide({"url": f"http://127.0.0.1:{port}/", "bearerTokenEnv": "NOT_SET_TOKEN"})
     assert "environment variable NOT_SET_TOKEN (bearer token) is not set" in rec.reason
@@ -324,6 +326,8 @@ def test_fallback_policy_answers_on_failure(
     )
     assert rec.setting.always_on == 10  # (4 in use + 1 waiting) / 0.5
     assert "HTTP 503 (expected 200); fallback target-tracking: target-tracking:" in rec.reason
+    assert rec.fallback is not None
+    assert rec.fallback.endswith("HTTP 503 (expected 200)")
 
 
 # ---------------------------------------------------------------------------------------------

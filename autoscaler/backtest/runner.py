@@ -132,6 +132,11 @@ class RunOutcome:
     wall_s: float
     timeline_t: FloatArray | None = None
     timeline: Mapping[str, LocationTimeline] | None = None
+    # Ticks on which the policy failed somewhere (a plugin error held a location, or a
+    # fallback answered in its place), and the first such problem: the run then scores
+    # the fallback as much as the policy.
+    fallback_ticks: int = 0
+    fallback_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -333,6 +338,8 @@ async def replay(
     settle = _settle_s(model.params)
     decisions = 0
     skipped = 0
+    fallback_ticks = 0
+    fallback_reason: str | None = None
     tick_times: list[float] = []
     rows: dict[str, list[list[float]]] = {name: [] for name in plan.locations}
     name_index = {name: k for k, name in enumerate(plan.locations)}
@@ -394,6 +401,12 @@ async def replay(
             groups = getattr(report, "groups", ())
             if any(getattr(g, "skipped", None) for g in groups):
                 skipped += 1
+            for g in groups:
+                problems = getattr(g, "policy_problems", ())
+                if problems:
+                    fallback_ticks += 1
+                    fallback_reason = fallback_reason or problems[0]
+                    break
         if timeline:
             record(t_rel)
         if progress is not None and k % 1440 == 0:
@@ -461,6 +474,8 @@ async def replay(
         wall_s=time.perf_counter() - started,
         timeline_t=timeline_t,
         timeline=timeline_out,
+        fallback_ticks=fallback_ticks,
+        fallback_reason=fallback_reason,
     )
 
 
@@ -709,6 +724,9 @@ def score_outcome(
         updates=outcome.updates,
         wall_s=outcome.wall_s,
         slo=slo,
+        decisions=outcome.decisions,
+        fallback_decisions=outcome.fallback_ticks,
+        fallback_reason=outcome.fallback_reason,
     )
 
 
@@ -1095,6 +1113,9 @@ def result_row(agg: Aggregate) -> dict[str, Any]:
     row["meets_slo"] = agg.meets_slo
     row["wall_s"] = agg["wall_s"].mean
     row["idle"] = idle_split(agg["idle_kept"].mean, agg["idle_held"].mean, agg["idle_partial"].mean)
+    row["decisions"] = agg["decisions"].mean
+    row["fallback_decisions"] = agg["fallback_decisions"].mean
+    row["fallback_reason"] = agg.fallback_reason
     return row
 
 

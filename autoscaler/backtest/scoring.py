@@ -81,6 +81,11 @@ class Result:
     idle_kept: float = math.nan
     idle_held: float = math.nan
     idle_partial: float = math.nan
+    decisions: int = 0  # controller ticks (0: a static run)
+    # Of those, the ticks on which the policy failed (a plugin error held a location, or a
+    # fallback answered in its place), and the first such failure.
+    fallback_decisions: int = 0
+    fallback_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of a result (field order as documented)."""
@@ -99,6 +104,9 @@ class Result:
             "meets_slo": self.meets_slo,
             "wall_s": self.wall_s,
             "idle": idle_split(self.idle_kept, self.idle_held, self.idle_partial),
+            "decisions": self.decisions,
+            "fallback_decisions": self.fallback_decisions,
+            "fallback_reason": self.fallback_reason,
         }
 
 
@@ -137,6 +145,9 @@ def score(
     slo: Slo | None = None,
     kept_empty_slot_s: float | None = None,
     held_empty_slot_s: float | None = None,
+    decisions: int = 0,
+    fallback_decisions: int = 0,
+    fallback_reason: str | None = None,
 ) -> Result:
     """Score one run. ``waits_s`` has one entry per session (instant ones 0 s), so its length
     must be ``instant + cold + failed``; ``bound_slot_h`` comes from :func:`in_use_bound`.
@@ -188,6 +199,9 @@ def score(
         idle_kept=kept,
         idle_held=held,
         idle_partial=partial,
+        decisions=decisions,
+        fallback_decisions=fallback_decisions,
+        fallback_reason=fallback_reason,
     )
 
 
@@ -205,6 +219,8 @@ _NUMERIC = (
     "idle_kept",
     "idle_held",
     "idle_partial",
+    "decisions",
+    "fallback_decisions",
 )
 
 
@@ -229,6 +245,7 @@ class Aggregate:
     fields: Mapping[str, Spread] = field(default_factory=dict)
     meets_slo: bool = False
     meets_slo_share: float = 0.0
+    fallback_reason: str | None = None  # the first seed's first policy failure, if any
 
     def __getitem__(self, name: str) -> Spread:
         return self.fields[name]
@@ -241,6 +258,7 @@ class Aggregate:
         out["meets_slo"] = self.meets_slo
         out["meets_slo_share"] = self.meets_slo_share
         out["seeds"] = self.seeds
+        out["fallback_reason"] = self.fallback_reason
         return out
 
 
@@ -273,4 +291,5 @@ def aggregate(results: Sequence[Result]) -> Aggregate:
         fields=spreads,
         meets_slo=met == len(results),
         meets_slo_share=met / len(results),
+        fallback_reason=next((r.fallback_reason for r in results if r.fallback_reason), None),
     )

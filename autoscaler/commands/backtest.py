@@ -175,6 +175,23 @@ def _cell(row: Mapping[str, Any], spread: Mapping[str, Any] | None, name: str, s
     return f"{text}\n{format(got['min'], spec)}–{format(got['max'], spec)}"
 
 
+def fallback_note(row: Mapping[str, Any]) -> str | None:
+    """What to say of a row whose policy failed on some decisions (None: it never did): its
+    figures are then partly, or wholly, its fallback's."""
+    failed = row.get("fallback_decisions") or 0
+    if failed <= 0:
+        return None
+    decisions = row.get("decisions") or 0
+    share = f" ({failed / decisions:.1%})" if decisions > 0 else ""
+    whose = "wholly" if decisions > 0 and failed >= decisions else "partly"
+    first = row.get("fallback_reason")
+    return (
+        f"WARNING {row['policy']}: the policy failed on {failed:,.0f} of {decisions:,.0f}"
+        f" decisions{share} (mean over seeds), and a fallback or a hold decided instead: the"
+        f" row above is {whose} the fallback's" + (f"; first failure: {first}" if first else "")
+    )
+
+
 def print_table(report: Mapping[str, Any], console: Console) -> None:
     from autoscaler.backtest.runner import seed_ratios  # noqa: PLC0415  (numpy: lazily)
     from autoscaler.backtest.scoring import idle_split_text  # noqa: PLC0415
@@ -238,6 +255,10 @@ def print_table(report: Mapping[str, Any], console: Console) -> None:
         console.print("two-line cells: the mean over the seeds, then the lowest–highest seed")
     for name, reason in report.get("unavailable", {}).items():
         console.print(escape(f"{name}: not run ({reason})"))
+    for row in report["results"]:
+        note = fallback_note(row)
+        if note is not None:
+            console.print(escape(note))
     summary = report["summary"]
     ran = [r for r in report["results"] if r["policy"] != "ours"]
     finished = " of those that finished" if report.get("interrupted") else ""

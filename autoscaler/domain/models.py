@@ -208,6 +208,10 @@ class Recommendation:
     # produced the misses it measures (an integral loop that survives restarts and policy
     # edits). None: the policy has no feedback.
     miss_budget: float | None = None
+    # Set when this is not the policy's own answer: its model failed (a webhook that did not
+    # answer, a chain entry that raised) and a fallback answered instead; says why. Reports
+    # and backtests count these, so a policy that never worked is not scored as if it had.
+    fallback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +289,9 @@ class GroupReport:
     decision: GroupDecision | None
     actuation: Actuation | None
     skipped: str | None = None  # why the group was not planned at all
+    # This tick's policy failures: plugin errors (those locations held) and fallbacks that
+    # answered in the policy's place (``Recommendation.fallback``).
+    policy_problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

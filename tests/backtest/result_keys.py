@@ -1,6 +1,7 @@
 """The columns of a scored backtest result, in order: pinned once here for the scoring test
 (``Result.to_dict``) and the runner's report rows (which are those dicts). The issue's
-shape, then ``idle`` (where the overhead went)."""
+shape, then ``idle`` (where the overhead went) and the policy's failures (the decisions a
+fallback or a hold made in its place)."""
 
 from __future__ import annotations
 
@@ -19,4 +20,7 @@ RESULT_KEYS = [
     "meets_slo",
     "wall_s",
     "idle",
+    "decisions",
+    "fallback_decisions",
+    "fallback_reason",
 ]

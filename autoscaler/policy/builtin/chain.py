@@ -45,6 +45,7 @@ import dataclasses
 import math
 import zoneinfo
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
@@ -391,22 +392,34 @@ class MaxParams(ComposeParams):
     """``params`` of a ``max`` policy file."""
 
 
+@dataclass(frozen=True, slots=True)
+class _PassedOver:
+    """Why an entry's answer does not count; ``failed``: it broke (unknown plugin, raised,
+    nonsense), as opposed to answering too inaccurately (the composite working as designed)."""
+
+    why: str
+    failed: bool
+
+
 def _answer(
     registry: PluginRegistry, entry: ChainEntry, params: ComposeParams, ctx: PolicyContext
-) -> Recommendation | str:
+) -> Recommendation | _PassedOver:
     """The entry's answer, or why it does not count (error, nonsense, inaccurate)."""
     try:
         plugin = registry.get(entry.plugin)
     except UnknownPluginError as error:
-        return str(error)
+        return _PassedOver(str(error), failed=True)
     answer = run_policy(plugin, entry.params, ctx)
-    if isinstance(answer, str) or params.max_forecast_error is None:
+    if isinstance(answer, str):
+        return _PassedOver(answer, failed=True)
+    if params.max_forecast_error is None:
         return answer
     measured = forecast_error(plugin, entry.params, ctx, params.error_points)
     if measured is not None and measured[0] > params.max_forecast_error:
-        return (
+        return _PassedOver(
             f"{plugin.name}: recent forecast error {measured[0]:.0%} over {measured[1]} points"
-            f" > maxForecastError {params.max_forecast_error:.0%}"
+            f" > maxForecastError {params.max_forecast_error:.0%}",
+            failed=False,
         )
     return answer
 
@@ -430,24 +443,36 @@ class ChainPolicy(CompositePlugin):
         if not isinstance(params, ChainParams):
             raise TypeError(f"expected ChainParams, got {type(params).__name__}")
         passed: list[str] = []
+        broken: list[str] = []  # entries that failed (not those merely off-schedule or inaccurate)
         for i, entry in enumerate(params.policies):
             if entry.when is not None and not entry.when.holds(ctx.now):
                 passed.append(f"{_label(i, entry)}: not scheduled now")
                 continue
             answer = _answer(self.registry, entry, params, ctx)
-            if isinstance(answer, str):
-                passed.append(f"{_label(i, entry)} passed over: {answer}")
+            if isinstance(answer, _PassedOver):
+                passed.append(f"{_label(i, entry)} passed over: {answer.why}")
+                if answer.failed:
+                    broken.append(f"{_label(i, entry)} failed: {answer.why}")
                 continue
             skipped = f" (after {'; '.join(passed)})" if passed else ""
             return dataclasses.replace(
-                answer, reason=f"chain: {_label(i, entry)} answered{skipped}: {answer.reason}"
+                answer,
+                reason=f"chain: {_label(i, entry)} answered{skipped}: {answer.reason}",
+                fallback=_joined(broken, answer.fallback),
             )
         rec = _reactive(params, ctx)
         return dataclasses.replace(
             rec,
             reason=f"chain: no policy answered ({'; '.join(passed)}); reactive fallback: "
             f"{rec.reason}",
+            fallback=_joined(broken, None),
         )
+
+
+def _joined(broken: Sequence[str], inner: str | None) -> str | None:
+    """A composite's fallback note: its entries that failed, then the answering entry's own."""
+    parts = [*broken, inner] if inner is not None else list(broken)
+    return "; ".join(parts) if parts else None
 
 
 def _largest(settings: Sequence[CapacitySetting], model: CapacityModel) -> CapacitySetting:
@@ -474,16 +499,21 @@ class MaxPolicy(CompositePlugin):
             raise TypeError(f"expected MaxParams, got {type(params).__name__}")
         answers: list[Recommendation] = []
         notes: list[str] = []
+        broken: list[str] = []
         reactive: Recommendation | None = None
         for i, entry in enumerate(params.policies):
             if entry.when is not None and not entry.when.holds(ctx.now):
                 notes.append(f"{_label(i, entry)}: not scheduled now")
                 continue
             answer = _answer(self.registry, entry, params, ctx)
-            if isinstance(answer, str):
+            if isinstance(answer, _PassedOver):
                 reactive = reactive or _reactive(params, ctx)
-                notes.append(f"{_label(i, entry)} replaced by the reactive fallback: {answer}")
+                notes.append(f"{_label(i, entry)} replaced by the reactive fallback: {answer.why}")
+                if answer.failed:
+                    broken.append(f"{_label(i, entry)} failed: {answer.why}")
                 continue
+            if answer.fallback is not None:
+                broken.append(f"{_label(i, entry)}: {answer.fallback}")
             answers.append(answer)
             notes.append(f"{_label(i, entry)} → {answer.setting.describe()}")
         if reactive is None and not answers:
@@ -500,6 +530,7 @@ class MaxPolicy(CompositePlugin):
             reason=f"max of {len(answers)}: {'; '.join(notes)} ⇒ {setting.describe()}",
             forecast_in_use=max(forecasts) if forecasts else None,
             forecast_arrivals_per_s=max(rates) if rates else None,
+            fallback=_joined(broken, None),
         )
 
 

@@ -484,16 +484,19 @@ class WebhookPolicy(CompositePlugin):
 
     def _fallback(self, params: WebhookParams, ctx: PolicyContext, why: str) -> Recommendation:
         if params.fallback is None:
-            return hold(ctx, f"{why}; fallback: hold")
+            return dataclasses.replace(hold(ctx, f"{why}; fallback: hold"), fallback=why)
         try:
             plugin = self.registry.get(params.fallback.plugin)
         except UnknownPluginError as error:
-            return hold(ctx, f"{why}; fallback unavailable ({error})")
+            answer_why = f"{why}; fallback unavailable ({error})"
+            return dataclasses.replace(hold(ctx, answer_why), fallback=answer_why)
         answer = run_policy(plugin, params.fallback.params, ctx)
         if isinstance(answer, str):
-            return hold(ctx, f"{why}; fallback failed too ({answer})")
+            answer_why = f"{why}; fallback failed too ({answer})"
+            return dataclasses.replace(hold(ctx, answer_why), fallback=answer_why)
         return dataclasses.replace(
             answer,
             setting=as_model(answer.setting, ctx),
             reason=f"{why}; fallback {params.fallback.plugin}: {answer.reason}",
+            fallback=why,
         )
