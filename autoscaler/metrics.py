@@ -85,6 +85,13 @@ class MetricsSink:
         self.errors = Counter(
             "autoscaler_actuation_errors", "Failed mutating calls", ["group_id"], registry=r
         )
+        self.policy_failures = Counter(
+            "autoscaler_policy_failures",
+            "Ticks on which a group's policy failed: a plugin error held a location, or a "
+            "fallback (a webhook's, a chain entry's) answered in its place",
+            ["group_id"],
+            registry=r,
+        )
         self.incomplete = Counter(
             "autoscaler_incomplete_samples",
             "Ticks where a group's data was partial or missing",
@@ -117,6 +124,8 @@ class MetricsSink:
             sample = group.sample
             if not sample.complete:
                 self.incomplete.labels(gid).inc()
+            if group.policy_problems:
+                self.policy_failures.labels(gid).inc()
             if sample.state is not None and sample.state.expires_at is not None:
                 self.expires_in.labels(gid).set(sample.state.expires_at - report.at)
             for ls in sample.locations:

@@ -298,6 +298,18 @@ def test_late_starts_and_requests_are_counted_so_the_instant_share_can_be_graphe
     assert f"autoscaler_placement_failures_total{labels} 2.0" in text
 
 
+def test_ticks_on_which_the_policy_failed_are_counted() -> None:
+    report = _report()
+    fell_back = dataclasses.replace(
+        report.groups[0], policy_problems=("at us-west-2: webhook h failed: HTTP 503",)
+    )
+    metrics = MetricsSink()
+    metrics.observe(report, ended_at=1.0)  # the policy answered: nothing counted
+    metrics.observe(dataclasses.replace(report, groups=(fell_back,)), ended_at=2.0)
+    metrics.observe(dataclasses.replace(report, groups=(fell_back,)), ended_at=3.0)
+    assert 'autoscaler_policy_failures_total{group_id="sg-1"} 2.0' in metrics.render().decode()
+
+
 async def test_a_wall_clock_stepped_back_does_not_stall_the_ticks(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
