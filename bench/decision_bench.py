@@ -101,6 +101,7 @@ from autoscaler.backtest.scoring import Result, aggregate, idle_split_text
 from autoscaler.backtest.sessions import SessionPlan
 from autoscaler.backtest.traces import longest_stretch, read_trace
 from autoscaler.domain.classes import stream_class_info
+from autoscaler.domain.errors import ConfigError
 from autoscaler.domain.models import CapacityModel
 from autoscaler.domain.policy import Policy
 from autoscaler.policy.config import load_policy_file
@@ -559,6 +560,7 @@ def run(
     seeds: int | None = None,
     cache: Path = DEFAULT_CACHE,
     on_case: Callable[[dict[str, Any]], None] | None = None,
+    policy: Path = DEFAULT_POLICY_FILE,
 ) -> dict[str, Any]:
     if not TRACES.is_dir():
         print(f"decision bench skipped: no traces at {TRACES}")
@@ -572,19 +574,19 @@ def run(
     started = time.perf_counter()
     reports: list[dict[str, Any]] = []
     interrupted = False
-    # The shipped policy as it is now, for every case: each worker reads the file per case,
-    # and an edit during a long run would otherwise mix two policies (or a file the workers'
+    # The policy as it is now, for every case: each worker reads the file per case, and an
+    # edit during a long run would otherwise mix two policies (or a file the workers'
     # already-imported plugin code rejects).
     snapshot_dir = tempfile.TemporaryDirectory(prefix="decision-bench-")
-    policy_file = Path(snapshot_dir.name) / DEFAULT_POLICY_FILE.name
-    policy_file.write_bytes(DEFAULT_POLICY_FILE.read_bytes())
+    policy_file = Path(snapshot_dir.name) / policy.name
+    policy_file.write_bytes(policy.read_bytes())
     pool = ProcessPoolExecutor(max_workers=max(1, jobs))
     try:
         # One fingerprint for the whole run, taken before any case starts: the workers run
         # the code they imported at start, whatever is edited on disk meanwhile.
         folder = cache / fingerprint
         futures: list[Future[dict[str, Any]]] = [
-            pool.submit(run_case, c, folder, policy_file, _shown(DEFAULT_POLICY_FILE)) for c in todo
+            pool.submit(run_case, c, folder, policy_file, _shown(policy)) for c in todo
         ]
         for done in as_completed(futures):
             rep = done.result()
@@ -872,6 +874,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, help="seeds per case (default: the tier's)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="baseline cache")
     parser.add_argument(
+        "--policy",
+        type=Path,
+        default=DEFAULT_POLICY_FILE,
+        help="score this policy file as ours (default: the shipped policies/default.yaml); "
+        "the baselines do not depend on it, so cached ones are reused",
+    )
+    parser.add_argument(
         "--json", type=Path, help="also write the full result here (gzip-compressed if .gz)"
     )
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
@@ -910,6 +919,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         _write_outputs(merged, text, args.json, args.markdown)
         return 0
+    if args.policy != DEFAULT_POLICY_FILE:
+        problem = _policy_problem(args.policy)
+        if problem is not None:
+            print(f"decision bench: --policy {args.policy}: {problem}", file=sys.stderr)
+            return 2
     tier = "quick" if args.quick else args.tier
     planned = cases(tier, days=args.days, seeds=args.seeds) if TRACES.is_dir() else []
     with_seeds = bool(planned) and planned[0].seeds > 1
@@ -923,6 +937,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds=args.seeds,
         cache=args.cache,
         on_case=lambda rep: print(case_line(rep, with_seeds=with_seeds), flush=True),
+        policy=args.policy,
     )
     if "skipped" in result:
         return 0
@@ -932,6 +947,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench wall time {result['wall_s']:.0f} s (tier {tier})")
     _write_outputs(result, text, args.json, args.markdown)
     return 130 if result.get("interrupted") else 0
+
+
+def _policy_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be scored as ours (None: it loads), before any case starts."""
+    try:
+        load_policy_file(path, resolve_params=backtest_registry().validate_params)
+    except ConfigError as error:
+        return "; ".join(error.problems) or str(error)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
 
 
 def _write_outputs(

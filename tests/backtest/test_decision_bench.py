@@ -254,6 +254,21 @@ def test_merge_names_the_file_it_cannot_read(
     assert not out.exists()  # nothing written on a bad input
 
 
+def test_a_policy_to_score_is_checked_before_any_case_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        db.DEFAULT_POLICY_FILE.read_text().replace("missBudgetShare: 1.0", "missBudgetShare: -1")
+    )
+    for path, expected in ((bad, "missBudgetShare"), (tmp_path / "gone.yaml", "gone.yaml")):
+        assert db.main(["--policy", str(path), "--series", "none such"]) == 2
+        err = capsys.readouterr().err
+        assert f"decision bench: --policy {path}:" in err
+        assert expected in err
+        assert "Traceback" not in err
+
+
 def _three_seed_world(cls: type[Backtest]) -> Backtest:
     trace = synthetic_trace(peak=100, days=0.25, step_s=600, seed=9, trough_ratio=2)
     plans = [plan_sessions(trace, peak=30, seed=s, days=2 / 24) for s in (1, 2, 3)]
