@@ -802,6 +802,21 @@ def case_header(*, with_seeds: bool = False) -> str:
     return f"{top} {SEEDS_HEADING} |\n{rule}---|"
 
 
+def policy_failures(reports: Sequence[dict[str, Any]]) -> list[str]:
+    """The cases where ours' plugin failed on some decisions (rows from before the count
+    existed have none), each with the first failure."""
+    out = []
+    for rep in reports:
+        ours = next((r for r in rep["results"] if r["policy"] == "ours"), None)
+        if ours is not None and (ours.get("fallback_decisions") or 0) > 0:
+            case = Case(**rep["case"])
+            out.append(
+                f"{case.series} {case.regime} ({ours['fallback_decisions']:.0f} of "
+                f"{ours.get('decisions', 0):.0f} decisions; {ours.get('fallback_reason')})"
+            )
+    return out
+
+
 def markdown(result: dict[str, Any]) -> str:
     with_seeds = any(len(seed_figures(rep)[0]) > 1 for rep in result["cases"])
     lines = [
@@ -846,6 +861,12 @@ def markdown(result: dict[str, Any]) -> str:
     by_seed = seed_totals(result["cases"])
     if by_seed is not None:
         lines.append(by_seed)
+    failing = policy_failures(result["cases"])
+    if failing:
+        lines.append(
+            f"WARNING: ours' policy failed (a fallback or a hold decided) in {len(failing)} "
+            f"case(s), so their rows score the fallback: {'; '.join(failing)}."
+        )
     s = result.get("speed")
     if s:
         lines.append(

@@ -254,6 +254,16 @@ def test_merge_names_the_file_it_cannot_read(
     assert not out.exists()  # nothing written on a bad input
 
 
+def test_markdown_warns_when_ours_scored_a_fallback() -> None:
+    result = _result([_report((1.05, True), (1.20, True), swing=5.0)])
+    assert "WARNING" not in db.markdown(result)
+    ours = next(r for r in result["cases"][0]["results"] if r["policy"] == "ours")
+    ours.update(decisions=100.0, fallback_decisions=40.0, fallback_reason="at x: boom")
+    text = db.markdown(result)
+    assert "WARNING: ours' policy failed (a fallback or a hold decided) in 1 case(s)" in text
+    assert "(40 of 100 decisions; at x: boom)" in text
+
+
 def test_a_policy_to_score_is_checked_before_any_case_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
