@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,6 +224,17 @@ def test_errors_and_nonsense_are_passed_over_with_the_reason() -> None:
     assert rec.fallback is not None
     assert rec.fallback.startswith("policies[0] broken failed: broken raised RuntimeError")
     assert "policies[1] nonsense failed" in rec.fallback
+
+
+def test_an_entry_that_answered_through_its_own_fallback_passes_it_on() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    raw = {"policies": [{"plugin": "webhook", "params": {"url": f"http://127.0.0.1:{port}/"}}]}
+    rec = run("chain", raw, make_ctx())
+    assert rec.reason.startswith("chain: policies[0] webhook answered")  # its hold
+    assert rec.fallback is not None
+    assert rec.fallback.startswith(f"webhook 127.0.0.1:{port} failed: cannot reach it")
 
 
 def test_an_entry_off_schedule_or_inaccurate_is_no_fallback() -> None:
