@@ -48,8 +48,9 @@ The traces are read from ``/work/shared/traces`` (not shipped with the project);
 the bench says so and returns an empty result.
 
 Run: ``python -m bench.decision_bench [--tier quick|standard|full] [--only TEXT]
-[--series NAME ...] [--jobs N] [--days D] [--seeds K] [--json FILE] [--markdown FILE]``
-(``--quick`` is ``--tier quick``; ``--series`` keeps the named series, exactly; ``--days`` /
+[--series NAME ...] [--jobs N] [--days D] [--seeds K] [--policy FILE] [--json FILE]
+[--markdown FILE]`` (``--quick`` is ``--tier quick``; ``--series`` keeps the named series,
+exactly; ``--policy`` scores that file as ours, default the shipped one; ``--days`` /
 ``--seeds`` override the tier's window and seeds: ``--tier full --days 2 --seeds 1`` is every
 series on the standard tier's footing, about three times as long as ``standard``).
 
