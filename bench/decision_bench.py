@@ -975,10 +975,8 @@ def _policy_problem(path: Path) -> str | None:
     """Why ``path`` cannot be scored as ours (None: it loads), before any case starts."""
     try:
         load_policy_file(path, resolve_params=backtest_registry().validate_params)
-    except ConfigError as error:
-        return "; ".join(error.problems) or str(error)
-    except OSError as error:
-        return error.strerror or str(error)
+    except ConfigError as error:  # a missing or unreadable file too, named
+        return "; ".join(error.problems)
     return None
 
 

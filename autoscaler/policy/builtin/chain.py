@@ -245,10 +245,13 @@ def as_model(setting: CapacitySetting, ctx: PolicyContext) -> CapacitySetting:
     return CapacitySetting(always_on=always_on, target_idle=idle, maximum=ceiling)
 
 
-def hold(ctx: PolicyContext, why: str) -> Recommendation:
-    """Keep the current capacity (in the context's model)."""
+def hold(ctx: PolicyContext, why: str, *, fallback: str | None = None) -> Recommendation:
+    """Keep the current capacity (in the context's model); ``fallback``: the hold stands in
+    for a policy that failed, and why (``Recommendation.fallback``)."""
     setting = as_model(ctx.current, ctx)
-    return Recommendation(setting=setting, reason=f"{why}; holding {setting.describe()}")
+    return Recommendation(
+        setting=setting, reason=f"{why}; holding {setting.describe()}", fallback=fallback
+    )
 
 
 def run_policy(plugin: PolicyPlugin, params: BaseModel, ctx: PolicyContext) -> Recommendation | str:

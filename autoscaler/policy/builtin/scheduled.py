@@ -362,9 +362,9 @@ class ScheduledPolicy(CompositePlugin):
         try:
             plugin = self.registry.get(params.base.plugin)
         except UnknownPluginError as error:
-            return dataclasses.replace(hold(ctx, str(error)), fallback=f"base: {error}")
+            return hold(ctx, str(error), fallback=f"base: {error}")
         answer = run_policy(plugin, params.base.params, ctx)
         if isinstance(answer, str):
             why = f"base failed ({answer})"
-            return dataclasses.replace(hold(ctx, why), fallback=why)
+            return hold(ctx, why, fallback=why)
         return dataclasses.replace(answer, setting=as_model(answer.setting, ctx))

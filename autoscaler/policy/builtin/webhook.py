@@ -484,16 +484,16 @@ class WebhookPolicy(CompositePlugin):
 
     def _fallback(self, params: WebhookParams, ctx: PolicyContext, why: str) -> Recommendation:
         if params.fallback is None:
-            return dataclasses.replace(hold(ctx, f"{why}; fallback: hold"), fallback=why)
+            return hold(ctx, f"{why}; fallback: hold", fallback=why)
         try:
             plugin = self.registry.get(params.fallback.plugin)
         except UnknownPluginError as error:
             answer_why = f"{why}; fallback unavailable ({error})"
-            return dataclasses.replace(hold(ctx, answer_why), fallback=answer_why)
+            return hold(ctx, answer_why, fallback=answer_why)
         answer = run_policy(plugin, params.fallback.params, ctx)
         if isinstance(answer, str):
             answer_why = f"{why}; fallback failed too ({answer})"
-            return dataclasses.replace(hold(ctx, answer_why), fallback=answer_why)
+            return hold(ctx, answer_why, fallback=answer_why)
         return dataclasses.replace(
             answer,
             setting=as_model(answer.setting, ctx),
