@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import math
 import threading
 import time
@@ -89,6 +90,8 @@ _APP_RUNTIME = {"Type": "PROTON", "Version": "20241007"}
 # How long before t=0 the group is created: activation plus many provisioning medians, so the
 # warm-up capacity is ready at t=0 with certainty (sigma 0.35: 10 medians is z ≈ 6.6).
 _WARMUP_MEDIANS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class WarmupError(RuntimeError):
@@ -405,7 +408,19 @@ async def replay(
                 problems = getattr(g, "policy_problems", ())
                 if problems:
                     fallback_ticks += 1
-                    fallback_reason = fallback_reason or problems[0]
+                    if fallback_reason is None:
+                        fallback_reason = problems[0]
+                        # Said now, not only in the report: a webhook that times out makes
+                        # every later decision wait for it, and the run may last hours.
+                        log.warning(
+                            "backtest %s: the policy failed at decision %s of %s, so a"
+                            " fallback or a hold decided instead (%s); the report will say"
+                            " on how many decisions. Ctrl-C stops and prints what finished.",
+                            label,
+                            f"{decisions:,}",
+                            f"{ticks:,}",
+                            fallback_reason,
+                        )
                     break
         if timeline:
             record(t_rel)

@@ -7,6 +7,7 @@ as ``ours … meets`` with the webhook's name on the row: every figure was its f
 
 from __future__ import annotations
 
+import logging
 import socket
 import textwrap
 from pathlib import Path
@@ -56,13 +57,25 @@ def trace(tmp_path: Path) -> Path:
 
 
 def test_a_webhook_that_never_answers_is_scored_as_its_fallback_and_flagged(
-    trace: Path, tmp_path: Path
+    trace: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     plain = tmp_path / "tt.yaml"
     plain.write_text(textwrap.dedent(TT_POLICY))
     hook = _webhook_policy(tmp_path)
-    (fallen,) = backtest(trace, policy_file=hook, peak=10, seeds=1, baselines_to_run=())["results"]
-    (own,) = backtest(trace, policy_file=plain, peak=10, seeds=1, baselines_to_run=())["results"]
+    with caplog.at_level(logging.WARNING, logger="autoscaler.backtest.runner"):
+        (fallen,) = backtest(trace, policy_file=hook, peak=10, seeds=1, baselines_to_run=())[
+            "results"
+        ]
+    # Said at the first failure, once per run, not only in the report at the end.
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith("backtest ours: the policy failed at decision 1 of ")
+    assert "cannot reach it" in said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="autoscaler.backtest.runner"):
+        (own,) = backtest(trace, policy_file=plain, peak=10, seeds=1, baselines_to_run=())[
+            "results"
+        ]
+    assert caplog.records == []
 
     assert own["decisions"] > 0
     assert (own["fallback_decisions"], own["fallback_reason"]) == (0, None)
