@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from autoscaler.actuate import Actuator
+from autoscaler.actuate import Actuator, landed, waiting_removal
 from autoscaler.domain.clock import Clock
 from autoscaler.domain.models import (
     Actuation,
@@ -171,6 +171,10 @@ class Controller:
         self._actuator = Actuator(None if self.options.dry_run else writer, clock=clock)
         self._assigned: dict[str, Policy] = {}
         self._latest_stored: dict[str, float] = {}  # newest stored sample time per group
+        # Per group, the locations with stored samples (read from the store once, then kept
+        # up to date): a location removed from a group still has a history, which the
+        # month's spend and the lifecycle's group forecast must count.
+        self._stored_locations: dict[str, set[str]] | None = None
         self._discovered_at: float | None = None
         self._memory = self._load_memory()
         self._persisted_memory: GuardMemory | None = None  # the memory last written
@@ -484,8 +488,8 @@ class Controller:
         ) + worst_case_cost_per_hour(decision, price)
         dry_run = self.options.dry_run or policy.dry_run or policy.mode is Mode.FORECAST_ONLY
         actuation = await self._actuate(decision, dry_run=dry_run)
-        if actuation.applied:
-            self._memory = self._memory.record_applied(decision, sample.at)
+        if actuation.applied and not decision.frozen:  # frozen: a removal at most, no capacity
+            self._memory = self._memory.record_applied(landed(decision, actuation), sample.at)
         # A standby records nothing: the budget in force is the leader's, which its own
         # (from its own history) need not equal, and a loop that learnt from the wrong
         # budget would carry the error through a fail-over.
@@ -502,7 +506,7 @@ class Controller:
 
     async def _actuate(self, decision: GroupDecision, *, dry_run: bool) -> Actuation:
         wants_change = bool(decision.changed_locations or decision.location_changes)
-        if dry_run or not wants_change or decision.frozen:
+        if dry_run or not wants_change:
             return await self._actuator.apply(decision, dry_run=dry_run, fencing=self._fencing)
         decision_id = uuid.uuid4().hex
         payload = json.dumps(
@@ -532,10 +536,16 @@ class Controller:
                 self._store.record_outcome, decision_id, Outcome.ABANDONED, "tick cancelled"
             )
             raise
-        status = Outcome.APPLIED if actuation.applied else Outcome.FAILED
-        await self._store_call(
-            self._store.record_outcome, decision_id, status, actuation.error or ""
-        )
+        detail = actuation.error or ""
+        if actuation.error is None and actuation.applied:
+            status = Outcome.APPLIED
+            if waiting_removal(decision, actuation):
+                detail = "the removal waits for the locations being added"
+        else:
+            status = Outcome.FAILED
+            if actuation.succeeded:
+                detail = f"partly applied ({', '.join(actuation.succeeded)} went through): {detail}"
+        await self._store_call(self._store.record_outcome, decision_id, status, detail)
         return actuation
 
     # ------------------------------------------------------------------ store helpers
@@ -598,10 +608,27 @@ class Controller:
             known = self._latest_stored.get(ls.group_id)
             if known is None or ls.at > known:
                 self._latest_stored[ls.group_id] = ls.at
+            if self._stored_locations is not None:
+                self._stored_locations.setdefault(ls.group_id, set()).add(ls.location)
 
     def _histories(self, sample: GroupSample, policy: Policy) -> dict[str, LocationHistory]:
+        """The stored history of each location sampled this tick, and of each location the
+        group had within the policy's history window but has no more (removed: its spend
+        this month and the demand it served still count)."""
+        gid = sample.group_id
         since = sample.at - policy.history_window_s
-        return {
-            ls.location: self._store.history(sample.group_id, ls.location, since=since)
+        out = {
+            ls.location: self._store.history(gid, ls.location, since=since)
             for ls in sample.locations
         }
+        if self._stored_locations is None:
+            stored: dict[str, set[str]] = {}
+            for group_id, location in self._store.locations():
+                stored.setdefault(group_id, set()).add(location)
+            self._stored_locations = stored
+        for location in self._stored_locations.get(gid, ()):
+            if location not in out:
+                gone = self._store.history(gid, location, since=since)
+                if len(gone):
+                    out[location] = gone
+        return out

@@ -495,7 +495,11 @@ async def _run_demo(
                 for d in group.decision.locations:
                     if d.forecast_in_use is not None:
                         state.forecasts[f"{group.group_id}/{d.location}"] = d.forecast_in_use
-                    if d.changed and group.actuation is not None and group.actuation.applied:
+                    if (
+                        d.changed
+                        and group.actuation is not None
+                        and group.actuation.capacity_updated
+                    ):
                         state.applied_changes += 1
                         hours = (report.at - t0) / 3600.0
                         state.decisions.append(

@@ -19,6 +19,10 @@ Rules, for each candidate (locations not listed are never touched):
     ``forecast_quantile``) reaches ``forecast_above`` slots.
   The candidate's ``capacity`` is the location's first setting (the guards round it to the
   tenancy, clamp it to the bounds and the budget).
+- **Remove at once** a candidate (not the primary) whose location is in ERROR with no session
+  in it: a failed location serves nobody, and the group is ACTIVE_WITH_ERRORS, frozen, until
+  it is removed (the service's documented remedy: remove, then add again); a trigger that
+  still fires adds it back once the group is ACTIVE.
 - **Remove** when the candidate is part of the group, is not the primary location, is ACTIVE
   (or ERROR), no trigger fires within the add lead (it would be added straight back), and it
   has been *idle* for ``remove_after_idle_s``: every stored sample since then is complete and
@@ -235,8 +239,10 @@ def plan_locations(
     fc = forecaster if forecaster is not None else SeasonalForecaster()
     group_history: LocationHistory | None = None
     if any(c.forecast_above is not None for c in lifecycle.candidates):
-        present = {loc.name for loc in state.locations}
-        group_history = merge_histories({k: h for k, h in histories.items() if k in present})
+        # Every location's history, removed ones too: the demand a candidate served while it
+        # was part of the group is the group's demand (after its removal, its players show
+        # up at the remaining locations, whose rows then carry it).
+        group_history = merge_histories(histories)
     primary_history = histories.get(state.primary_location)
     lead_note = f"activation {lifecycle.activation_s:g} s + lead {lead_time_s:.0f} s"
     changes: list[LocationChange] = []
@@ -251,7 +257,17 @@ def plan_locations(
                 reason = f"lifecycle: add {name}: {why} ({lead_note})"
                 changes.append(LocationChange(name, "add", cand.capacity, reason))
             continue
-        if why is not None or name == state.primary_location:
+        if name == state.primary_location:
+            continue
+        if loc.status == "ERROR" and loc.in_use <= 0:
+            reason = (
+                f"lifecycle: remove {name}: the location is in ERROR, which holds the group"
+                " frozen until it is removed"
+                + (f"; added again once the group is ACTIVE ({why})" if why is not None else "")
+            )
+            changes.append(LocationChange(name, "remove", None, reason))
+            continue
+        if why is not None:
             continue
         if loc.status not in REMOVABLE_STATUSES or loc.in_use > 0:
             continue

@@ -6,9 +6,11 @@ registry), so two controllers in one process (tests, the demo) never collide.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from autoscaler.domain.models import TickReport
+from autoscaler.domain.models import GroupReport, TickReport
 
 _GL = ("group_id", "location")
 
@@ -104,6 +106,9 @@ class MetricsSink:
             registry=r,
         )
         self.leader.set(1)
+        # Per group, the locations whose gauges were set: a location the group no longer has
+        # must leave the export, or a dashboard summing them counts it forever.
+        self._published: dict[str, set[str]] = {}
         self.expires_in = Gauge(
             "autoscaler_group_expires_in_seconds",
             "Seconds until the stream group expires",
@@ -155,11 +160,27 @@ class MetricsSink:
                         self.setting.labels(gid, d.location, "maximum").set(s.maximum)
                     if d.forecast_in_use is not None:
                         self.forecast.labels(gid, d.location).set(d.forecast_in_use)
+            if sample.state is not None:  # the group was read: its locations are known
+                self._forget_removed(gid, {loc.name for loc in sample.state.locations}, group)
             if group.actuation is not None:
                 if group.actuation.applied:
                     self.updates.labels(gid).inc()
                 if group.actuation.error:
                     self.errors.labels(gid).inc()
+
+    def _forget_removed(self, gid: str, present: set[str], group: GroupReport) -> None:
+        published = self._published.setdefault(gid, set())
+        published.update(ls.location for ls in group.sample.locations if ls.complete)
+        if group.decision is not None:
+            published.update(d.location for d in group.decision.locations)
+        for location in published - present:
+            for gauge in (self.in_use, self.waiting, self.allocated, self.idle, self.forecast):
+                with contextlib.suppress(KeyError):  # never set here (older clients raise)
+                    gauge.remove(gid, location)
+            for name in ("always_on", "on_demand", "target_idle", "maximum"):
+                with contextlib.suppress(KeyError):
+                    self.setting.remove(gid, location, name)
+        published &= present
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -271,7 +271,9 @@ def plan_group(
     """Ask ``plugin`` for every ACTIVE location of ``state`` and check each answer.
 
     ``state`` is the group as read this tick (the controller skips planning when
-    GetStreamGroup failed); ``histories`` maps location → stored history (missing: empty).
+    GetStreamGroup failed); ``histories`` maps location → stored history (missing: empty),
+    also of locations the group no longer has (they count in the month's spend and the
+    lifecycle's group forecast).
     ``lead_time`` defaults to ``lead_time_s(stream class, interval_s)``. Never raises because
     of the plugin.
     """
@@ -376,10 +378,8 @@ def plan_group(
     month_spent: float | None = None
     if policy.budget.max_cost_per_month is not None:
         start = month_start(now)
-        month_spent = sum(
-            spent_usd(histories.get(loc.name, LocationHistory.empty()), price, start, now)
-            for loc in state.locations
-        )
+        # Every location with a history counts, a removed one too: it billed until then.
+        month_spent = sum(spent_usd(h, price, start, now) for h in histories.values())
     return GroupPlan(
         group_id=state.group_id,
         at=now,

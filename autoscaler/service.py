@@ -241,10 +241,25 @@ def log_report(report: TickReport) -> None:
                     "retry_later": actuation.retry_later,
                 },
             )
+        for c in group.decision.location_changes:
+            sent = "AddStreamGroupLocations" if c.action == "add" else "RemoveStreamGroupLocations"
+            log.info(
+                f"location {c.action} applied"
+                if sent in actuation.succeeded
+                else f"location {c.action} planned",
+                extra={
+                    "group_id": group.group_id,
+                    "location": c.location,
+                    "dry_run": actuation.dry_run,
+                    "reason": c.reason,
+                },
+            )
         for d in group.decision.changed_locations:
             changed += 1
             log.info(
-                "capacity change applied" if actuation.applied else "capacity change planned",
+                "capacity change applied"
+                if actuation.capacity_updated
+                else "capacity change planned",
                 extra={
                     "group_id": group.group_id,
                     "location": d.location,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from autoscaler.actuate import Actuator
+from autoscaler.actuate import Actuator, landed, waiting_removal
 from autoscaler.domain.clock import ManualClock
 from autoscaler.domain.errors import (
     ConflictError,
@@ -115,17 +115,65 @@ async def test_add_and_remove_locations_in_order() -> None:
         LocationChange("ap-northeast-1", "add", OLD, "demand"),
     )
     d = decision(loc("us-east-1", OLD, NEW), loc("eu-central-1", OLD, NEW), changes=changes)
+    act = await Actuator(fake).apply(d, dry_run=True)
+    # An accepted add puts the group in UPDATING_LOCATIONS, which refuses the removal: it
+    # waits for a later tick, and a dry run says so.
+    assert act.calls == ("UpdateStreamGroup", "AddStreamGroupLocations")
     act = await Actuator(fake).apply(d, dry_run=False)
     assert act.error is None
+    assert act.calls == act.succeeded == ("UpdateStreamGroup", "AddStreamGroupLocations")
+    assert waiting_removal(d, act)
+    # the location being removed is not resized first
+    assert fake.writes[0] == ("UpdateStreamGroup", "sg-1", {"us-east-1": NEW})
+    assert fake.writes[1] == ("AddStreamGroupLocations", "sg-1", {"ap-northeast-1": OLD})
+    assert fake.calls["RemoveStreamGroupLocations"] == 0
+
+
+async def test_an_add_refused_does_not_keep_an_idle_location_billed() -> None:
+    # A quota refuses the add on every tick: the removal goes ahead anyway.
+    fake = fake_group(us_east_1=OLD, eu_central_1=OLD)
+    fake.fail_next("AddStreamGroupLocations", QuotaExceededError("GPU quota"))
+    changes = (
+        LocationChange("eu-central-1", "remove", None, "no demand"),
+        LocationChange("ap-northeast-1", "add", OLD, "demand"),
+    )
+    d = decision(loc("us-east-1", OLD, NEW), changes=changes)
+    act = await Actuator(fake).apply(d, dry_run=False)
     assert act.calls == (
         "UpdateStreamGroup",
         "AddStreamGroupLocations",
         "RemoveStreamGroupLocations",
     )
-    # the location being removed is not resized first
-    assert fake.writes[0] == ("UpdateStreamGroup", "sg-1", {"us-east-1": NEW})
-    assert fake.writes[1] == ("AddStreamGroupLocations", "sg-1", {"ap-northeast-1": OLD})
-    assert fake.writes[2] == ("RemoveStreamGroupLocations", "sg-1", ["eu-central-1"])
+    assert act.succeeded == ("UpdateStreamGroup", "RemoveStreamGroupLocations")
+    assert act.error is not None
+    assert "ServiceQuotaExceededException" in act.error
+    assert fake.writes[-1] == ("RemoveStreamGroupLocations", "sg-1", ["eu-central-1"])
+    assert not waiting_removal(d, act)
+
+
+async def test_a_frozen_group_sends_its_way_out_removal_and_nothing_else() -> None:
+    # ACTIVE_WITH_ERRORS freezes capacity, but removing the failed location is the way out
+    # the guards let through; frozen, nothing else is sent, even if it were in the decision.
+    fake = fake_group(us_east_1=OLD, eu_central_1=OLD)
+    changes = (
+        LocationChange("eu-central-1", "remove", None, "location in ERROR"),
+        LocationChange("ap-northeast-1", "add", OLD, "demand"),
+    )
+    d = decision(loc("us-east-1", OLD, NEW), changes=changes, frozen=True)
+    act = await Actuator(fake).apply(d, dry_run=True)
+    assert act.calls == ("RemoveStreamGroupLocations",)
+    act = await Actuator(fake).apply(d, dry_run=False)
+    assert (act.applied, act.error) == (True, None)
+    assert act.calls == act.succeeded == ("RemoveStreamGroupLocations",)
+    assert fake.writes == [("RemoveStreamGroupLocations", "sg-1", ["eu-central-1"])]
+
+
+def test_landed_keeps_only_what_the_service_accepted() -> None:
+    d = decision(loc("us-east-1", OLD, NEW), loc("eu-central-1", OLD, OLD))
+    failed = Actuation("sg-1", applied=True, dry_run=False, succeeded=("AddStreamGroupLocations",))
+    assert [x.location for x in landed(d, failed).locations] == ["eu-central-1"]
+    ok = Actuation("sg-1", applied=True, dry_run=False, succeeded=("UpdateStreamGroup",))
+    assert landed(d, ok) is d
 
 
 async def test_throttled_update_is_retryable_and_blocks_the_removal() -> None:

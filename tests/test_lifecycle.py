@@ -4,7 +4,7 @@ cron windows across DST, the idle clock read from history, and the planner's wir
 from __future__ import annotations
 
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -219,6 +219,25 @@ def _flat_primary(now: float, level: float) -> dict[str, LocationHistory]:
     return {PRIMARY: _history(at, in_use=np.full(at.shape[0], level))}
 
 
+def test_the_group_forecast_counts_a_removed_location_s_demand() -> None:
+    """Last week's demand at the candidate, removed since, is the group's demand: summed
+    with the primary's, the forecast brings the candidate back ahead of the same hour."""
+    saturday = WINDOW_START + 86400 * 5  # no window
+    before = saturday - 600  # ten minutes before the evening (16:00 UTC)
+    cand = {"windows": (), "forecast_above": 25.0}
+    at = _ticks(before, 8 * 86400, 300.0)
+    hour = (at % 86400) / 3600.0
+    evening = (hour >= 16.0) & (hour < 22.0)
+    was_there = at < before - 86400  # removed at the end of yesterday's evening
+    primary = _history(at, in_use=np.where(evening, 8.0, 2.0))
+    extra = _history(at[was_there], in_use=np.where(evening, 34.0, 0.0)[was_there])
+    alone = {PRIMARY: primary}
+    assert _plan(_state(), before, _lifecycle(candidate=cand), histories=alone) == ()
+    both = {PRIMARY: primary, EXTRA: extra}
+    (change,) = _plan(_state(), before, _lifecycle(candidate=cand), histories=both)
+    assert (change.location, change.action) == (EXTRA, "add")
+
+
 def test_forecast_crossing_adds_the_location() -> None:
     now = WINDOW_START + 86400 * 5  # a Saturday: no window
     cand = {"windows": (), "forecast_above": 40.0}
@@ -276,6 +295,23 @@ def test_live_sessions_now_or_bad_status_keep_it() -> None:
     assert _plan(state, QUIET, lc, histories=histories, samples=partial) == ()
     for status in ("ACTIVATING", "REMOVING"):
         assert _plan(_state((EXTRA, status, 0)), QUIET, lc, histories=histories) == ()
+
+
+def test_a_location_in_error_is_removed_at_once_whatever_its_triggers() -> None:
+    """A failed location holds the group ACTIVE_WITH_ERRORS (frozen): removing it is the
+    documented remedy, at once, not after an hour of idleness or once its window ends."""
+    lc = _lifecycle(remove_after_idle_s=3600.0)
+    inside = WINDOW_START + 3600  # its window runs: it is wanted
+    no_history: dict[str, LocationHistory] = {}
+    (change,) = _plan(_state((EXTRA, "ERROR", 0)), inside, lc, histories=no_history)
+    assert (change.location, change.action) == (EXTRA, "remove")
+    assert "in ERROR" in change.reason
+    assert "added again once the group is ACTIVE (window" in change.reason
+    # ... but never with a session still in it, and never the primary
+    assert _plan(_state((EXTRA, "ERROR", 2)), inside, lc, histories=no_history) == ()
+    primary = _lifecycle(candidate={"location": PRIMARY, "windows": ()})
+    failed_primary = replace(_state(), locations=(replace(_state().locations[0], status="ERROR"),))
+    assert _plan(failed_primary, QUIET, primary, histories=no_history) == ()
 
 
 def test_upcoming_window_keeps_an_idle_location() -> None:
@@ -450,6 +486,13 @@ def test_planner_asks_the_lifecycle_whatever_the_plugin() -> None:
     expected = (now - 3600 - month_start(now)) / 3600 + 2.0
     assert plan.month_spent_usd is not None
     assert abs(plan.month_spent_usd - expected) < 1e-6
+    # A location removed earlier this month billed until then: its history still counts.
+    gone = {EXTRA: _history(at[:2], allocated=np.array([3.0, 0.0]))}
+    plan = plan_group(policy=_policy(budget=budget), **{**kw, "histories": {**hist, **gone}})
+    assert plan.month_spent_usd is not None
+    assert (
+        abs(plan.month_spent_usd - expected - 3.0 * (now - 3600 - month_start(now)) / 3600) < 1e-6
+    )
 
 
 # --------------------------------------------------------------------------- the policy file

@@ -42,7 +42,11 @@ def _report(ok: bool = True) -> TickReport:
     )
     sample = GroupSample(at=100.0, group_id="sg-1", state=None, locations=(), complete=ok)
     actuation = Actuation(
-        group_id="sg-1", applied=True, dry_run=False, calls=("UpdateStreamGroup",)
+        group_id="sg-1",
+        applied=True,
+        dry_run=False,
+        calls=("UpdateStreamGroup",),
+        succeeded=("UpdateStreamGroup",),
     )
     group = GroupReport("sg-1", 100.0, sample, decision, actuation)
     return TickReport(at=100.0, duration_s=0.01, groups=(group,), ok=ok)

@@ -277,6 +277,14 @@ class Actuation:
     calls: tuple[str, ...] = ()  # operation names sent (or that would have been sent)
     error: str | None = None
     retry_later: bool = False
+    # The calls that succeeded: with ``error`` set, a plan may have landed only in part
+    # (an UpdateStreamGroup throttled while AddStreamGroupLocations went through).
+    succeeded: tuple[str, ...] = ()
+
+    @property
+    def capacity_updated(self) -> bool:
+        """The decision's capacity settings were sent and accepted (UpdateStreamGroup)."""
+        return "UpdateStreamGroup" in self.succeeded
 
 
 @dataclass(frozen=True, slots=True)
