@@ -345,7 +345,16 @@ class AwsGameLiftStreamsReader:
         if status is not None:
             params["Status"] = status
         items = await self._pages("ListStreamSessions", "list_stream_sessions", **params)
-        return [self._convert.session(x) for x in items]
+        # The service lists in no particular order, so a session can show up on two pages of
+        # one walk (its status changed meanwhile): counted twice it would be two sessions in
+        # use. One entry per session, the most recently updated.
+        unique: dict[str, SessionSummary] = {}
+        for item in items:
+            session = self._convert.session(item)
+            seen = unique.get(session.arn)
+            if seen is None or session.last_updated_at >= seen.last_updated_at:
+                unique[session.arn] = session
+        return list(unique.values())
 
 
 class AwsGameLiftStreamsWriter:

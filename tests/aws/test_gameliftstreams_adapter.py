@@ -409,3 +409,34 @@ async def test_a_retry_after_the_lease_is_lost_is_not_sent(emulator: Emulator) -
         with pytest.raises(ServiceUnavailableError):
             await gls.writer.update_stream_group(gid, setting)
         assert gls.calls == {"UpdateStreamGroup": 3}
+
+
+async def test_a_session_listed_on_two_pages_counts_once() -> None:
+    """The service lists in no particular order: a session whose status changed during the
+    walk may come back on a later page; it is one session, the newer entry wins."""
+    pages = [
+        {"Items": [{"Arn": "s1", "Status": "ACTIVATING", "LastUpdatedAt": 10.0}]},
+        {
+            "Items": [
+                {"Arn": "s2", "Status": "CONNECTED", "LastUpdatedAt": 11.0},
+                {"Arn": "s1", "Status": "CONNECTED", "LastUpdatedAt": 12.0},
+            ]
+        },
+    ]
+
+    class Pages:
+        def paginate(self, **params: Any) -> Any:
+            async def walk() -> Any:
+                for page in pages:
+                    yield page
+
+            return walk()
+
+    class Client:
+        def get_stream_group(self) -> None: ...
+        def list_tags_for_resource(self) -> None: ...
+        def get_paginator(self, name: str) -> Pages:
+            return Pages()
+
+    listed = await AwsGameLiftStreamsReader(Client()).list_stream_sessions("sg-1")
+    assert sorted((s.arn, s.status) for s in listed) == [("s1", "CONNECTED"), ("s2", "CONNECTED")]

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 from aiobotocore.session import AioSession
 
-from autoscaler.aws.cloudwatch import MAX_POINTS, MAX_QUERIES, batches, open_cloudwatch
+from autoscaler.aws.cloudwatch import (
+    MAX_POINTS,
+    MAX_QUERIES,
+    CloudWatchCapacity,
+    batches,
+    open_cloudwatch,
+    segments,
+)
+from autoscaler.domain.errors import ServiceError
 from autoscaler.runtime import _backfill_if_empty, backfill_history, build_controller
 from autoscaler.settings import Settings, load_settings
 from autoscaler.store import HistoryStore
@@ -173,3 +181,67 @@ async def test_backfill_against_a_stand_in_needs_its_own_cloudwatch(
     async with build_controller(settings, clock=group.clock) as built:
         await _backfill_if_empty(settings, built, group.clock)  # no call to real AWS
         assert built.store.locations() == []
+
+
+def test_a_long_window_is_read_at_the_periods_cloudwatch_keeps() -> None:
+    """One-minute points exist for 15 days, five-minute ones for 63: asked at 60 s, older
+    data comes back empty, so a 30-day window is read in two segments."""
+    now = 1_767_225_600.0
+    (only,) = segments(now - 3 * DAY, now, now)
+    assert only == (now - 3 * DAY, now, 60)
+    old, recent = segments(now - 30 * DAY, now, now)
+    assert (old[0], old[2], recent[1], recent[2]) == (now - 30 * DAY, 300, now, 60)
+    assert old[1] == recent[0]
+    assert now - recent[0] < 15 * DAY
+    assert recent[0] % 300 == 0
+    assert [p for _, _, p in segments(now - 100 * DAY, now, now)] == [3600, 300, 60]
+
+
+async def test_a_query_that_failed_is_an_error_not_history() -> None:
+    answers = [
+        {
+            "MetricDataResults": [
+                {"Id": "a0", "StatusCode": "Complete", "Timestamps": [], "Values": []},
+                {
+                    "Id": "i0",
+                    "StatusCode": "InternalError",
+                    "Timestamps": [],
+                    "Values": [],
+                    "Messages": [{"Code": "InternalError", "Value": "try again"}],
+                },
+            ]
+        }
+    ]
+
+    class Client:
+        async def get_metric_data(self, **params: Any) -> dict[str, Any]:
+            return answers.pop(0)
+
+    with pytest.raises(ServiceError, match="query i0 ended InternalError: try again"):
+        await CloudWatchCapacity(Client()).history([("sg-1", "us-east-1")], 0.0, 3600.0)
+
+
+async def test_partial_data_is_fine_while_there_are_pages_left() -> None:
+    at = datetime.fromtimestamp(600.0, tz=UTC)
+    answers = [
+        {
+            "MetricDataResults": [
+                {"Id": "a0", "StatusCode": "PartialData", "Timestamps": [at], "Values": [5.0]},
+                {"Id": "i0", "StatusCode": "PartialData", "Timestamps": [at], "Values": [2.0]},
+            ],
+            "NextToken": "more",
+        },
+        {
+            "MetricDataResults": [
+                {"Id": "a0", "StatusCode": "Complete", "Timestamps": [], "Values": []},
+                {"Id": "i0", "StatusCode": "Complete", "Timestamps": [], "Values": []},
+            ]
+        },
+    ]
+
+    class Client:
+        async def get_metric_data(self, **params: Any) -> dict[str, Any]:
+            return answers.pop(0)
+
+    rows = await CloudWatchCapacity(Client()).history([("sg-1", "us-east-1")], 0.0, 3600.0)
+    assert [(r.at, r.in_use) for r in rows[("sg-1", "us-east-1")]] == [(600.0, 3.0)]
