@@ -55,7 +55,9 @@ allocated nor billed); ``idle`` = allocated − slots held by sessions. Per ACTI
 service aims at hosts for needed = clamp(in-use + waiting + TargetIdle, AlwaysOn, ceiling),
 rounded up to whole hosts, provisioning the missing ones (log-normal delay). Hosts are never
 cancelled or released to reach a lower target except: a surplus host is released when it has
-been empty for ``host_release_idle_s`` (oldest-empty first); hosts above the ceiling itself
+been empty for ``host_release_idle_s`` (oldest-empty first), where surplus means ready hosts
+beyond the need (hosts still provisioning for an earlier, higher target are neither cancelled
+nor a reason to release a ready one: allocated stays ≥ AlwaysOn); hosts above the ceiling itself
 (after a lowering update) are released as soon as they are empty, and hosts still provisioning
 above the ceiling are cancelled. So setting everything to 0 releases the idle hosts only and
 never ends a session. New groups and added locations start provisioning when the location
@@ -1662,12 +1664,16 @@ class ServiceModel:
         elif need_hosts < have:
             check = loc.release_check_at
             if have * tenancy <= loc.ceil and (
-                not loc.buckets[tenancy] or (check is not None and check > t)
+                loc.n_ready <= need_hosts
+                or not loc.buckets[tenancy]
+                or (check is not None and check > t)
             ):
-                return  # no empty host, or none due before the pending check (oldest first)
-            self._shrink(loc, t, have - need_hosts)
+                # no ready host beyond the need (the surplus is still provisioning), no empty
+                # host, or none due before the pending check (oldest first)
+                return
+            self._shrink(loc, t, need_hosts)
 
-    def _shrink(self, loc: _Location, t: float, surplus: int) -> None:
+    def _shrink(self, loc: _Location, t: float, need_hosts: int) -> None:
         tenancy = loc.tenancy
         over = loc.n_ready + loc.n_prov - loc.ceil // tenancy  # hosts above the hard ceiling
         while over > 0 and loc.prov:
@@ -1675,12 +1681,15 @@ class ServiceModel:
             host.cancelled = True
             loc.n_prov -= 1
             over -= 1
-            surplus -= 1
         empty = loc.buckets[tenancy]
         while over > 0 and empty:
             self._release_host(loc, next(iter(empty.values())), t)
             over -= 1
-            surplus -= 1
+        # Below the ceiling only ready hosts beyond the need are surplus. Hosts still being
+        # provisioned for an earlier, higher target are not cancelled (they are released,
+        # empty, after the delay once ready); releasing a ready host in their place would
+        # leave allocated under AlwaysOn and idle under TargetIdle until they came.
+        surplus = loc.n_ready - need_hosts
         delay = self._p.host_release_idle_s
         while surplus > 0 and empty:
             host = next(iter(empty.values()))  # empty the longest

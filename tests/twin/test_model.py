@@ -397,6 +397,40 @@ def test_surplus_host_is_released_only_after_the_idle_delay() -> None:
     assert w.snap().allocated == 0
 
 
+def test_a_target_lowered_while_hosts_provision_keeps_the_ready_ones() -> None:
+    """Raised then lowered before the new hosts are ready: the ready hosts that the lower
+    target still needs stay (allocated ≥ AlwaysOn, idle ≥ TargetIdle, benchmark.md); before,
+    the hosts still provisioning counted as capacity and the ready ones were released in
+    their place, leaving nothing idle until they came."""
+    w = World(stream_class="gen4n_ultra", locations=[cfg(0, 4, 20)])
+    w.wait(FIXED.host_release_idle_s + 60)  # the buffer hosts have been empty a long time
+    assert (w.snap().allocated, w.snap().in_use) == (4, 0)
+    w.model.update_stream_group(w.gid, locations=[cfg(0, 8, 20)])
+    w.wait(30)
+    w.model.update_stream_group(w.gid, locations=[cfg(0, 4, 20)])
+    w.wait(1)
+    assert w.snap().allocated == 4
+    assert w.status(w.start()) == ("ACTIVATING", None)  # an idle slot at once: instant
+    w.wait(FIXED.host_release_idle_s + 120)  # the late hosts came, and the surplus went
+    assert w.snap().allocated == 5  # the session's host and the four of the target
+
+
+def test_always_on_lowered_while_hosts_provision_stays_allocated_on_windows() -> None:
+    w = World(stream_class="gen5n_win2022", locations=[cfg(4, 0, 20)])
+    w.wait(FIXED.host_release_idle_s + 300)
+    w.model.update_stream_group(w.gid, locations=[cfg(8, 0, 20)])
+    w.wait(30)
+    w.model.update_stream_group(w.gid, locations=[cfg(6, 0, 20)])
+    w.wait(1)
+    assert w.snap().allocated == 4  # never below what was ready: always-on is kept
+    sids = [w.start() for _ in range(3)]
+    w.wait(400)  # Windows hosts take minutes: the third waits for one, within its timeout
+    assert [w.status(sid)[0] for sid in sids] == ["CONNECTED"] * 3
+    assert w.snap().allocated >= 6
+    w.wait(FIXED.host_release_idle_s)  # the late hosts' surplus, empty since they came
+    assert w.snap().allocated == 6
+
+
 def test_terminate_goes_through_terminating() -> None:
     w = World(locations=[cfg(2, 0, 2)])
     w.wait(60)
