@@ -48,6 +48,16 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def python_sigint() -> Any:
+    """Ctrl-C as Python handles it by default, whatever an earlier test left behind (a SIGINT
+    ignored in this process would be inherited by the CLI these tests start, and neither
+    would ever see the interrupt they test)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def _without_wall_times(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "wall_s"} for row in report["results"]]
 
