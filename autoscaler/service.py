@@ -20,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
+from autoscaler.actuate import ADD, REMOVE
 from autoscaler.domain.errors import ConfigError
 from autoscaler.domain.models import TickReport
 from autoscaler.metrics import MetricsSink
@@ -242,7 +243,7 @@ def log_report(report: TickReport) -> None:
                 },
             )
         for c in group.decision.location_changes:
-            sent = "AddStreamGroupLocations" if c.action == "add" else "RemoveStreamGroupLocations"
+            sent = ADD if c.action == "add" else REMOVE
             log.info(
                 f"location {c.action} applied"
                 if sent in actuation.succeeded
