@@ -43,6 +43,7 @@ from autoscaler.domain.classes import stream_class_info
 from autoscaler.domain.errors import (
     SERVICE_ERRORS_BY_CODE,
     AccessDeniedError,
+    ConflictError,
     FencedError,
     NotFoundError,
     ServiceError,
@@ -387,24 +388,75 @@ class AwsGameLiftStreamsWriter:
         """Adds the locations, then reads the group back (the Add response carries only the
         locations, the port returns the whole group: one extra GetStreamGroup, adds are rare)."""
         configs = [location_configuration(n, s) for n, s in settings.items()]
-        await _guard(
-            "AddStreamGroupLocations",
-            self._client.add_stream_group_locations(
-                Identifier=group_id, LocationConfigurations=configs
-            ),
-        )
+        try:
+            await _guard(
+                "AddStreamGroupLocations",
+                self._client.add_stream_group_locations(
+                    Identifier=group_id, LocationConfigurations=configs
+                ),
+            )
+        except (ValidationError, ConflictError) as refused:
+            # The call has no client token: when the reply to an add that landed is lost (a
+            # 5xx, a dropped connection), the SDK's retry is refused (the group is updating its
+            # locations, or they are already there). If the group now holds every location as
+            # asked, the add landed: report it so, rather than a failure the next tick undoes.
+            group = await self._read_group(group_id)
+            if not _locations_as_asked(group, settings):
+                raise
+            logger.info(
+                "AddStreamGroupLocations %s: a retry was refused (%s), but the group holds "
+                "%s as asked: the first attempt landed",
+                group_id,
+                refused,
+                ", ".join(settings),
+            )
+            return group
+        return await self._read_group(group_id)
+
+    async def remove_stream_group_locations(self, group_id: str, locations: Sequence[str]) -> None:
+        try:
+            await _guard(
+                "RemoveStreamGroupLocations",
+                self._client.remove_stream_group_locations(
+                    Identifier=group_id, Locations=list(locations)
+                ),
+            )
+        except (ValidationError, ConflictError) as refused:
+            # As for an add: a retry of a removal that landed is refused; if every location is
+            # gone or being removed, the removal landed.
+            group = await self._read_group(group_id)
+            if any(_still_there(group, name) for name in locations):
+                raise
+            logger.info(
+                "RemoveStreamGroupLocations %s: a retry was refused (%s), but %s is gone or "
+                "being removed: the first attempt landed",
+                group_id,
+                refused,
+                ", ".join(locations),
+            )
+
+    async def _read_group(self, group_id: str) -> GroupState:
         response = await _guard(
             "GetStreamGroup", self._client.get_stream_group(Identifier=group_id)
         )
         return self._convert.group(response)
 
-    async def remove_stream_group_locations(self, group_id: str, locations: Sequence[str]) -> None:
-        await _guard(
-            "RemoveStreamGroupLocations",
-            self._client.remove_stream_group_locations(
-                Identifier=group_id, Locations=list(locations)
-            ),
-        )
+
+REMOVING = "REMOVING"
+
+
+def _locations_as_asked(group: GroupState, settings: Mapping[str, CapacitySetting]) -> bool:
+    """Every location of ``settings`` is in ``group`` with exactly that setting."""
+    for name, setting in settings.items():
+        location = group.location(name)
+        if location is None or location.status == REMOVING or location.setting != setting:
+            return False
+    return True
+
+
+def _still_there(group: GroupState, name: str) -> bool:
+    location = group.location(name)
+    return location is not None and location.status != REMOVING
 
 
 # --- wiring -------------------------------------------------------------------------------

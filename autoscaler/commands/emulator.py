@@ -60,6 +60,14 @@ def register(subparsers: Any) -> None:
         help="fail each call with probability P (InternalServerException, 500)",
     )
     parser.add_argument(
+        "--lost-reply-probability",
+        type=float,
+        default=None,
+        metavar="P",
+        help="carry out each call, then answer it with probability P as if its reply were "
+        "lost (InternalServerException, 500): the SDK retries a call that already landed",
+    )
+    parser.add_argument(
         "--latency", type=float, default=None, metavar="SECONDS", help="added to every call"
     )
     parser.add_argument(
@@ -122,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         faults["throttle_probability"] = args.throttle_probability
     if args.error_probability is not None:
         faults["error_probability"] = args.error_probability
+    if args.lost_reply_probability is not None:
+        faults["lost_reply_probability"] = args.lost_reply_probability
     if args.latency is not None:
         faults["latency_s"] = args.latency
     return serve_forever(

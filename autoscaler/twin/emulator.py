@@ -89,6 +89,10 @@ class FaultSettings:
 
     throttle_probability: Mapping[str, float] = field(default_factory=dict)  # 0..1
     error_probability: Mapping[str, float] = field(default_factory=dict)  # 0..1, HTTP 500
+    # 0..1: the call is carried out, then answered HTTP 500 as if the reply were lost on the
+    # way back (a dropped connection after the service acted): the SDK retries a call that
+    # already landed, which a non-idempotent one (AddStreamGroupLocations) then refuses.
+    lost_reply_probability: Mapping[str, float] = field(default_factory=dict)
     latency_s: Mapping[str, float] = field(default_factory=dict)  # added wall seconds
     rate_limits: Mapping[str, float] = field(default_factory=dict)  # requests per second
     aws_rate_limits: bool = False  # AWS's quotas for operations not in ``rate_limits``
@@ -109,6 +113,7 @@ class FaultSettings:
         return {
             "throttle_probability": dict(self.throttle_probability),
             "error_probability": dict(self.error_probability),
+            "lost_reply_probability": dict(self.lost_reply_probability),
             "latency_s": dict(self.latency_s),
             "rate_limits": dict(self.rate_limits),
             "aws_rate_limits": self.aws_rate_limits,
@@ -139,6 +144,7 @@ class _FaultsBody(BaseModel):
 
     throttle_probability: _Probability | None = None
     error_probability: _Probability | None = None
+    lost_reply_probability: _Probability | None = None
     latency_s: float | dict[str, float] | None = None
     rate_limits: dict[str, float] | None = None
     aws_rate_limits: bool | None = None
@@ -193,6 +199,11 @@ def parse_faults(
             error_probability=current.error_probability
             if body.error_probability is None
             else _per_operation("error_probability", body.error_probability, operations, high=1.0),
+            lost_reply_probability=current.lost_reply_probability
+            if body.lost_reply_probability is None
+            else _per_operation(
+                "lost_reply_probability", body.lost_reply_probability, operations, high=1.0
+            ),
             latency_s=current.latency_s
             if body.latency_s is None
             else _per_operation("latency_s", body.latency_s, operations, high=None),
@@ -265,6 +276,11 @@ class FaultInjector:
             return "failed"
         return "ok"
 
+    def reply_lost(self, operation: str) -> bool:
+        """Whether the reply to a call that was carried out is lost (answered 500)."""
+        probability = self.settings.lookup(self.settings.lost_reply_probability, operation)
+        return probability > 0 and self._rng.random() < probability
+
 
 # --- call counters -------------------------------------------------------------------------------
 @dataclass(slots=True)
@@ -272,6 +288,7 @@ class OperationCalls:
     accepted: int = 0  # passed fault injection and reached the service model
     throttled: int = 0  # rejected with ThrottlingException (rate limit or probability)
     injected_errors: int = 0  # rejected with an injected InternalServerException
+    lost_replies: int = 0  # carried out, then answered with an injected 500 (reply lost)
     errors: int = 0  # accepted, but answered with an error (validation, not found, …)
 
     @property
@@ -285,6 +302,7 @@ class OperationCalls:
             "rejected": self.rejected,
             "throttled": self.throttled,
             "injected_errors": self.injected_errors,
+            "lost_replies": self.lost_replies,
             "errors": self.errors,
         }
 
@@ -871,6 +889,11 @@ class Emulator:
             calls.errors += 1
             message = f"the emulator failed: {type(error).__name__}: {error}"
             response = self.spec.error("InternalServerException", message, request_id, 500)
+        else:
+            if self.faults.reply_lost(op.name):
+                calls.lost_replies += 1
+                message = "We encountered an internal error. Please try again. (reply lost)"
+                response = self.spec.error("InternalServerException", message, request_id)
         return _send(response)
 
     def _call(

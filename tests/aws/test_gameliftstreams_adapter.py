@@ -192,6 +192,62 @@ async def test_add_and_remove_locations(emulator: Emulator) -> None:
     assert gone is None or gone.status == "REMOVING"
 
 
+async def test_a_retried_add_or_removal_that_had_landed_is_reported_landed(
+    emulator: Emulator,
+) -> None:
+    """The reply to each call is lost after the service acted (a dropped connection): the SDK
+    retries, the retry is refused (the group is updating its locations), yet the change is
+    there. Without a client token on these calls, only reading the group back can tell."""
+    gid, _ = make_group(emulator)
+    emulator.set_faults(
+        {
+            "lost_reply_probability": {
+                "AddStreamGroupLocations": 1.0,
+                "RemoveStreamGroupLocations": 1.0,
+            }
+        }
+    )
+    setting = CapacitySetting(always_on=0, target_idle=2, maximum=4)
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url, read_only=False) as gls:
+        assert gls.writer is not None
+        state = await gls.writer.add_stream_group_locations(gid, {"eu-central-1": setting})
+        added = state.location("eu-central-1")
+        assert added is not None
+        assert added.setting == setting
+        assert gls.calls["AddStreamGroupLocations"] == 2  # the lost reply, the refused retry
+        add_calls = emulator.calls["AddStreamGroupLocations"]
+        assert (add_calls.lost_replies, add_calls.errors) == (1, 1)
+        clock_of(emulator).advance(900)
+        await gls.writer.remove_stream_group_locations(gid, ["eu-central-1"])
+        assert gls.calls["RemoveStreamGroupLocations"] == 2
+        assert emulator.calls["RemoveStreamGroupLocations"].lost_replies == 1
+        after = await gls.reader.get_stream_group(gid)
+    gone = after.location("eu-central-1")
+    assert gone is None or gone.status == "REMOVING"
+
+
+async def test_an_add_refused_for_a_location_set_otherwise_is_still_a_failure(
+    emulator: Emulator,
+) -> None:
+    """Reading back only excuses a refusal when the group holds the location as asked: one
+    added by someone else with other capacities is not our add."""
+    gid, _ = make_group(emulator)
+    other = LocationConfigInput("eu-central-1", always_on=2, target_idle=0, maximum=2)
+    emulator.model.add_stream_group_locations(gid, [other])
+    ours = CapacitySetting(always_on=0, target_idle=2, maximum=4)
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url, read_only=False) as gls:
+        assert gls.writer is not None
+        with pytest.raises(ConflictError):  # the group is still updating its locations
+            await gls.writer.add_stream_group_locations(gid, {"eu-central-1": ours})
+        clock_of(emulator).advance(900)
+        with pytest.raises(ValidationError, match="already a location"):
+            await gls.writer.add_stream_group_locations(gid, {"eu-central-1": ours})
+        # A removal is judged by its outcome alike: a location the group does not have is
+        # refused by the service, and is as removed as asked.
+        await gls.writer.remove_stream_group_locations(gid, ["ap-northeast-1"])
+        assert emulator.calls["RemoveStreamGroupLocations"].errors == 1
+
+
 async def test_sessions_are_paginated_and_converted(emulator: Emulator) -> None:
     gid, app = make_group(emulator)
     for _ in range(130):

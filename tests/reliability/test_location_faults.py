@@ -144,3 +144,31 @@ async def test_a_plan_that_lands_in_part_is_recorded_in_part(world: World) -> No
             assert not [v for v in seen if "outside the controller" in v], seen
     finally:
         await proxy.stop()
+
+
+async def test_an_add_whose_reply_was_lost_is_recorded_as_landed(world: World) -> None:
+    """The add lands, its reply is lost (a 500 after the service acted), the SDK's retry is
+    refused: the location is there as asked, so the tick records it applied, not failed (which
+    the next tick would have read as a location someone else added)."""
+    extra = (
+        "locationLifecycle:\n"
+        "  candidates:\n"
+        "    - location: eu-central-1\n"
+        "      capacity: {alwaysOn: 2, targetIdle: 0, maximum: 4}\n" + ALL_DAY
+    )
+    path = world.policy_file(groups=(world.group_a,), extra=extra)
+    world.emulator.set_faults({"lost_reply_probability": {"AddStreamGroupLocations": 1.0}})
+    async with open_rig(world, [path], max_attempts=3) as rig:  # the SDK's default retries
+        report = await rig.tick(world)
+        a = group_report(report, world.group_a)
+        assert "AddStreamGroupLocations" in a.actuation.succeeded
+        assert a.actuation.error is None
+        assert world.calls("AddStreamGroupLocations") == 2  # the lost reply, the refused retry
+        assert world.emulator.calls["AddStreamGroupLocations"].lost_replies == 1
+        journal = rig.store._db.execute("SELECT status FROM outcomes").fetchall()
+        assert {status for (status,) in journal} == {Outcome.APPLIED.value}
+        for _ in range(5):
+            report = await rig.tick(world)
+        assert world.calls("AddStreamGroupLocations") == 2  # not added again
+        added = world.location(world.group_a, "eu-central-1")
+        assert (added.always_on, added.maximum) == (2, 4)

@@ -59,6 +59,7 @@ async def test_rate_limits_are_token_buckets_on_the_emulator_clock(
         "rejected": 2,
         "throttled": 2,
         "injected_errors": 0,
+        "lost_replies": 0,
         "errors": 0,
     }
     reset = await (await admin.post("_emulator/calls/reset")).json()
@@ -113,6 +114,10 @@ async def test_bad_fault_settings_are_rejected_by_field(admin: aiohttp.ClientSes
     for body, words in (
         ({"throttle_probability": {"NoSuchCall": 0.5}}, "unknown operation 'NoSuchCall'"),
         ({"error_probability": 2}, "error_probability[*]: 2.0 is not in [0, 1.0]"),
+        (
+            {"lost_reply_probability": {"AddStreamGroupLocations": -1}},
+            "lost_reply_probability[AddStreamGroupLocations]: -1.0 is not in [0, 1.0]",
+        ),
         ({"rate_limits": {"ListStreamGroups": 0}}, "rate_limits[ListStreamGroups]"),
         ({"latency": 1}, "latency"),
     ):
@@ -274,6 +279,7 @@ async def test_serve_forever_prints_its_url_and_stops_cleanly_on_sigterm() -> No
     [
         (["--rate-limit", "NoSuchCall=3"], ["unknown operation 'NoSuchCall'"]),
         (["--error-probability", "nan"], ["error_probability[*]: nan is not in [0, 1.0]"]),
+        (["--lost-reply-probability", "2"], ["lost_reply_probability[*]: 2.0 is not in [0, 1.0]"]),
         (
             ["--port", "99999", "--time-scale", "inf", "--price", "gen4n_high=-1"],
             [
