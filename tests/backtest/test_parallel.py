@@ -50,9 +50,11 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def python_sigint() -> Any:
-    """Ctrl-C as Python handles it by default, whatever an earlier test left behind (a SIGINT
-    ignored in this process would be inherited by the CLI these tests start, and neither
-    would ever see the interrupt they test)."""
+    """Ctrl-C as Python handles it by default, whatever this process inherited. A shell without
+    job control starts a background command (``make test &``, a CI runner's step, ``nohup``)
+    with SIGINT ignored, Python keeps an ignored SIGINT ignored, and so would the CLI these
+    tests start: neither would ever see the interrupt they test. (No test leaves it changed:
+    a full run checked the disposition after every test; only its start-up state was off.)"""
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, before)
