@@ -395,19 +395,20 @@ class AwsGameLiftStreamsWriter:
                     Identifier=group_id, LocationConfigurations=configs
                 ),
             )
-        except (ValidationError, ConflictError) as refused:
+        except _MAY_HAVE_LANDED as failure:
             # The call has no client token: when the reply to an add that landed is lost (a
             # 5xx, a dropped connection), the SDK's retry is refused (the group is updating its
-            # locations, or they are already there). If the group now holds every location as
-            # asked, the add landed: report it so, rather than a failure the next tick undoes.
-            group = await self._read_group(group_id)
-            if not _locations_as_asked(group, settings):
+            # locations, or they are already there), or the last attempt's reply is lost too.
+            # If the group now holds every location as asked, the add landed: report it so,
+            # rather than a failure the next tick reads as locations someone else added.
+            group = await self._group_if_readable(group_id)
+            if group is None or not _locations_as_asked(group, settings):
                 raise
             logger.info(
-                "AddStreamGroupLocations %s: a retry was refused (%s), but the group holds "
-                "%s as asked: the first attempt landed",
+                "AddStreamGroupLocations %s failed (%s), yet the group holds %s as asked: "
+                "it landed (a lost reply, a retry refused)",
                 group_id,
-                refused,
+                failure,
                 ", ".join(settings),
             )
             return group
@@ -421,17 +422,17 @@ class AwsGameLiftStreamsWriter:
                     Identifier=group_id, Locations=list(locations)
                 ),
             )
-        except (ValidationError, ConflictError) as refused:
-            # As for an add: a retry of a removal that landed is refused; if every location is
-            # gone or being removed, the removal landed.
-            group = await self._read_group(group_id)
-            if any(_still_there(group, name) for name in locations):
+        except _MAY_HAVE_LANDED as failure:
+            # As for an add: judged by the outcome. Every location gone or being removed is
+            # what was asked, whichever attempt did it.
+            group = await self._group_if_readable(group_id)
+            if group is None or any(_still_there(group, name) for name in locations):
                 raise
             logger.info(
-                "RemoveStreamGroupLocations %s: a retry was refused (%s), but %s is gone or "
-                "being removed: the first attempt landed",
+                "RemoveStreamGroupLocations %s failed (%s), yet %s is gone or being removed: "
+                "it landed (a lost reply, a retry refused)",
                 group_id,
-                refused,
+                failure,
                 ", ".join(locations),
             )
 
@@ -441,15 +442,34 @@ class AwsGameLiftStreamsWriter:
         )
         return self._convert.group(response)
 
+    async def _group_if_readable(self, group_id: str) -> GroupState | None:
+        """The group, or None when it cannot be read (the write's own error then stands)."""
+        try:
+            return await self._read_group(group_id)
+        except ServiceError as unreadable:
+            logger.debug("GetStreamGroup %s after a failed write: %s", group_id, unreadable)
+            return None
 
+
+# A location write may have landed although it failed: refused on a retry of a call whose
+# reply was lost (no client token), or the last attempt's reply lost or throttled away. Not
+# FencedError: no attempt was sent once this replica lost the lease.
+_MAY_HAVE_LANDED = (ValidationError, ConflictError, ServiceUnavailableError, ThrottledError)
+# A location as an add leaves it: activating, then active (or failed into ERROR, which the
+# lifecycle removes); REMOVING, an unreadable setting or a status unknown to us is not.
+_ADDED_STATUSES = frozenset({"ACTIVATING", "ACTIVE", "ERROR"})
 REMOVING = "REMOVING"
 
 
 def _locations_as_asked(group: GroupState, settings: Mapping[str, CapacitySetting]) -> bool:
-    """Every location of ``settings`` is in ``group`` with exactly that setting."""
+    """Every location of ``settings`` is in ``group``, added, with exactly that setting."""
     for name, setting in settings.items():
         location = group.location(name)
-        if location is None or location.status == REMOVING or location.setting != setting:
+        if (
+            location is None
+            or location.status not in _ADDED_STATUSES
+            or location.setting != setting
+        ):
             return False
     return True
 

@@ -328,6 +328,7 @@ class CallCounter:
             total.accepted += calls.accepted
             total.throttled += calls.throttled
             total.injected_errors += calls.injected_errors
+            total.lost_replies += calls.lost_replies
             total.errors += calls.errors
         return {
             "operations": {

@@ -221,6 +221,7 @@ async def test_a_retried_add_or_removal_that_had_landed_is_reported_landed(
         await gls.writer.remove_stream_group_locations(gid, ["eu-central-1"])
         assert gls.calls["RemoveStreamGroupLocations"] == 2
         assert emulator.calls["RemoveStreamGroupLocations"].lost_replies == 1
+        assert emulator.calls.to_json()["total"]["lost_replies"] == 2
         after = await gls.reader.get_stream_group(gid)
     gone = after.location("eu-central-1")
     assert gone is None or gone.status == "REMOVING"
@@ -246,6 +247,59 @@ async def test_an_add_refused_for_a_location_set_otherwise_is_still_a_failure(
         # refused by the service, and is as removed as asked.
         await gls.writer.remove_stream_group_locations(gid, ["ap-northeast-1"])
         assert emulator.calls["RemoveStreamGroupLocations"].errors == 1
+
+
+async def test_an_add_whose_last_reply_was_lost_is_reported_landed(emulator: Emulator) -> None:
+    """No retry left (max_attempts 1): the 500 itself is the failure; the group tells."""
+    gid, _ = make_group(emulator)
+    emulator.set_faults({"lost_reply_probability": {"AddStreamGroupLocations": 1.0}})
+    setting = CapacitySetting(always_on=0, target_idle=2, maximum=4)
+    async with open_gameliftstreams(
+        REGION, endpoint_url=emulator.url, read_only=False, max_attempts=1
+    ) as gls:
+        assert gls.writer is not None
+        state = await gls.writer.add_stream_group_locations(gid, {"eu-central-1": setting})
+        assert gls.calls["AddStreamGroupLocations"] == 1
+    added = state.location("eu-central-1")
+    assert added is not None
+    assert added.setting == setting
+
+
+async def test_an_add_refused_while_the_location_is_being_removed_is_a_failure(
+    emulator: Emulator,
+) -> None:
+    """Same name, same capacities, but REMOVING: the add did not land."""
+    gid, _ = make_group(emulator)
+    setting = CapacitySetting(always_on=0, target_idle=2, maximum=4)
+    config = LocationConfigInput("eu-central-1", always_on=0, target_idle=2, maximum=4)
+    emulator.model.add_stream_group_locations(gid, [config])
+    clock_of(emulator).advance(900)
+    emulator.model.remove_stream_group_locations(gid, ["eu-central-1"])
+    removing = emulator.model.get_stream_group(gid)
+    assert [loc.status for loc in removing.locations if loc.name == "eu-central-1"] == ["REMOVING"]
+    async with open_gameliftstreams(REGION, endpoint_url=emulator.url, read_only=False) as gls:
+        assert gls.writer is not None
+        with pytest.raises(ConflictError):
+            await gls.writer.add_stream_group_locations(gid, {"eu-central-1": setting})
+
+
+async def test_a_refused_add_whose_group_cannot_be_read_keeps_its_own_error(
+    emulator: Emulator,
+) -> None:
+    gid, _ = make_group(emulator)
+    emulator.model.add_stream_group_locations(
+        gid, [LocationConfigInput("eu-central-1", always_on=2, target_idle=0, maximum=2)]
+    )
+    clock_of(emulator).advance(900)
+    emulator.set_faults({"error_probability": {"GetStreamGroup": 1.0}})
+    ours = CapacitySetting(always_on=0, target_idle=2, maximum=4)
+    async with open_gameliftstreams(
+        REGION, endpoint_url=emulator.url, read_only=False, max_attempts=1
+    ) as gls:
+        assert gls.writer is not None
+        with pytest.raises(ValidationError, match=r"AddStreamGroupLocations: .*already a location"):
+            await gls.writer.add_stream_group_locations(gid, {"eu-central-1": ours})
+        assert gls.calls["GetStreamGroup"] == 1  # it tried to read the group back
 
 
 async def test_sessions_are_paginated_and_converted(emulator: Emulator) -> None:

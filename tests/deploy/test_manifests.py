@@ -244,6 +244,15 @@ def test_the_pods_policies_load() -> None:
     assert [p.name for p in policies] == ["default"]
 
 
+def test_the_pods_default_policy_is_the_shipped_one() -> None:
+    """kustomize reads only files under the kustomization, so the pods' policy is a copy of
+    policies/default.yaml: it had fallen behind the tuned parameters (a Kubernetes deployment
+    ran the untuned policy, half the miss budget and 20 %-a-minute scale-down)."""
+    copy = (BASE / "policies" / "default.yaml").read_text(encoding="utf-8")
+    shipped = (ROOT / "policies" / "default.yaml").read_text(encoding="utf-8")
+    assert copy == shipped, "copy policies/default.yaml to deploy/kubernetes/base/policies/"
+
+
 def test_manifests_match_the_kubernetes_schemas(base: list[dict[str, Any]]) -> None:
     kv = pytest.importorskip(
         "kubernetes_validate.utils",
