@@ -319,6 +319,7 @@ def test_alerts_cover_the_required_conditions() -> None:
         'autoscaler_guard_vetoes_total{guard="budget"}',
         "autoscaler_group_expires_in_seconds < 14 * 86400",
         "autoscaler_incomplete_samples_total",
+        'autoscaler_api_calls_total{operation="ListStreamSessions"}',
     ):
         assert needle in exprs, needle
 
