@@ -33,6 +33,14 @@ ALL_DAY = (
     '      addWhen: {schedules: [{cron: "0 0 * * *", timeZone: UTC, durationSeconds: 86400}]}\n'
 )
 
+# A candidate added for the whole day: the first tick adds it.
+EU_ALL_DAY = (
+    "locationLifecycle:\n"
+    "  candidates:\n"
+    "    - location: eu-central-1\n"
+    "      capacity: {alwaysOn: 2, targetIdle: 0, maximum: 4}\n" + ALL_DAY
+)
+
 
 async def test_a_location_in_error_is_removed_at_once_and_the_group_thaws(world: World) -> None:
     path = world.policy_file(groups=(world.group_a,), extra=CANDIDATE)
@@ -103,13 +111,7 @@ async def test_a_location_in_error_with_sessions_is_not_removed(world: World) ->
 
 
 async def test_a_plan_that_lands_in_part_is_recorded_in_part(world: World) -> None:
-    extra = (
-        "locationLifecycle:\n"
-        "  candidates:\n"
-        "    - location: eu-central-1\n"
-        "      capacity: {alwaysOn: 2, targetIdle: 0, maximum: 4}\n" + ALL_DAY
-    )
-    path = world.policy_file(groups=(world.group_a,), extra=extra)
+    path = world.policy_file(groups=(world.group_a,), extra=EU_ALL_DAY)
     world.start_sessions(world.group_a, 20)
     proxy = FaultProxy(world.emulator)
     await proxy.start()
@@ -150,13 +152,7 @@ async def test_an_add_whose_reply_was_lost_is_recorded_as_landed(world: World) -
     """The add lands, its reply is lost (a 500 after the service acted), the SDK's retry is
     refused: the location is there as asked, so the tick records it applied, not failed (which
     the next tick would have read as a location someone else added)."""
-    extra = (
-        "locationLifecycle:\n"
-        "  candidates:\n"
-        "    - location: eu-central-1\n"
-        "      capacity: {alwaysOn: 2, targetIdle: 0, maximum: 4}\n" + ALL_DAY
-    )
-    path = world.policy_file(groups=(world.group_a,), extra=extra)
+    path = world.policy_file(groups=(world.group_a,), extra=EU_ALL_DAY)
     world.emulator.set_faults({"lost_reply_probability": {"AddStreamGroupLocations": 1.0}})
     async with open_rig(world, [path], max_attempts=3) as rig:  # the SDK's default retries
         report = await rig.tick(world)
