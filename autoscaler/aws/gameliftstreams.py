@@ -388,53 +388,58 @@ class AwsGameLiftStreamsWriter:
         """Adds the locations, then reads the group back (the Add response carries only the
         locations, the port returns the whole group: one extra GetStreamGroup, adds are rare)."""
         configs = [location_configuration(n, s) for n, s in settings.items()]
-        try:
-            await _guard(
-                "AddStreamGroupLocations",
-                self._client.add_stream_group_locations(
-                    Identifier=group_id, LocationConfigurations=configs
-                ),
-            )
-        except _MAY_HAVE_LANDED as failure:
-            # The call has no client token: when the reply to an add that landed is lost (a
-            # 5xx, a dropped connection), the SDK's retry is refused (the group is updating its
-            # locations, or they are already there), or the last attempt's reply is lost too.
-            # If the group now holds every location as asked, the add landed: report it so,
-            # rather than a failure the next tick reads as locations someone else added.
-            group = await self._group_if_readable(group_id)
-            if group is None or not _locations_as_asked(group, settings):
-                raise
-            logger.info(
-                "AddStreamGroupLocations %s failed (%s), yet the group holds %s as asked: "
-                "it landed (a lost reply, a retry refused)",
-                group_id,
-                failure,
-                ", ".join(settings),
-            )
-            return group
-        return await self._read_group(group_id)
+        landed = await self._judged_by_outcome(
+            "AddStreamGroupLocations",
+            self._client.add_stream_group_locations(
+                Identifier=group_id, LocationConfigurations=configs
+            ),
+            group_id,
+            lambda group: _locations_as_asked(group, settings),
+            f"the group holds {', '.join(settings)} as asked",
+        )
+        return landed if landed is not None else await self._read_group(group_id)
 
     async def remove_stream_group_locations(self, group_id: str, locations: Sequence[str]) -> None:
+        await self._judged_by_outcome(
+            "RemoveStreamGroupLocations",
+            self._client.remove_stream_group_locations(
+                Identifier=group_id, Locations=list(locations)
+            ),
+            group_id,
+            lambda group: not any(_still_there(group, name) for name in locations),
+            f"{', '.join(locations)} is gone or being removed",
+        )
+
+    async def _judged_by_outcome(
+        self,
+        op: str,
+        call: Awaitable[Any],
+        group_id: str,
+        landed: Callable[[GroupState], bool],
+        outcome: str,
+    ) -> GroupState | None:
+        """Send a location write; None when it succeeded. Neither location call takes a client
+        token: when the reply to one that landed is lost (a 5xx, a dropped connection), the
+        SDK's retry is refused (the group is updating its locations, or they are already
+        there), or the last attempt's reply is lost too. So a failure that may hide a landed
+        call is judged by the group read back: the group when ``landed`` says the change is
+        there (reported as landed, not as a failure the next tick reads as someone else's
+        change); otherwise, or if the group cannot be read, the call's own error stands."""
         try:
-            await _guard(
-                "RemoveStreamGroupLocations",
-                self._client.remove_stream_group_locations(
-                    Identifier=group_id, Locations=list(locations)
-                ),
-            )
+            await _guard(op, call)
         except _MAY_HAVE_LANDED as failure:
-            # As for an add: judged by the outcome. Every location gone or being removed is
-            # what was asked, whichever attempt did it.
             group = await self._group_if_readable(group_id)
-            if group is None or any(_still_there(group, name) for name in locations):
+            if group is None or not landed(group):
                 raise
             logger.info(
-                "RemoveStreamGroupLocations %s failed (%s), yet %s is gone or being removed: "
-                "it landed (a lost reply, a retry refused)",
+                "%s %s failed (%s), yet %s: it landed (a lost reply, a retry refused)",
+                op,
                 group_id,
                 failure,
-                ", ".join(locations),
+                outcome,
             )
+            return group
+        return None
 
     async def _read_group(self, group_id: str) -> GroupState:
         response = await _guard(
@@ -458,7 +463,7 @@ _MAY_HAVE_LANDED = (ValidationError, ConflictError, ServiceUnavailableError, Thr
 # A location as an add leaves it: activating, then active (or failed into ERROR, which the
 # lifecycle removes); REMOVING, an unreadable setting or a status unknown to us is not.
 _ADDED_STATUSES = frozenset({"ACTIVATING", "ACTIVE", "ERROR"})
-REMOVING = "REMOVING"
+_REMOVING = "REMOVING"
 
 
 def _locations_as_asked(group: GroupState, settings: Mapping[str, CapacitySetting]) -> bool:
@@ -476,7 +481,7 @@ def _locations_as_asked(group: GroupState, settings: Mapping[str, CapacitySettin
 
 def _still_there(group: GroupState, name: str) -> bool:
     location = group.location(name)
-    return location is not None and location.status != REMOVING
+    return location is not None and location.status != _REMOVING
 
 
 # --- wiring -------------------------------------------------------------------------------
