@@ -36,7 +36,9 @@ but our own plugin, the plugins and the location lifecycle no baseline runs, and
 I/O). Rerunning after a change to our policy replays only ours; a change to the model or the
 baselines starts a fresh cache. A case's baselines are written as soon as they finish, so an
 interrupted run (Ctrl-C, a session ending) resumes where it stopped and ``full`` fills in over
-several runs; Ctrl-C prints the cases that finished.
+several runs. Ctrl-C or SIGTERM prints the cases that finished and writes them to ``--json``;
+that file is also rewritten after every finished case (marked ``"interrupted": true`` until the
+last), so even a kill without warning loses only ours' runs of the cases in flight.
 
 With several seeds (benchmark.md: "the mean (and spread) over at least 3 seeds") every row is
 the mean over the seeds, and each case keeps every policy's spread with each seed's own figures
@@ -64,15 +66,17 @@ tables in BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gzip
 import hashlib
 import json
+import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -562,7 +566,12 @@ def run(
     cache: Path = DEFAULT_CACHE,
     on_case: Callable[[dict[str, Any]], None] | None = None,
     policy: Path = DEFAULT_POLICY_FILE,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """Every case of ``tier`` (filtered), ``jobs`` at a time. After each finished case,
+    ``checkpoint`` (if given) gets the result so far, marked interrupted: a run stopped without
+    warning (a session ending, SIGKILL) then loses only the cases in flight, whose baselines
+    the cache keeps anyway."""
     if not TRACES.is_dir():
         print(f"decision bench skipped: no traces at {TRACES}")
         return {"skipped": f"no traces at {TRACES}"}
@@ -581,7 +590,7 @@ def run(
     snapshot_dir = tempfile.TemporaryDirectory(prefix="decision-bench-")
     policy_file = Path(snapshot_dir.name) / policy.name
     policy_file.write_bytes(policy.read_bytes())
-    pool = ProcessPoolExecutor(max_workers=max(1, jobs))
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_worker_signals)
     try:
         # One fingerprint for the whole run, taken before any case starts: the workers run
         # the code they imported at start, whatever is edited on disk meanwhile.
@@ -594,6 +603,8 @@ def run(
             reports.append(rep)
             if on_case is not None:
                 on_case(rep)
+            if checkpoint is not None and len(reports) < len(todo):
+                checkpoint(_assembled(tier, fingerprint, todo, reports, started, None))
     except KeyboardInterrupt:
         interrupted = True
         pool.shutdown(wait=False, cancel_futures=True)
@@ -601,22 +612,59 @@ def run(
         pool.shutdown()
     finally:
         snapshot_dir.cleanup()
-    order = {c.key: i for i, c in enumerate(todo)}
-    reports.sort(key=lambda rep: order[Case(**rep["case"]).key])
     figure = None if interrupted else speed(2.0 if tier == "quick" else 7.0)
+    return _assembled(tier, fingerprint, todo, reports, started, figure, finished=not interrupted)
+
+
+def _assembled(
+    tier: str,
+    fingerprint: str,
+    todo: Sequence[Case],
+    reports: list[dict[str, Any]],
+    started: float,
+    figure: dict[str, float] | None,
+    *,
+    finished: bool = False,
+) -> dict[str, Any]:
+    """The result of the cases in ``reports`` (in ``todo``'s order), with their verdicts and
+    summaries; ``"interrupted": true`` unless every planned case finished."""
+    order = {c.key: i for i, c in enumerate(todo)}
+    ordered = sorted(reports, key=lambda rep: order[Case(**rep["case"]).key])
     result: dict[str, Any] = {
         "tier": tier,
         "fingerprint": fingerprint,
-        "cases": [{**rep, "verdict": verdict(rep)} for rep in reports],
-        "regimes": summarise_regimes(reports),
-        "series": summarise_series(reports),
+        "cases": [{**rep, "verdict": verdict(rep)} for rep in ordered],
+        "regimes": summarise_regimes(ordered),
+        "series": summarise_series(ordered),
         "speed": figure,
         "planned": len(todo),
         "wall_s": time.perf_counter() - started,
     }
-    if interrupted:
+    if not finished:
         result["interrupted"] = True
     return result
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """Within: SIGTERM (a service manager, ``kill``, a session ending) stops the run as Ctrl-C
+    does, so the finished cases are reported and written instead of lost; the handler before
+    is restored after."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _worker_signals() -> None:
+    """A worker forked inside ``_stopped_by_sigterm`` would inherit its handler; a terminated
+    worker should just end (its case is lost, its cached baselines are not)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class MergeError(ValueError):
@@ -950,17 +998,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     planned = cases(tier, days=args.days, seeds=args.seeds) if TRACES.is_dir() else []
     with_seeds = bool(planned) and planned[0].seeds > 1
     print(case_header(with_seeds=with_seeds), flush=True)
-    result = run(
-        tier,
-        jobs=args.jobs,
-        only=args.only,
-        series=args.series,
-        days=args.days,
-        seeds=args.seeds,
-        cache=args.cache,
-        on_case=lambda rep: print(case_line(rep, with_seeds=with_seeds), flush=True),
-        policy=args.policy,
-    )
+    json_path: Path | None = args.json
+    with _stopped_by_sigterm():
+        result = run(
+            tier,
+            jobs=args.jobs,
+            only=args.only,
+            series=args.series,
+            days=args.days,
+            seeds=args.seeds,
+            cache=args.cache,
+            on_case=lambda rep: print(case_line(rep, with_seeds=with_seeds), flush=True),
+            policy=args.policy,
+            checkpoint=None
+            if json_path is None
+            else lambda partial: write_result(partial, json_path),
+        )
     if "skipped" in result:
         return 0
     text = markdown(result)

@@ -3,7 +3,12 @@ baseline cache, and how each case is judged against the issue's three targets.""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +357,66 @@ def test_a_case_where_ours_misses_the_slo_has_no_cost_figure_in_the_medians() ->
         }
     )
     assert f"median ours/cheapest {1.10 / 1.20:.3f}, worst {1.10 / 1.20:.3f}" in text
+
+
+_FAKE_CASES = [
+    db.Case("f.csv", series, 40.0, "gen4n_high", "current", 2.0, 1) for series in ("S", "T")
+]
+
+
+def _fake_case(case: db.Case, *_: object) -> dict[str, Any]:
+    """A finished case at once for ``S``; ``T`` takes long enough to be stopped in flight."""
+    if case.series == "T":
+        time.sleep(2.0)
+    rep = _report((1.10, True), (1.20, True), swing=2.0)
+    return {**rep, "case": dataclasses.asdict(case)}
+
+
+@pytest.fixture
+def fake_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench's bookkeeping around two canned cases (a real case replays 28 days)."""
+    monkeypatch.setattr(db, "TRACES", tmp_path)
+    monkeypatch.setattr(db, "cases", lambda *_, **__: list(_FAKE_CASES))
+    monkeypatch.setattr(db, "run_case", _fake_case)
+    monkeypatch.setattr(db, "speed", lambda days: {"days": days})
+
+
+def test_every_finished_case_is_checkpointed_until_the_run_ends(
+    fake_cases: None, tmp_path: Path
+) -> None:
+    seen: list[dict[str, Any]] = []
+    result = db.run("full", jobs=1, cache=tmp_path / "cache", checkpoint=seen.append)
+    assert [[c["case"]["series"] for c in r["cases"]] for r in seen] == [["S"]]
+    assert seen[0]["interrupted"] is True
+    assert seen[0]["planned"] == 2
+    assert [c["case"]["series"] for c in result["cases"]] == ["S", "T"]
+    assert "interrupted" not in result
+
+
+def test_sigterm_stops_the_run_and_keeps_the_finished_cases(
+    fake_cases: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "part.json"
+    checkpointed: list[dict[str, Any]] = []
+
+    def terminate_after_the_first_case() -> None:
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        checkpointed.append(db.read_result(out))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    killer = threading.Thread(target=terminate_after_the_first_case)
+    killer.start()
+    try:
+        code = db.main(["--tier", "full", "--jobs", "1", "--json", str(out)])
+    finally:
+        killer.join()
+    assert code == 130
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only
+    assert [c["case"]["series"] for c in checkpointed[0]["cases"]] == ["S"]
+    written = db.read_result(out)
+    assert written["interrupted"] is True
+    assert [c["case"]["series"] for c in written["cases"]] == ["S"]
+    assert "Interrupted: 1 of 2 cases finished." in capsys.readouterr().out
