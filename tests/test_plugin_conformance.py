@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from autoscaler.domain.models import (
     CapacityModel,
@@ -283,3 +284,34 @@ def test_example_policy_files_are_valid(registry: PluginRegistry) -> None:
     assert by_plugin["webhook-external"] == "webhook"
     chain = next(p for p in policies if p.name == "chain-fallback")
     assert [e.plugin for e in chain.plugin_params.policies] == ["buffer", "slo", "predictive"]
+
+
+def _slo_entries(node: object) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if node.get("plugin") == "slo":
+            yield node
+        for value in node.values():
+            yield from _slo_entries(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _slo_entries(item)
+
+
+def test_example_slo_entries_carry_the_shipped_tuning() -> None:
+    """An ``slo`` entry inside a chain or a schedule without params gets the code's
+    conservative defaults (half the miss budget, no feedback loop): the examples users copy
+    carry the shipped file's tuned params instead, kept equal to it here."""
+    shipped = yaml.safe_load((EXAMPLES_DIR / "default.yaml").read_text(encoding="utf-8"))
+    tuned = shipped["spec"]["policy"]["params"]
+    nested = {
+        path.name: list(_slo_entries(yaml.safe_load(path.read_text(encoding="utf-8"))["spec"]))
+        for path in sorted(EXAMPLES_DIR.glob("*.yaml"))
+        if path.name != "default.yaml"
+    }
+    assert {name: len(entries) for name, entries in nested.items() if entries} == {
+        "chain.yaml": 1,
+        "scheduled.yaml": 1,
+    }
+    for name, entries in nested.items():
+        for entry in entries:
+            assert entry["params"] == tuned, f"policies/{name}: copy the slo params of default.yaml"
