@@ -49,12 +49,15 @@ seed (the same demand), and the totals say on how many cases ours was the cheape
 The traces are read from ``/work/shared/traces`` (not shipped with the project); without them
 the bench says so and returns an empty result.
 
-Run: ``python -m bench.decision_bench [--tier quick|standard|full] [--only TEXT]
-[--series NAME ...] [--jobs N] [--days D] [--seeds K] [--policy FILE] [--json FILE]
+Run: ``python -m bench.decision_bench [--tier quick|standard|full] [--only TEXT] [--series NAME
+...] [--jobs N] [--days D] [--seeds K] [--policy FILE] [--baselines-from FILE ...] [--json FILE]
 [--markdown FILE]`` (``--quick`` is ``--tier quick``; ``--series`` keeps the named series,
 exactly; ``--policy`` scores that file as ours, default the shipped one; ``--days`` /
 ``--seeds`` override the tier's window and seeds: ``--tier full --days 2 --seeds 1`` is every
-series on the standard tier's footing, about three times as long as ``standard``).
+series on the standard tier's footing, about three times as long as ``standard``;
+``--baselines-from bench/results/….json.gz`` fills the cache first with the baselines of the
+cases those results ran on the same code, recorded per case, so a policy change reruns only ours
+where the merged results already hold the case).
 
 Merge: ``python -m bench.decision_bench --merge FILE [FILE ...] [--json OUT] [--markdown OUT]``
 runs nothing; it joins the ``--json`` results of earlier runs (a few series each, over several
@@ -441,6 +444,7 @@ def run_case(
         "swing": daily_swing(case),
         "windows": stream_class_info(case.stream_class).windows,
         "case_wall_s": time.perf_counter() - started,
+        "fingerprint": cache.name,  # of the code the baselines ran (the cache folder's name)
     }
 
 
@@ -567,6 +571,7 @@ def run(
     on_case: Callable[[dict[str, Any]], None] | None = None,
     policy: Path = DEFAULT_POLICY_FILE,
     checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    baselines_from: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Every case of ``tier`` (filtered), ``jobs`` at a time. After each finished case,
     ``checkpoint`` (if given) gets the result so far, marked interrupted: a run stopped without
@@ -581,6 +586,14 @@ def run(
         if (not only or only in f"{c.series} {c.regime}") and (not series or c.series in series)
     ]
     fingerprint = baseline_fingerprint()
+    if baselines_from:
+        primed, other = prime_cache(baselines_from, todo, cache / fingerprint)
+        print(f"baselines of {primed} case(s) taken from {len(baselines_from)} earlier result(s)")
+        for version, count in sorted(other.items()):
+            print(
+                f"note: {count} case(s) in them ran on other code (fingerprint {version}, "
+                f"now {fingerprint}): their baselines are run again"
+            )
     started = time.perf_counter()
     reports: list[dict[str, Any]] = []
     interrupted = False
@@ -667,6 +680,44 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def prime_cache(
+    paths: Sequence[Path], todo: Sequence[Case], folder: Path
+) -> tuple[int, dict[str, int]]:
+    """Baselines of ``todo``'s cases taken from earlier ``--json`` results into the cache
+    ``folder`` (named by the current fingerprint), where the result says they ran on that very
+    code; cases already cached are left alone.
+
+    Why: the cache does not outlive the machine, the results in ``bench/results/`` do, and the
+    baselines' sweeps are most of a case's time: rerunning ours on every case after a change
+    to our policy then costs ours' runs only. Returns how many cases were primed, and how many
+    were passed over per other fingerprint (their baselines ran on other code, or the file
+    does not say which)."""
+    wanted = {c.key: c for c in todo if not (folder / f"{c.key}.json").is_file()}
+    primed = 0
+    other: dict[str, int] = {}
+    for rep in merge(paths)["cases"]:
+        case = Case(**rep["case"])
+        if case.key not in wanted:
+            continue
+        fingerprint = rep.get("fingerprint") or "unknown"
+        if fingerprint != folder.name:
+            other[fingerprint] = other.get(fingerprint, 0) + 1
+            continue
+        entry = {
+            "case": asdict(case),
+            "results": [r for r in rep["results"] if r["policy"] != "ours"],
+            "spread": {k: v for k, v in (rep.get("spread") or {}).items() if k != "ours"},
+            "unavailable": rep.get("unavailable", {}),
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f"{case.key}.tmp"
+        partial.write_text(json.dumps(entry, indent=1, default=str), encoding="utf-8")
+        partial.replace(folder / f"{case.key}.json")
+        del wanted[case.key]
+        primed += 1
+    return primed, other
+
+
 class MergeError(ValueError):
     """A file given to ``--merge`` that is not a decision-bench result (names the file)."""
 
@@ -715,6 +766,9 @@ def merge(
         for fingerprint in known if isinstance(known, list) else [known]:
             if isinstance(fingerprint, str) and fingerprint not in fingerprints:
                 fingerprints.append(fingerprint)
+        # A file from one run (or one code version) vouches for each of its cases; a merge of
+        # several versions is only as good as the cases' own record.
+        whole_file = known if isinstance(known, str) else None
         for rep in data["cases"]:
             case = Case(**rep["case"])
             if only and only not in f"{case.series} {case.regime}":
@@ -727,7 +781,10 @@ def merge(
                 superseded += 1
                 if Case(**held["case"]).seeds > case.seeds:
                     continue
-            chosen[slot] = {k: v for k, v in rep.items() if k != "verdict"}
+            kept = {k: v for k, v in rep.items() if k != "verdict"}
+            if whole_file is not None and not kept.get("fingerprint"):
+                kept["fingerprint"] = whole_file
+            chosen[slot] = kept
     reports = sorted(
         chosen.values(),
         key=lambda rep: (
@@ -955,6 +1012,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument(
+        "--baselines-from",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="take the baselines of cases these earlier --json results (.gz too) ran on the "
+        "same code into the cache first (e.g. bench/results/*.json.gz): ours is run again",
+    )
+    parser.add_argument(
         "--merge",
         type=Path,
         nargs="+",
@@ -1010,6 +1076,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache=args.cache,
             on_case=lambda rep: print(case_line(rep, with_seeds=with_seeds), flush=True),
             policy=args.policy,
+            baselines_from=args.baselines_from,
             checkpoint=None
             if json_path is None
             else lambda partial: write_result(partial, json_path),

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from autoscaler.backtest import baselines
@@ -420,3 +422,37 @@ def test_sigterm_stops_the_run_and_keeps_the_finished_cases(
     assert written["interrupted"] is True
     assert [c["case"]["series"] for c in written["cases"]] == ["S"]
     assert "Interrupted: 1 of 2 cases finished." in capsys.readouterr().out
+
+
+def test_baselines_from_an_earlier_result_are_reused_only_on_the_same_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case run afresh, its result written, then primed into an empty cache: the rerun reads
+    the very rows it would compute (the cache outlives no machine, bench/results/ does); a
+    result from other code primes nothing."""
+    trace = synthetic_trace(peak=100, days=1.0, step_s=600, seed=3, trough_ratio=3)
+    stamps = pd.to_datetime(np.asarray(trace.times), unit="s", utc=True)
+    frame = pd.DataFrame({"timestamp": stamps.strftime("%Y-%m-%dT%H:%M:%SZ"), "S": trace.values})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    monkeypatch.setattr(db, "TRACES", tmp_path)
+    case = db.Case("t.csv", "S", 20.0, "gen4n_high", "current", 0.25, 1)
+    first = db.run_case(case, tmp_path / "cache-a" / "same-code")
+    assert first["fingerprint"] == "same-code"
+    earlier = tmp_path / "earlier.json.gz"
+    db.write_result({"fingerprint": "same-code", "cases": [first]}, earlier)
+
+    assert db.prime_cache([earlier], [case], tmp_path / "cache-b" / "other-code") == (
+        0,
+        {"same-code": 1},
+    )
+    assert not (tmp_path / "cache-b").exists()
+
+    fresh = tmp_path / "cache-c" / "same-code"
+    assert db.prime_cache([earlier], [case], fresh) == (1, {})
+    again = db.run_case(case, fresh)
+    baselines = [r for r in first["results"] if r["policy"] != "ours"]
+    assert baselines  # the sweep ran: there is something to reuse
+    assert [r for r in again["results"] if r["policy"] != "ours"] == baselines
+    assert again["spread"] == first["spread"]  # ours' own spread replayed the same
+    assert again["unavailable"] == first["unavailable"]
+    assert again["summary"] == first["summary"]
