@@ -36,7 +36,8 @@ but our own plugin, the plugins and the location lifecycle no baseline runs, and
 I/O). Rerunning after a change to our policy replays only ours; a change to the model or the
 baselines starts a fresh cache. A case's baselines are written as soon as they finish, so an
 interrupted run (Ctrl-C, a session ending) resumes where it stopped and ``full`` fills in over
-several runs. Ctrl-C or SIGTERM prints the cases that finished and writes them to ``--json``;
+several runs. Ctrl-C or SIGTERM stops the cases in flight at once, prints the cases that
+finished and writes them to ``--json``;
 that file is also rewritten after every finished case (marked ``"interrupted": true`` until the
 last), so even a kill without warning loses only ours' runs of the cases in flight.
 
@@ -74,6 +75,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import multiprocessing
 import signal
 import statistics
 import sys
@@ -620,13 +622,25 @@ def run(
                 checkpoint(_assembled(tier, fingerprint, todo, reports, started, None))
     except KeyboardInterrupt:
         interrupted = True
+        workers = _workers(pool)  # shutdown forgets them
         pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            # Stop the cases in flight at once: the interpreter's exit would otherwise wait
+            # for them (minutes each). What finished is kept; their cached baselines too.
+            process.terminate()
     else:
         pool.shutdown()
     finally:
         snapshot_dir.cleanup()
     figure = None if interrupted else speed(2.0 if tier == "quick" else 7.0)
     return _assembled(tier, fingerprint, todo, reports, started, figure, finished=not interrupted)
+
+
+def _workers(pool: ProcessPoolExecutor) -> list[multiprocessing.Process]:
+    """The pool's live worker processes (ProcessPoolExecutor has no public way to stop the
+    work they run before Python 3.14)."""
+    processes = getattr(pool, "_processes", None) or {}
+    return [p for p in processes.values() if p.is_alive()]
 
 
 def _assembled(

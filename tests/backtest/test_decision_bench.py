@@ -4,6 +4,7 @@ baseline cache, and how each case is judged against the issue's three targets.""
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import shutil
 import signal
@@ -417,6 +418,9 @@ def test_sigterm_stops_the_run_and_keeps_the_finished_cases(
         killer.join()
     assert code == 130
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only
+    for worker in multiprocessing.active_children():
+        worker.join(timeout=1.0)  # a terminated worker is gone at once; ``T`` sleeps 2 s
+    assert not multiprocessing.active_children(), "the case in flight was left running"
     assert [c["case"]["series"] for c in checkpointed[0]["cases"]] == ["S"]
     written = db.read_result(out)
     assert written["interrupted"] is True
