@@ -3,17 +3,21 @@
 Replays a trace through the controller's real pipeline in virtual time (see
 ``autoscaler.backtest.runner``) and prints a table (or JSON) with cost, the in-use bound,
 service shares, start waits and capacity updates per policy, plus the cheapest baseline that
-meets the SLO and our cost relative to it. Long runs show a progress line; Ctrl-C stops and
-prints what finished (exit 130).
+meets the SLO and our cost relative to it. Long runs show a progress line; Ctrl-C or SIGTERM
+(``kill``, ``timeout``, a container or a Kubernetes Job stopped) stops and prints what finished
+(exit 130).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
+import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -77,6 +81,26 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """Within: SIGTERM to this process stops the runs as Ctrl-C does, so a backtest stopped
+    by ``timeout`` or its container still reports the policies that finished."""
+    owner = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() != owner:  # a forked child that kept the handler: just end
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def run(args: argparse.Namespace) -> int:
     from autoscaler.backtest.parallel import usable_cores  # noqa: PLC0415
     from autoscaler.backtest.runner import backtest  # noqa: PLC0415
@@ -98,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(task, description=message, advance=1)
 
     try:
-        with bar:
+        with bar, _sigterm_as_ctrl_c():
             report = backtest(
                 args.trace,
                 args.series,

@@ -164,6 +164,51 @@ def test_ctrl_c_to_the_whole_process_group_prints_no_traceback(tmp_path: Path) -
         assert json.loads(out)["interrupted"] is True
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigterm_to_the_cli_reports_what_finished(tmp_path: Path, jobs: int) -> None:
+    """``timeout``, ``kill`` or a stopped container send SIGTERM to the command alone: it stops
+    as Ctrl-C does, prints what finished as JSON and exits 130, leaving no worker behind."""
+    long_trace = write_trace_csv(tmp_path / "day.csv", days=1.2)
+    command = [sys.executable, "-m", "autoscaler", "backtest", "--trace", str(long_trace)]
+    command += ["--peak", "40", "--seeds", "2", "--jobs", str(jobs), "--output", "json"]
+    cli_run = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_workers(cli_run.pid)) < (jobs if jobs > 1 else 0):
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.02)
+        time.sleep(3.0)  # mid-run
+        workers = _workers(cli_run.pid)
+        cli_run.send_signal(signal.SIGTERM)
+        out, err = cli_run.communicate(timeout=50)
+    finally:  # a failing run leaves nothing behind
+        if cli_run.poll() is None:
+            os.killpg(cli_run.pid, signal.SIGKILL)
+            cli_run.wait()
+    assert cli_run.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted: results above are the runs that finished" in err
+    assert json.loads(out)["interrupted"] is True
+    time.sleep(0.5)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived it"
+
+
+def _workers(pid: int) -> list[int]:
+    """The backtest worker processes among ``pid``'s children (not the resource tracker,
+    which multiprocessing ends on its own once its parent is gone)."""
+    found = []
+    for child in _children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            continue  # it ended meanwhile
+    return found
+
+
 def _children(pid: int) -> list[int]:
     """Child processes of ``pid`` (started by any of its threads)."""
     found: list[int] = []
