@@ -33,8 +33,10 @@ Why a cache: the baselines' hindsight sweeps still dominate a case and do not de
 policy, so they are stored per case under ``.bench-cache/decision/<fingerprint>/`` (the
 fingerprint hashes the code that decides a baseline's result: everything in ``autoscaler/``
 but our own plugin, the plugins and the location lifecycle no baseline runs, and the daemon's
-I/O). Rerunning after a change to our policy replays only ours; a change to the model or the
-baselines starts a fresh cache. A case's baselines are written as soon as they finish, so an
+I/O). The SLO and price the baselines are tuned and billed to come from the policy file
+scored as ours: a ``--policy`` file that sets others gets cache entries of its own. Rerunning
+after a change to our policy replays only ours; a change to the model or the baselines starts
+a fresh cache. A case's baselines are written as soon as they finish, so an
 interrupted run (Ctrl-C, a session ending) resumes where it stopped and ``full`` fills in over
 several runs. Ctrl-C or SIGTERM stops the cases in flight at once, prints the cases that
 finished and writes them to ``--json``;
@@ -72,6 +74,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import gzip
 import hashlib
 import json
@@ -401,7 +404,10 @@ def run_case(
     snapshot of another file) and the baselines (from ``cache``, the fingerprint's folder,
     else run and stored there)."""
     started = time.perf_counter()
-    stored = cache / f"{case.key}.json"
+    registry = backtest_registry()
+    policy = load_policy_file(policy_file, resolve_params=registry.validate_params)
+    terms = baseline_terms(policy, case.stream_class)
+    stored = cache_entry(cache, case, terms)
     known: dict[str, Any] | None = None
     if stored.is_file():
         known = json.loads(stored.read_text(encoding="utf-8"))
@@ -422,8 +428,6 @@ def run_case(
     if shown_as is not None:
         ours = [{**r, "params": {**r["params"], "file": shown_as}} for r in ours]
     if known is None:
-        registry = backtest_registry()
-        policy = load_policy_file(policy_file, resolve_params=registry.validate_params)
         rows, spreads, unavailable = hindsight_baselines(case_backtest(case, policy))
         known = {
             "case": asdict(case),
@@ -447,7 +451,36 @@ def run_case(
         "windows": stream_class_info(case.stream_class).windows,
         "case_wall_s": time.perf_counter() - started,
         "fingerprint": cache.name,  # of the code the baselines ran (the cache folder's name)
+        "baseline_terms": terms,
     }
+
+
+def baseline_terms(policy: Policy, stream_class: str) -> dict[str, Any]:
+    """What a baseline's result depends on besides the code and the case: the SLO it is
+    tuned to meet and the price it is billed at, both read from the policy file scored as
+    ours (``case_backtest``)."""
+    return {
+        "slo": {"instant": policy.slo.instant, "failed": policy.slo.failed},
+        "price": policy.price_for(stream_class),
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def _shipped_terms(stream_class: str) -> dict[str, Any]:
+    policy = load_policy_file(
+        DEFAULT_POLICY_FILE, resolve_params=backtest_registry().validate_params
+    )
+    return baseline_terms(policy, stream_class)
+
+
+def cache_entry(folder: Path, case: Case, terms: dict[str, Any]) -> Path:
+    """Where ``case``'s baselines for ``terms`` are cached in the fingerprint's ``folder``:
+    the plain key for the shipped policy's SLO and price, a suffixed one for a ``--policy``
+    file that sets others (whose baselines are tuned to another target)."""
+    if terms == _shipped_terms(case.stream_class):
+        return folder / f"{case.key}.json"
+    digest = hashlib.sha256(json.dumps(terms, sort_keys=True).encode()).hexdigest()[:10]
+    return folder / f"{case.key}-{digest}.json"
 
 
 def _shown(path: Path) -> str:
@@ -589,7 +622,7 @@ def run(
     ]
     fingerprint = baseline_fingerprint()
     if baselines_from:
-        primed, other = prime_cache(baselines_from, todo, cache / fingerprint)
+        primed, other = prime_cache(baselines_from, todo, cache / fingerprint, policy)
         print(f"baselines of {primed} case(s) taken from {len(baselines_from)} earlier result(s)")
         for version, count in sorted(other.items()):
             print(
@@ -610,30 +643,51 @@ def run(
         # One fingerprint for the whole run, taken before any case starts: the workers run
         # the code they imported at start, whatever is edited on disk meanwhile.
         folder = cache / fingerprint
-        futures: list[Future[dict[str, Any]]] = [
-            pool.submit(run_case, c, folder, policy_file, _shown(policy)) for c in todo
-        ]
+        # Workers fork during the submits: SIGTERM waits until they have reset its handler.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            futures: list[Future[dict[str, Any]]] = [
+                pool.submit(run_case, c, folder, policy_file, _shown(policy)) for c in todo
+            ]
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         for done in as_completed(futures):
             rep = done.result()
             reports.append(rep)
             if on_case is not None:
                 on_case(rep)
-            if checkpoint is not None and len(reports) < len(todo):
+            if checkpoint is not None:  # the last one too: a stop during speed() keeps it
                 checkpoint(_assembled(tier, fingerprint, todo, reports, started, None))
     except KeyboardInterrupt:
         interrupted = True
-        workers = _workers(pool)  # shutdown forgets them
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in workers:
-            # Stop the cases in flight at once: the interpreter's exit would otherwise wait
-            # for them (minutes each). What finished is kept; their cached baselines too.
-            process.terminate()
+        _stop_now(pool)
+    except BaseException:
+        _stop_now(pool)  # a failed checkpoint write: no hours of cases nobody will see
+        raise
     else:
         pool.shutdown()
     finally:
         snapshot_dir.cleanup()
-    figure = None if interrupted else speed(2.0 if tier == "quick" else 7.0)
-    return _assembled(tier, fingerprint, todo, reports, started, figure, finished=not interrupted)
+    figure = None
+    if not interrupted:
+        try:
+            figure = speed(2.0 if tier == "quick" else 7.0)
+        except KeyboardInterrupt:
+            interrupted = True  # every case finished; only the speed figure is missing
+    result = _assembled(tier, fingerprint, todo, reports, started, figure)
+    if interrupted:
+        result["interrupted"] = True
+    return result
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Cancel the cases not started and stop those in flight at once: the interpreter's exit
+    would otherwise wait for them (minutes each). What finished is kept; their cached
+    baselines too."""
+    workers = _workers(pool)  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.terminate()
 
 
 def _workers(pool: ProcessPoolExecutor) -> list[multiprocessing.Process]:
@@ -650,8 +704,6 @@ def _assembled(
     reports: list[dict[str, Any]],
     started: float,
     figure: dict[str, float] | None,
-    *,
-    finished: bool = False,
 ) -> dict[str, Any]:
     """The result of the cases in ``reports`` (in ``todo``'s order), with their verdicts and
     summaries; ``"interrupted": true`` unless every planned case finished."""
@@ -667,7 +719,7 @@ def _assembled(
         "planned": len(todo),
         "wall_s": time.perf_counter() - started,
     }
-    if not finished:
+    if len(ordered) < len(todo):
         result["interrupted"] = True
     return result
 
@@ -690,45 +742,64 @@ def _stopped_by_sigterm() -> Iterator[None]:
 
 def _worker_signals() -> None:
     """A worker forked inside ``_stopped_by_sigterm`` would inherit its handler; a terminated
-    worker should just end (its case is lost, its cached baselines are not)."""
+    worker should just end (its case is lost, its cached baselines are not). It was forked
+    with SIGTERM blocked (``run``), so none arrives before this."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def prime_cache(
-    paths: Sequence[Path], todo: Sequence[Case], folder: Path
+    paths: Sequence[Path],
+    todo: Sequence[Case],
+    folder: Path,
+    policy_file: Path = DEFAULT_POLICY_FILE,
 ) -> tuple[int, dict[str, int]]:
     """Baselines of ``todo``'s cases taken from earlier ``--json`` results into the cache
     ``folder`` (named by the current fingerprint), where the result says they ran on that very
-    code; cases already cached are left alone.
+    code, for the SLO and price ``policy_file`` sets; cases already cached are left alone.
 
     Why: the cache does not outlive the machine, the results in ``bench/results/`` do, and the
     baselines' sweeps are most of a case's time: rerunning ours on every case after a change
-    to our policy then costs ours' runs only. Returns how many cases were primed, and how many
-    were passed over per other fingerprint (their baselines ran on other code, or the file
-    does not say which)."""
-    wanted = {c.key: c for c in todo if not (folder / f"{c.key}.json").is_file()}
+    to our policy then costs ours' runs only. Every case of every file is looked at (not only
+    the one a merge would keep). Returns how many cases were primed, and how many entries of
+    the wanted cases were passed over per other fingerprint (their baselines ran on other
+    code, or the file does not say which). Raises ``MergeError`` naming an unreadable file."""
+    policy = load_policy_file(policy_file, resolve_params=backtest_registry().validate_params)
+    wanted: dict[str, tuple[Case, dict[str, Any], Path]] = {}
+    for c in todo:
+        terms = baseline_terms(policy, c.stream_class)
+        entry_path = cache_entry(folder, c, terms)
+        if not entry_path.is_file():
+            wanted[c.key] = (c, terms, entry_path)
     primed = 0
     other: dict[str, int] = {}
-    for rep in merge(paths)["cases"]:
-        case = Case(**rep["case"])
-        if case.key not in wanted:
-            continue
-        fingerprint = rep.get("fingerprint") or "unknown"
-        if fingerprint != folder.name:
-            other[fingerprint] = other.get(fingerprint, 0) + 1
-            continue
-        entry = {
-            "case": asdict(case),
-            "results": [r for r in rep["results"] if r["policy"] != "ours"],
-            "spread": {k: v for k, v in (rep.get("spread") or {}).items() if k != "ours"},
-            "unavailable": rep.get("unavailable", {}),
-        }
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f"{case.key}.tmp"
-        partial.write_text(json.dumps(entry, indent=1, default=str), encoding="utf-8")
-        partial.replace(folder / f"{case.key}.json")
-        del wanted[case.key]
-        primed += 1
+    for path in paths:
+        data = read_result(path)
+        whole_file = data.get("fingerprint") if isinstance(data.get("fingerprint"), str) else None
+        for rep in data["cases"]:
+            key = Case(**rep["case"]).key
+            if key not in wanted:
+                continue
+            case, terms, entry_path = wanted[key]
+            fingerprint = rep.get("fingerprint") or whole_file or "unknown"
+            if fingerprint != folder.name:
+                other[fingerprint] = other.get(fingerprint, 0) + 1
+                continue
+            # Results written before the terms were recorded all ran the shipped SLO and price.
+            if rep.get("baseline_terms", _shipped_terms(case.stream_class)) != terms:
+                continue
+            entry = {
+                "case": asdict(case),
+                "results": [r for r in rep["results"] if r["policy"] != "ours"],
+                "spread": {k: v for k, v in (rep.get("spread") or {}).items() if k != "ours"},
+                "unavailable": rep.get("unavailable", {}),
+            }
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = entry_path.with_suffix(".tmp")
+            partial.write_text(json.dumps(entry, indent=1, default=str), encoding="utf-8")
+            partial.replace(entry_path)
+            del wanted[key]
+            primed += 1
     return primed, other
 
 
@@ -1074,6 +1145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem is not None:
             print(f"decision bench: --policy {args.policy}: {problem}", file=sys.stderr)
             return 2
+    for given in args.baselines_from:
+        try:
+            read_result(given)
+        except MergeError as error:
+            print(f"decision bench: --baselines-from {error}", file=sys.stderr)
+            return 2
+    if args.json is not None and not args.json.parent.is_dir():
+        print(
+            f"decision bench: --json {args.json}: no folder {args.json.parent} to write it in",
+            file=sys.stderr,
+        )
+        return 2
     tier = "quick" if args.quick else args.tier
     planned = cases(tier, days=args.days, seeds=args.seeds) if TRACES.is_dir() else []
     with_seeds = bool(planned) and planned[0].seeds > 1

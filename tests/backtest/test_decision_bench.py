@@ -389,11 +389,39 @@ def test_every_finished_case_is_checkpointed_until_the_run_ends(
 ) -> None:
     seen: list[dict[str, Any]] = []
     result = db.run("full", jobs=1, cache=tmp_path / "cache", checkpoint=seen.append)
-    assert [[c["case"]["series"] for c in r["cases"]] for r in seen] == [["S"]]
+    assert [[c["case"]["series"] for c in r["cases"]] for r in seen] == [["S"], ["S", "T"]]
     assert seen[0]["interrupted"] is True
     assert seen[0]["planned"] == 2
+    assert "interrupted" not in seen[1]  # every case in: a stop during speed() loses none
     assert [c["case"]["series"] for c in result["cases"]] == ["S", "T"]
     assert "interrupted" not in result
+    assert result["speed"] == {"days": 7.0}
+
+
+def test_a_stop_while_timing_the_speed_keeps_every_case(
+    fake_cases: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def stopped(days: float) -> dict[str, float]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(db, "speed", stopped)
+    result = db.run("full", jobs=1, cache=tmp_path / "cache")
+    assert [c["case"]["series"] for c in result["cases"]] == ["S", "T"]
+    assert result["interrupted"] is True
+    assert result["speed"] is None
+
+
+def test_unusable_outputs_and_inputs_are_refused_before_any_case(
+    fake_cases: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = tmp_path / "no-such-folder" / "part.json"
+    assert db.main(["--tier", "full", "--json", str(gone)]) == 2
+    assert f"--json {gone}: no folder" in capsys.readouterr().err
+    assert db.main(["--tier", "full", "--baselines-from", str(tmp_path / "old.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--baselines-from" in err
+    assert "old.json: no such file" in err
+    assert "Traceback" not in err
 
 
 def test_sigterm_stops_the_run_and_keeps_the_finished_cases(
@@ -450,6 +478,16 @@ def test_baselines_from_an_earlier_result_are_reused_only_on_the_same_code(
         {"same-code": 1},
     )
     assert not (tmp_path / "cache-b").exists()
+
+    # another SLO tunes other baselines: a policy setting one gets its own cache entry
+    stricter = tmp_path / "stricter.yaml"
+    stricter.write_text(
+        db.DEFAULT_POLICY_FILE.read_text().replace("instant: 0.99 ", "instant: 0.995 ")
+    )
+    assert db.prime_cache([earlier], [case], tmp_path / "cache-d" / "same-code", stricter) == (
+        0,
+        {},
+    )
 
     fresh = tmp_path / "cache-c" / "same-code"
     assert db.prime_cache([earlier], [case], fresh) == (1, {})

@@ -177,11 +177,14 @@ def test_sigterm_to_the_cli_reports_what_finished(tmp_path: Path, jobs: int) -> 
     )
     try:
         deadline = time.monotonic() + 60
-        while len(_workers(cli_run.pid)) < (jobs if jobs > 1 else 0):
-            assert time.monotonic() < deadline, "the workers never started"
+        while not _catches_sigterm(cli_run.pid) or len(_workers(cli_run.pid)) < (
+            jobs if jobs > 1 else 0
+        ):
+            assert time.monotonic() < deadline, "the runs never started"
             time.sleep(0.02)
-        time.sleep(3.0)  # mid-run
+        time.sleep(2.0)  # mid-run (the whole backtest takes tens of seconds)
         workers = _workers(cli_run.pid)
+        assert cli_run.poll() is None, "finished before it could be stopped"
         cli_run.send_signal(signal.SIGTERM)
         out, err = cli_run.communicate(timeout=50)
     finally:  # a failing run leaves nothing behind
@@ -194,6 +197,16 @@ def test_sigterm_to_the_cli_reports_what_finished(tmp_path: Path, jobs: int) -> 
     assert json.loads(out)["interrupted"] is True
     time.sleep(0.5)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived it"
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether ``pid`` has a handler for SIGTERM installed (its SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
 
 
 def _workers(pid: int) -> list[int]:
