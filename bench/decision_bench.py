@@ -72,7 +72,6 @@ tables in BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import gzip
@@ -84,7 +83,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -113,6 +112,7 @@ from autoscaler.backtest.runner import (
 from autoscaler.backtest.scoring import Result, aggregate, idle_split_text
 from autoscaler.backtest.sessions import SessionPlan
 from autoscaler.backtest.traces import longest_stretch, read_trace
+from autoscaler.commands.backtest import sigterm_as_ctrl_c
 from autoscaler.domain.classes import stream_class_info
 from autoscaler.domain.errors import ConfigError
 from autoscaler.domain.models import CapacityModel
@@ -724,24 +724,8 @@ def _assembled(
     return result
 
 
-@contextlib.contextmanager
-def _stopped_by_sigterm() -> Iterator[None]:
-    """Within: SIGTERM (a service manager, ``kill``, a session ending) stops the run as Ctrl-C
-    does, so the finished cases are reported and written instead of lost; the handler before
-    is restored after."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    before = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
-
-
 def _worker_signals() -> None:
-    """A worker forked inside ``_stopped_by_sigterm`` would inherit its handler; a terminated
+    """A worker forked inside ``sigterm_as_ctrl_c`` would inherit its handler; a terminated
     worker should just end (its case is lost, its cached baselines are not). It was forked
     with SIGTERM blocked (``run``), so none arrives before this."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -1162,7 +1146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with_seeds = bool(planned) and planned[0].seeds > 1
     print(case_header(with_seeds=with_seeds), flush=True)
     json_path: Path | None = args.json
-    with _stopped_by_sigterm():
+    with sigterm_as_ctrl_c():
         result = run(
             tier,
             jobs=args.jobs,

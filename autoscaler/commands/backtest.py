@@ -82,9 +82,10 @@ def register(subparsers: Any) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
+def sigterm_as_ctrl_c() -> Iterator[None]:
     """Within: SIGTERM to this process stops the runs as Ctrl-C does, so a backtest stopped
-    by ``timeout`` or its container still reports the policies that finished."""
+    by ``timeout`` or its container still reports the policies that finished (the decision
+    bench uses it too); the handler before is restored after."""
     owner = os.getpid()
 
     def stop(signum: int, frame: object) -> None:
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(task, description=message, advance=1)
 
     try:
-        with bar, _sigterm_as_ctrl_c():
+        with bar, sigterm_as_ctrl_c():
             report = backtest(
                 args.trace,
                 args.series,
