@@ -78,12 +78,11 @@ import gzip
 import hashlib
 import json
 import multiprocessing
-import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -435,10 +434,7 @@ def run_case(
             "spread": spreads,
             "unavailable": unavailable,
         }
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        partial = stored.with_suffix(".tmp")
-        partial.write_text(json.dumps(known, indent=1, default=str), encoding="utf-8")
-        partial.replace(stored)  # whole file or none: a killed run leaves no half entry
+        _store_entry(stored, known)
     rows = ours + known["results"]
     return {
         "case": asdict(case),
@@ -453,6 +449,15 @@ def run_case(
         "fingerprint": cache.name,  # of the code the baselines ran (the cache folder's name)
         "baseline_terms": terms,
     }
+
+
+def _store_entry(path: Path, entry: dict[str, Any]) -> None:
+    """A case's baselines into the cache, whole or not at all: a killed run leaves no half
+    entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(entry, indent=1, default=str), encoding="utf-8")
+    partial.replace(path)
 
 
 def baseline_terms(policy: Policy, stream_class: str) -> dict[str, Any]:
@@ -638,19 +643,16 @@ def run(
     snapshot_dir = tempfile.TemporaryDirectory(prefix="decision-bench-")
     policy_file = Path(snapshot_dir.name) / policy.name
     policy_file.write_bytes(policy.read_bytes())
-    pool = ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_worker_signals)
+    # A worker forked inside ``sigterm_as_ctrl_c`` keeps its handler, which ends any process
+    # but the one that installed it: a terminated worker just ends.
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs))
     try:
         # One fingerprint for the whole run, taken before any case starts: the workers run
         # the code they imported at start, whatever is edited on disk meanwhile.
         folder = cache / fingerprint
-        # Workers fork during the submits: SIGTERM waits until they have reset its handler.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        try:
-            futures: list[Future[dict[str, Any]]] = [
-                pool.submit(run_case, c, folder, policy_file, _shown(policy)) for c in todo
-            ]
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        futures: list[Future[dict[str, Any]]] = [
+            pool.submit(run_case, c, folder, policy_file, _shown(policy)) for c in todo
+        ]
         for done in as_completed(futures):
             rep = done.result()
             reports.append(rep)
@@ -724,14 +726,6 @@ def _assembled(
     return result
 
 
-def _worker_signals() -> None:
-    """A worker forked inside ``sigterm_as_ctrl_c`` would inherit its handler; a terminated
-    worker should just end (its case is lost, its cached baselines are not). It was forked
-    with SIGTERM blocked (``run``), so none arrives before this."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-
-
 def prime_cache(
     paths: Sequence[Path],
     todo: Sequence[Case],
@@ -758,14 +752,12 @@ def prime_cache(
     primed = 0
     other: dict[str, int] = {}
     for path in paths:
-        data = read_result(path)
-        whole_file = data.get("fingerprint") if isinstance(data.get("fingerprint"), str) else None
-        for rep in data["cases"]:
+        for rep in _vouched_cases(read_result(path)):
             key = Case(**rep["case"]).key
             if key not in wanted:
                 continue
             case, terms, entry_path = wanted[key]
-            fingerprint = rep.get("fingerprint") or whole_file or "unknown"
+            fingerprint = rep.get("fingerprint") or "unknown"
             if fingerprint != folder.name:
                 other[fingerprint] = other.get(fingerprint, 0) + 1
                 continue
@@ -778,13 +770,23 @@ def prime_cache(
                 "spread": {k: v for k, v in (rep.get("spread") or {}).items() if k != "ours"},
                 "unavailable": rep.get("unavailable", {}),
             }
-            folder.mkdir(parents=True, exist_ok=True)
-            partial = entry_path.with_suffix(".tmp")
-            partial.write_text(json.dumps(entry, indent=1, default=str), encoding="utf-8")
-            partial.replace(entry_path)
+            _store_entry(entry_path, entry)
             del wanted[key]
             primed += 1
     return primed, other
+
+
+def _vouched_cases(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The cases of a result, each with the fingerprint of the code its baselines ran on: its
+    own record, else the file's when the file names one (a file from one run, or one code
+    version, vouches for each of its cases; a merge of several is only as good as the cases'
+    own record)."""
+    known = data.get("fingerprint")
+    for rep in data["cases"]:
+        if isinstance(known, str) and not rep.get("fingerprint"):
+            yield {**rep, "fingerprint": known}
+        else:
+            yield rep
 
 
 class MergeError(ValueError):
@@ -835,10 +837,7 @@ def merge(
         for fingerprint in known if isinstance(known, list) else [known]:
             if isinstance(fingerprint, str) and fingerprint not in fingerprints:
                 fingerprints.append(fingerprint)
-        # A file from one run (or one code version) vouches for each of its cases; a merge of
-        # several versions is only as good as the cases' own record.
-        whole_file = known if isinstance(known, str) else None
-        for rep in data["cases"]:
+        for rep in _vouched_cases(data):
             case = Case(**rep["case"])
             if only and only not in f"{case.series} {case.regime}":
                 continue
@@ -850,10 +849,7 @@ def merge(
                 superseded += 1
                 if Case(**held["case"]).seeds > case.seeds:
                     continue
-            kept = {k: v for k, v in rep.items() if k != "verdict"}
-            if whole_file is not None and not kept.get("fingerprint"):
-                kept["fingerprint"] = whole_file
-            chosen[slot] = kept
+            chosen[slot] = {k: v for k, v in rep.items() if k != "verdict"}
     reports = sorted(
         chosen.values(),
         key=lambda rep: (
@@ -1129,12 +1125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem is not None:
             print(f"decision bench: --policy {args.policy}: {problem}", file=sys.stderr)
             return 2
-    for given in args.baselines_from:
-        try:
-            read_result(given)
-        except MergeError as error:
-            print(f"decision bench: --baselines-from {error}", file=sys.stderr)
-            return 2
     if args.json is not None and not args.json.parent.is_dir():
         print(
             f"decision bench: --json {args.json}: no folder {args.json.parent} to write it in",
@@ -1147,21 +1137,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(case_header(with_seeds=with_seeds), flush=True)
     json_path: Path | None = args.json
     with sigterm_as_ctrl_c():
-        result = run(
-            tier,
-            jobs=args.jobs,
-            only=args.only,
-            series=args.series,
-            days=args.days,
-            seeds=args.seeds,
-            cache=args.cache,
-            on_case=lambda rep: print(case_line(rep, with_seeds=with_seeds), flush=True),
-            policy=args.policy,
-            baselines_from=args.baselines_from,
-            checkpoint=None
-            if json_path is None
-            else lambda partial: write_result(partial, json_path),
-        )
+        try:
+            result = run(
+                tier,
+                jobs=args.jobs,
+                only=args.only,
+                series=args.series,
+                days=args.days,
+                seeds=args.seeds,
+                cache=args.cache,
+                on_case=lambda rep: print(case_line(rep, with_seeds=with_seeds), flush=True),
+                policy=args.policy,
+                baselines_from=args.baselines_from,
+                checkpoint=None
+                if json_path is None
+                else lambda partial: write_result(partial, json_path),
+            )
+        except MergeError as error:  # a --baselines-from file, read before any case runs
+            print(f"decision bench: --baselines-from {error}", file=sys.stderr)
+            return 2
     if "skipped" in result:
         return 0
     text = markdown(result)

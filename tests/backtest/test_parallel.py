@@ -3,6 +3,7 @@ returns what finished."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -13,6 +14,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,24 +142,13 @@ def test_ctrl_c_to_the_whole_process_group_prints_no_traceback(tmp_path: Path) -
     command = [sys.executable, "-m", "autoscaler", "backtest", "--trace", str(long_trace)]
     command += ["--peak", "40", "--seeds", "2", "--jobs", "2", "--output", "json"]
     for delay_s in (0.0, 5.0):  # as soon as the workers exist (still importing); mid-run
-        cli_run = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group, as a terminal's job
-        )
-        try:
+        with _cli_run(command) as cli_run:
             deadline = time.monotonic() + 60
             while len(_children(cli_run.pid)) < 3 and time.monotonic() < deadline:
                 time.sleep(0.02)  # the resource tracker and two workers
             time.sleep(delay_s)
             os.killpg(cli_run.pid, signal.SIGINT)
             out, err = cli_run.communicate(timeout=50)
-        finally:  # a failing run leaves nothing behind
-            if cli_run.poll() is None:
-                os.killpg(cli_run.pid, signal.SIGKILL)
-                cli_run.wait()
         assert cli_run.returncode == 130, err
         assert "Traceback" not in err
         assert "KeyboardInterrupt" not in err
@@ -172,10 +163,7 @@ def test_sigterm_to_the_cli_reports_what_finished(tmp_path: Path, jobs: int) -> 
     long_trace = write_trace_csv(tmp_path / "day.csv", days=1.2)
     command = [sys.executable, "-m", "autoscaler", "backtest", "--trace", str(long_trace)]
     command += ["--peak", "40", "--seeds", "2", "--jobs", str(jobs), "--output", "json"]
-    cli_run = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
+    with _cli_run(command) as cli_run:
         deadline = time.monotonic() + 60
         while not _catches_sigterm(cli_run.pid) or len(_workers(cli_run.pid)) < (
             jobs if jobs > 1 else 0
@@ -187,16 +175,27 @@ def test_sigterm_to_the_cli_reports_what_finished(tmp_path: Path, jobs: int) -> 
         assert cli_run.poll() is None, "finished before it could be stopped"
         cli_run.send_signal(signal.SIGTERM)
         out, err = cli_run.communicate(timeout=50)
-    finally:  # a failing run leaves nothing behind
-        if cli_run.poll() is None:
-            os.killpg(cli_run.pid, signal.SIGKILL)
-            cli_run.wait()
     assert cli_run.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted: results above are the runs that finished" in err
     assert json.loads(out)["interrupted"] is True
     time.sleep(0.5)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived it"
+
+
+@contextlib.contextmanager
+def _cli_run(command: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """``command`` started in its own process group (as a terminal's job); a failing test
+    leaves nothing of it behind."""
+    cli_run = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        yield cli_run
+    finally:
+        if cli_run.poll() is None:
+            os.killpg(cli_run.pid, signal.SIGKILL)
+            cli_run.wait()
 
 
 def _catches_sigterm(pid: int) -> bool:
