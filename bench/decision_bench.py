@@ -78,6 +78,7 @@ import gzip
 import hashlib
 import json
 import multiprocessing
+import signal
 import statistics
 import sys
 import tempfile
@@ -643,16 +644,19 @@ def run(
     snapshot_dir = tempfile.TemporaryDirectory(prefix="decision-bench-")
     policy_file = Path(snapshot_dir.name) / policy.name
     policy_file.write_bytes(policy.read_bytes())
-    # A worker forked inside ``sigterm_as_ctrl_c`` keeps its handler, which ends any process
-    # but the one that installed it: a terminated worker just ends.
-    pool = ProcessPoolExecutor(max_workers=max(1, jobs))
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_worker_signals)
     try:
         # One fingerprint for the whole run, taken before any case starts: the workers run
         # the code they imported at start, whatever is edited on disk meanwhile.
         folder = cache / fingerprint
-        futures: list[Future[dict[str, Any]]] = [
-            pool.submit(run_case, c, folder, policy_file, _shown(policy)) for c in todo
-        ]
+        # Workers fork during the submits: SIGTERM waits until they have reset its handler.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            futures: list[Future[dict[str, Any]]] = [
+                pool.submit(run_case, c, folder, policy_file, _shown(policy)) for c in todo
+            ]
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         for done in as_completed(futures):
             rep = done.result()
             reports.append(rep)
@@ -724,6 +728,14 @@ def _assembled(
     if len(ordered) < len(todo):
         result["interrupted"] = True
     return result
+
+
+def _worker_signals() -> None:
+    """A worker forked inside ``sigterm_as_ctrl_c`` would inherit its handler; a terminated
+    worker should just end (its case is lost, its cached baselines are not). It was forked
+    with SIGTERM blocked (``run``), so none arrives before this."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def prime_cache(
