@@ -298,9 +298,10 @@ def _slo_entries(node: object) -> Iterator[dict[str, Any]]:
 
 
 def test_example_slo_entries_carry_the_shipped_tuning() -> None:
-    """An ``slo`` entry inside a chain or a schedule without params gets the code's
-    conservative defaults (half the miss budget, no feedback loop): the examples users copy
-    carry the shipped file's tuned params instead, kept equal to it here."""
+    """An ``slo`` policy or entry without params gets the code's conservative defaults (half
+    the miss budget, no feedback loop): the examples users copy carry the shipped file's tuned
+    params instead, kept equal to it here; the shadow example also paces scale-down and aims at
+    the service level as the shipped file does, so its plans are the ones it would apply."""
     shipped = yaml.safe_load((EXAMPLES_DIR / "default.yaml").read_text(encoding="utf-8"))
     tuned = shipped["spec"]["policy"]["params"]
     nested = {
@@ -310,8 +311,13 @@ def test_example_slo_entries_carry_the_shipped_tuning() -> None:
     }
     assert {name: len(entries) for name, entries in nested.items() if entries} == {
         "chain.yaml": 1,
+        "dry-run.yaml": 1,
+        "legacy.yaml": 1,
         "scheduled.yaml": 1,
     }
     for name, entries in nested.items():
         for entry in entries:
             assert entry["params"] == tuned, f"policies/{name}: copy the slo params of default.yaml"
+    shadow = yaml.safe_load((EXAMPLES_DIR / "dry-run.yaml").read_text(encoding="utf-8"))["spec"]
+    assert shadow["slo"] == shipped["spec"]["slo"]
+    assert shadow["behavior"]["scaleDown"] == shipped["spec"]["behavior"]["scaleDown"]

@@ -614,8 +614,8 @@ def test_example_policies_are_valid_with_the_real_registry() -> None:
     policies = load_policies([examples / n for n in names])
     assert [(p.name, p.plugin) for p in policies] == [
         ("target-tracking", "target-tracking"),
-        ("legacy-group", "target-tracking"),
-        ("shadow", "target-tracking"),
+        ("legacy-group", "slo"),
+        ("shadow", "slo"),
     ]
     assert policies[1].capacity_model is CapacityModel.LEGACY
     assert policies[2].mode is Mode.FORECAST_ONLY
