@@ -498,3 +498,42 @@ def test_baselines_from_an_earlier_result_are_reused_only_on_the_same_code(
     assert again["spread"] == first["spread"]  # ours' own spread replayed the same
     assert again["unavailable"] == first["unavailable"]
     assert again["summary"] == first["summary"]
+
+
+def test_merged_tables_replace_only_the_rerun_sections_tables(tmp_path: Path) -> None:
+    """``bench.benchmarks_doc`` puts a merge's tables into BENCHMARKS.md (targets first), and
+    keeps the prose around them; a second splice replaces the first one's tables."""
+    from bench import benchmarks_doc  # noqa: PLC0415
+
+    first = _report((1.05, True), (1.20, True), swing=5.0)
+    second = _report((1.30, True), (1.20, True), swing=2.0)
+    second["case"] = {**second["case"], "series": "T"}
+    tables = db.markdown(_result([first, second]))
+    doc = (
+        "# Benchmarks\n\nintro\n\n"
+        + benchmarks_doc.SECTION_START
+        + "old tables\n\n"
+        + benchmarks_doc.SECTION_END
+        + "\n\nlater prose\n"
+    )
+    once = benchmarks_doc.splice(doc, tables)
+    assert once.startswith("# Benchmarks\n\nintro\n\n" + benchmarks_doc.SECTION_START)
+    assert once.endswith(benchmarks_doc.SECTION_END + "\n\nlater prose\n")
+    assert "old tables" not in once
+    section = once[
+        once.index(benchmarks_doc.SECTION_START) : once.index(benchmarks_doc.SECTION_END)
+    ]
+    heads = ("Targets over 2 cases", "Per regime:", "Per series:", "Per case:")
+    order = [section.index(head) for head in heads]
+    assert order == sorted(order)
+    assert section.count("| S | 40 gen4n_high current |") == 1
+    assert benchmarks_doc.splice(once, tables) == once
+
+    path, tables_path = tmp_path / "BENCHMARKS.md", tmp_path / "tables.md"
+    path.write_text(doc)
+    tables_path.write_text(db.markdown(_result([first])))  # one series: no series table
+    assert benchmarks_doc.main([str(path), str(tables_path)]) == 2
+    assert path.read_text() == doc  # nothing written
+    tables_path.write_text(tables)
+    assert benchmarks_doc.main([str(path), str(tables_path)]) == 0
+    assert path.read_text() == once
