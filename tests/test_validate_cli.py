@@ -144,9 +144,6 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 2
-    assert (
-        result.stdout
-        == f"ok: {EXAMPLES / 'legacy.yaml'} (policy legacy-group, plugin slo)\n"
-    )
+    assert result.stdout == f"ok: {EXAMPLES / 'legacy.yaml'} (policy legacy-group, plugin slo)\n"
     assert f"  - {bad}:2:1: invalid YAML:" in result.stderr
     assert "Traceback" not in result.stderr
