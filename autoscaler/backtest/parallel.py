@@ -14,12 +14,17 @@ refresh thread), and forking a process that has threads can leave a lock held in
 The usual ``spawn`` rule follows: a script that calls ``backtest(jobs=2)`` needs its
 ``if __name__ == "__main__":`` guard (the CLI has it).
 
-Ctrl-C: the terminal sends SIGINT to every process of the group, and only the parent acts on
-it. A worker ignores it, and is started with it blocked (``block_sigint`` in the threads that
-start workers), so one arriving while it still imports is dropped, not printed as a
-traceback. ``RunPool.stop`` drops queued runs and sets an event that a running run checks at
-each simulated day, so a stopped backtest returns in a second or two. A worker whose parent
-dies (``kill``, an out-of-memory kill) exits too: it would otherwise wait on its queue for ever.
+Ctrl-C and SIGTERM: the terminal sends SIGINT to every process of the group, and GNU
+``timeout`` or systemd's control-group kill send SIGTERM to all of them; only the parent acts
+on either. A worker ignores both, and is started with both blocked (``block_stop_signals`` in
+the threads that start workers), so one arriving while it still imports is held until the
+worker ignores it. For SIGINT that only spares a traceback; for SIGTERM it prevents a hang: a
+worker killed before it has read its start-up data leaves the parent blocked for ever writing
+that data (tens of MB, more than a pipe holds) into a pipe whose read end the parent itself
+still holds until the write ends (CPython gh-118981, fixed after 3.11). ``RunPool.stop`` drops
+queued runs and sets an event that a running run checks at each simulated day, so a stopped
+backtest returns in a second or two. A worker whose parent dies (``kill``, an out-of-memory
+kill) exits too: it would otherwise wait on its queue for ever.
 """
 
 from __future__ import annotations
@@ -64,9 +69,13 @@ def usable_cores(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return cores
 
 
-def block_sigint() -> None:
-    """Block SIGINT in this thread, so that worker processes it starts inherit it blocked."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})  # the parent's alone to act on
+
+
+def block_stop_signals() -> None:
+    """Block SIGINT and SIGTERM in this thread, so that worker processes it starts inherit
+    them blocked (until ``_start_worker`` ignores them)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 class RunStoppedError(Exception):
@@ -126,10 +135,12 @@ _worker: _Worker | None = None  # this worker process's backtest (set by _start_
 
 
 def _start_worker(setup: RunSetup, stop: Event) -> None:
-    # Ctrl-C reaches every process of the terminal's group; only the parent acts on it. The
-    # worker started with it blocked (``block_sigint``): one that came meanwhile is dropped.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # Ctrl-C, and a SIGTERM to the process group, reach every worker; only the parent acts on
+    # them. The worker started with both blocked (``block_stop_signals``) and has read its
+    # start-up data by now: one that came meanwhile is dropped once ignored.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(

@@ -1450,9 +1450,10 @@ def _run_all_pooled(
     are dropped, running ones end at their next simulated day, a driver's next run is
     refused); after Ctrl-C every policy whose runs all finished is still yielded, in order
     (the rest are left out, so the report may have gaps where ``jobs`` = 1 stops at a
-    prefix). The drivers block SIGINT, so the workers they start inherit it blocked until they
-    ignore it: a Ctrl-C while a worker is still importing does not print its traceback."""
-    from autoscaler.backtest.parallel import RunPool, block_sigint  # noqa: PLC0415
+    prefix). The drivers block SIGINT and SIGTERM, so the workers they start inherit them
+    blocked until they ignore them (``parallel.block_stop_signals``: a signal to the whole
+    process group while a worker is still starting would otherwise hang this process)."""
+    from autoscaler.backtest.parallel import RunPool, block_stop_signals  # noqa: PLC0415
 
     pool = RunPool(bt, jobs=jobs)
     bt.pool = pool
@@ -1460,7 +1461,7 @@ def _run_all_pooled(
         with ThreadPoolExecutor(
             max_workers=len(fixed) + len(chosen),
             thread_name_prefix="backtest-driver",
-            initializer=block_sigint,
+            initializer=block_stop_signals,
         ) as drivers:
             tasks: list[tuple[str, Future[Scored | baselines.Unavailable]]] = [
                 (name, drivers.submit(bt.evaluate, name, constant_candidate(candidate)))

@@ -118,7 +118,7 @@ def test_a_stopped_pool_ends_a_running_run_and_refuses_new_ones(trace: Path, pol
     bt = _backtest_of(trace, policy)
     candidate = baselines.Candidate("ours", {}, policy=load_policy_file(policy))
     stop = multiprocessing.get_context("spawn").Event()
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in parallel.STOP_SIGNALS}
     try:
         parallel._start_worker(parallel.RunSetup.of(bt), stop)  # this process as the worker
         assert parallel._run(candidate, 0, "ours").policy == "ours"
@@ -126,7 +126,8 @@ def test_a_stopped_pool_ends_a_running_run_and_refuses_new_ones(trace: Path, pol
         with pytest.raises(parallel.RunStoppedError):  # checked at the run's first day
             parallel._run(candidate, 0, "ours")
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         parallel._worker = None
     pool = parallel.RunPool(bt, jobs=1)
     pool.stop()
@@ -156,36 +157,41 @@ def test_ctrl_c_to_the_whole_process_group_prints_no_traceback(tmp_path: Path) -
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
-@pytest.mark.parametrize(("jobs", "to_group"), [(1, False), (2, False), (2, True)])
-def test_sigterm_to_the_cli_reports_what_finished(
-    tmp_path: Path, jobs: int, *, to_group: bool
-) -> None:
+@pytest.mark.parametrize(
+    ("jobs", "sent_to"), [(1, "command"), (2, "command"), (2, "group"), (2, "group-at-start")]
+)
+def test_sigterm_to_the_cli_reports_what_finished(tmp_path: Path, jobs: int, sent_to: str) -> None:
     """``kill`` or a stopped container send SIGTERM to the command alone; GNU ``timeout``
-    (without ``--foreground``) and systemd's control-group kill send it to the workers too.
-    Either way it stops as Ctrl-C does, prints what finished as JSON and exits 130, leaving no
-    worker behind.
+    (without ``--foreground``) and systemd's control-group kill send it to the workers too,
+    mid-run or while they still start. Either way it stops as Ctrl-C does, prints what
+    finished as JSON and exits 130, leaving no worker behind.
 
-    To the group, it is sent once both workers have their start-up data (they ignore SIGINT
-    from then on): one killed while its parent still writes that data hangs the parent
-    (CPython gh-118981; the held fix is in bench/results/README.md)."""
+    At start: as soon as the workers exist, before they have read their start-up data. A
+    worker killed then used to hang the parent for ever, writing that data into a pipe whose
+    read end it still held (CPython gh-118981); the workers now start with SIGTERM blocked."""
     long_trace = write_trace_csv(tmp_path / "day.csv", days=1.2)
     command = [sys.executable, "-m", "autoscaler", "backtest", "--trace", str(long_trace)]
     command += ["--peak", "40", "--seeds", "2", "--jobs", str(jobs), "--output", "json"]
     with _cli_run(command) as cli_run:
         deadline = time.monotonic() + 60
-        while not _catches_sigterm(cli_run.pid) or len(
-            [w for w in _workers(cli_run.pid) if _ignores_sigint(w)]
-        ) < (jobs if jobs > 1 else 0):
-            assert time.monotonic() < deadline, "the runs never started"
-            time.sleep(0.02)
-        if not to_group:
-            time.sleep(2.0)  # mid-run (the whole backtest takes tens of seconds)
+        if sent_to == "group-at-start":
+            while len(_workers(cli_run.pid)) < jobs:
+                assert time.monotonic() < deadline, "the workers never started"
+                time.sleep(0.01)
+        else:
+            while not _catches_sigterm(cli_run.pid) or len(
+                [w for w in _workers(cli_run.pid) if _ignores_sigint(w)]
+            ) < (jobs if jobs > 1 else 0):
+                assert time.monotonic() < deadline, "the runs never started"
+                time.sleep(0.02)
+            if sent_to == "command":
+                time.sleep(2.0)  # mid-run (the whole backtest takes tens of seconds)
         workers = _workers(cli_run.pid)
         assert cli_run.poll() is None, "finished before it could be stopped"
-        if to_group:
-            os.killpg(cli_run.pid, signal.SIGTERM)
-        else:
+        if sent_to == "command":
             cli_run.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(cli_run.pid, signal.SIGTERM)
         out, err = cli_run.communicate(timeout=50)
     assert cli_run.returncode == 130, err
     assert "Traceback" not in err
