@@ -53,14 +53,15 @@ The traces are read from ``/work/shared/traces`` (not shipped with the project);
 the bench says so and returns an empty result.
 
 Run: ``python -m bench.decision_bench [--tier quick|standard|full] [--only TEXT] [--series NAME
-...] [--jobs N] [--days D] [--seeds K] [--policy FILE] [--baselines-from FILE ...] [--json FILE]
-[--markdown FILE]`` (``--quick`` is ``--tier quick``; ``--series`` keeps the named series,
-exactly; ``--policy`` scores that file as ours, default the shipped one; ``--days`` /
-``--seeds`` override the tier's window and seeds: ``--tier full --days 2 --seeds 1`` is every
-series on the standard tier's footing, about three times as long as ``standard``;
+...] [--jobs N] [--days D] [--seeds K] [--policy FILE] [--baselines-from FILE ...] [--skip-done
+FILE ...] [--json FILE] [--markdown FILE]`` (``--quick`` is ``--tier quick``; ``--series`` keeps
+the named series, exactly; ``--policy`` scores that file as ours, default the shipped one;
+``--days`` / ``--seeds`` override the tier's window and seeds: ``--tier full --days 2 --seeds 1``
+is every series on the standard tier's footing, about three times as long as ``standard``;
 ``--baselines-from bench/results/….json.gz`` fills the cache first with the baselines of the
 cases those results ran on the same code, recorded per case, so a policy change reruns only ours
-where the merged results already hold the case).
+where the merged results already hold the case; ``--skip-done FILE`` resumes a run over many
+sessions: the cases FILE holds for the same policy file are left out).
 
 Merge: ``python -m bench.decision_bench --merge FILE [FILE ...] [--json OUT] [--markdown OUT]``
 runs nothing; it joins the ``--json`` results of earlier runs (a few series each, over several
@@ -613,8 +614,10 @@ def run(
     policy: Path = DEFAULT_POLICY_FILE,
     checkpoint: Callable[[dict[str, Any]], None] | None = None,
     baselines_from: Sequence[Path] = (),
+    skip_done: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Every case of ``tier`` (filtered), ``jobs`` at a time. After each finished case,
+    """Every case of ``tier`` (filtered, less those ``skip_done``'s results hold for this
+    policy), ``jobs`` at a time. After each finished case,
     ``checkpoint`` (if given) gets the result so far, marked interrupted: a run stopped without
     warning (a session ending, SIGKILL) then loses only the cases in flight, whose baselines
     the cache keeps anyway."""
@@ -626,6 +629,14 @@ def run(
         for c in cases(tier, days=days, seeds=seeds)
         if (not only or only in f"{c.series} {c.regime}") and (not series or c.series in series)
     ]
+    if skip_done:
+        held = finished_cases(skip_done, _shown(policy))
+        kept = [c for c in todo if held.get(_slot(c), 0) < c.seeds]
+        print(
+            f"{len(todo) - len(kept)} of {len(todo)} case(s) skipped: "
+            f"{len(skip_done)} earlier result(s) hold them for {_shown(policy)}"
+        )
+        todo = kept
     fingerprint = baseline_fingerprint()
     if baselines_from:
         primed, other = prime_cache(baselines_from, todo, cache / fingerprint, policy)
@@ -801,6 +812,32 @@ def _vouched_cases(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield rep
 
 
+def _slot(case: Case) -> tuple[str, str, str, float]:
+    """What makes two runs of a case the same case (seeds aside: more supersede fewer)."""
+    return (case.file, case.series, case.regime, case.days)
+
+
+def finished_cases(
+    paths: Sequence[Path], policy_shown: str
+) -> dict[tuple[str, str, str, float], int]:
+    """The cases earlier ``--json`` results hold with ours run on ``policy_shown`` (the file
+    as reports name it), and the most seeds each was run over.
+
+    Why: resuming a run of many sessions (``--skip-done``) would otherwise replay ours again
+    on every case of a series it had half done. The results name ours' policy file, not its
+    content: resuming is for the same policy, as the option's help says. Raises
+    ``MergeError`` naming an unreadable file."""
+    held: dict[tuple[str, str, str, float], int] = {}
+    for path in paths:
+        for rep in read_result(path)["cases"]:
+            ours = next((r for r in rep["results"] if r["policy"] == "ours"), None)
+            if ours is None or ours.get("params", {}).get("file") != policy_shown:
+                continue
+            case = Case(**rep["case"])
+            held[_slot(case)] = max(held.get(_slot(case), 0), case.seeds)
+    return held
+
+
 class MergeError(ValueError):
     """A file given to ``--merge`` that is not a decision-bench result (names the file)."""
 
@@ -855,7 +892,7 @@ def merge(
                 continue
             if series and case.series not in series:
                 continue
-            slot = (case.file, case.series, case.regime, case.days)
+            slot = _slot(case)
             held = chosen.get(slot)
             if held is not None:
                 superseded += 1
@@ -1098,6 +1135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "same code into the cache first (e.g. bench/results/*.json.gz): ours is run again",
     )
     parser.add_argument(
+        "--skip-done",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="resume: leave out the cases these earlier --json results (.gz too) already hold "
+        "for the same policy file, over at least as many seeds (the policy's content must not "
+        "have changed since)",
+    )
+    parser.add_argument(
         "--merge",
         type=Path,
         nargs="+",
@@ -1161,12 +1208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 on_case=lambda rep: print(case_line(rep, with_seeds=with_seeds), flush=True),
                 policy=args.policy,
                 baselines_from=args.baselines_from,
+                skip_done=args.skip_done,
                 checkpoint=None
                 if json_path is None
                 else lambda partial: write_result(partial, json_path),
             )
-        except MergeError as error:  # a --baselines-from file, read before any case runs
-            print(f"decision bench: --baselines-from {error}", file=sys.stderr)
+        except MergeError as error:  # an earlier result, read before any case runs
+            print(f"decision bench: --baselines-from/--skip-done {error}", file=sys.stderr)
             return 2
     if "skipped" in result:
         return 0

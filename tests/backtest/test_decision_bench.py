@@ -424,6 +424,38 @@ def test_unusable_outputs_and_inputs_are_refused_before_any_case(
     assert "Traceback" not in err
 
 
+def test_skip_done_resumes_without_the_cases_an_earlier_run_holds(
+    fake_cases: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run over many sessions resumes where it stopped: a case held for the same policy
+    over as many seeds is left out; one held for another policy file, or over fewer seeds, is
+    run."""
+    done = _report((1.10, True), (1.20, True), swing=2.0)
+    done["case"] = dataclasses.asdict(_FAKE_CASES[0])
+    done["results"][0]["params"] = {"file": "policies/default.yaml", "plugin": "slo"}
+    earlier = tmp_path / "earlier.json.gz"
+    db.write_result({"fingerprint": "x", "cases": [done]}, earlier)
+    result = db.run("full", jobs=1, cache=tmp_path / "cache", skip_done=[earlier])
+    assert [c["case"]["series"] for c in result["cases"]] == ["T"]
+    assert "1 of 2 case(s) skipped" in capsys.readouterr().out
+
+    other = tmp_path / "other.yaml"
+    other.write_bytes(db.DEFAULT_POLICY_FILE.read_bytes())
+    result = db.run("full", jobs=1, cache=tmp_path / "cache", skip_done=[earlier], policy=other)
+    assert [c["case"]["series"] for c in result["cases"]] == ["S", "T"]
+
+    fewer = dataclasses.replace(_FAKE_CASES[0], seeds=0)
+    done["case"] = dataclasses.asdict(fewer)
+    db.write_result({"fingerprint": "x", "cases": [done]}, earlier)
+    result = db.run("full", jobs=1, cache=tmp_path / "cache", skip_done=[earlier])
+    assert [c["case"]["series"] for c in result["cases"]] == ["S", "T"]
+
+    assert db.main(["--tier", "full", "--skip-done", str(tmp_path / "gone.json")]) == 2
+    err = capsys.readouterr().err
+    assert "gone.json: no such file" in err
+    assert "Traceback" not in err
+
+
 def test_sigterm_stops_the_run_and_keeps_the_finished_cases(
     fake_cases: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
