@@ -617,10 +617,9 @@ def run(
     skip_done: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Every case of ``tier`` (filtered, less those ``skip_done``'s results hold for this
-    policy), ``jobs`` at a time. After each finished case,
-    ``checkpoint`` (if given) gets the result so far, marked interrupted: a run stopped without
-    warning (a session ending, SIGKILL) then loses only the cases in flight, whose baselines
-    the cache keeps anyway."""
+    policy), ``jobs`` at a time. After each finished case, ``checkpoint`` (if given) gets the
+    result so far, marked interrupted: a run stopped without warning (a session ending,
+    SIGKILL) then loses only the cases in flight, whose baselines the cache keeps anyway."""
     if not TRACES.is_dir():
         print(f"decision bench skipped: no traces at {TRACES}")
         return {"skipped": f"no traces at {TRACES}"}
@@ -630,11 +629,12 @@ def run(
         if (not only or only in f"{c.series} {c.regime}") and (not series or c.series in series)
     ]
     if skip_done:
-        held = finished_cases(skip_done, _shown(policy))
+        shown = _shown(policy)
+        held = finished_cases(skip_done, shown)
         kept = [c for c in todo if held.get(_slot(c), 0) < c.seeds]
         print(
             f"{len(todo) - len(kept)} of {len(todo)} case(s) skipped: "
-            f"{len(skip_done)} earlier result(s) hold them for {_shown(policy)}"
+            f"{len(skip_done)} earlier result(s) hold them for {shown}"
         )
         todo = kept
     fingerprint = baseline_fingerprint()
@@ -812,14 +812,16 @@ def _vouched_cases(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield rep
 
 
-def _slot(case: Case) -> tuple[str, str, str, float]:
-    """What makes two runs of a case the same case (seeds aside: more supersede fewer)."""
+Slot = tuple[str, str, str, float]
+"""Trace file, series, regime and window: what makes two runs of a case the same case."""
+
+
+def _slot(case: Case) -> Slot:
+    """``case``'s slot (seeds aside: a run over more seeds supersedes one over fewer)."""
     return (case.file, case.series, case.regime, case.days)
 
 
-def finished_cases(
-    paths: Sequence[Path], policy_shown: str
-) -> dict[tuple[str, str, str, float], int]:
+def finished_cases(paths: Sequence[Path], policy_shown: str) -> dict[Slot, int]:
     """The cases earlier ``--json`` results hold with ours run on ``policy_shown`` (the file
     as reports name it), and the most seeds each was run over.
 
@@ -827,7 +829,7 @@ def finished_cases(
     on every case of a series it had half done. The results name ours' policy file, not its
     content: resuming is for the same policy, as the option's help says. Raises
     ``MergeError`` naming an unreadable file."""
-    held: dict[tuple[str, str, str, float], int] = {}
+    held: dict[Slot, int] = {}
     for path in paths:
         for rep in read_result(path)["cases"]:
             ours = next((r for r in rep["results"] if r["policy"] == "ours"), None)
@@ -877,7 +879,7 @@ def merge(
     seeds supersedes one over fewer, else the later file wins. Verdicts and summaries are
     recomputed by this code, so files written before a change to the verdict still merge.
     ``only`` and ``series`` keep cases as they do for a run."""
-    chosen: dict[tuple[str, str, str, float], dict[str, Any]] = {}
+    chosen: dict[Slot, dict[str, Any]] = {}
     fingerprints: list[str] = []
     superseded = 0
     for path in paths:
