@@ -55,7 +55,9 @@ the bench says so and returns an empty result.
 Run: ``python -m bench.decision_bench [--tier quick|standard|full] [--only TEXT] [--series NAME
 ...] [--jobs N] [--days D] [--seeds K] [--policy FILE] [--baselines-from FILE ...] [--skip-done
 FILE ...] [--json FILE] [--markdown FILE]`` (``--quick`` is ``--tier quick``; ``--series`` keeps
-the named series, exactly; ``--policy`` scores that file as ours, default the shipped one;
+the named series, exactly; ``--only`` the cases whose series and regime, as the tables print
+them, contain TEXT; a filter that keeps no case is refused, naming a valid value;
+``--policy`` scores that file as ours, default the shipped one;
 ``--days`` / ``--seeds`` override the tier's window and seeds: ``--tier full --days 2 --seeds 1``
 is every series on the standard tier's footing, about three times as long as ``standard``;
 ``--baselines-from bench/results/….json.gz`` fills the cache first with the baselines of the
@@ -186,6 +188,12 @@ class Case:
     @property
     def regime(self) -> str:
         return f"peak {self.peak:g} {self.stream_class} {self.capacity_model}"
+
+    def matches(self, text: str) -> bool:
+        """Whether ``--only text`` keeps this case: found in its series and regime, as the
+        tables print them ("Dota 2 400 gen4n_high") or with the regime's "peak"."""
+        shown = f"{self.peak:g} {self.stream_class} {self.capacity_model}"
+        return text in f"{self.series} {self.regime}" or text in f"{self.series} {shown}"
 
     @property
     def key(self) -> str:
@@ -626,7 +634,7 @@ def run(
     todo = [
         c
         for c in cases(tier, days=days, seeds=seeds)
-        if (not only or only in f"{c.series} {c.regime}") and (not series or c.series in series)
+        if (not only or c.matches(only)) and (not series or c.series in series)
     ]
     if skip_done:
         shown = _shown(policy)
@@ -890,7 +898,7 @@ def merge(
                 fingerprints.append(fingerprint)
         for rep in _vouched_cases(data):
             case = Case(**rep["case"])
-            if only and only not in f"{case.series} {case.regime}":
+            if only and not case.matches(only):
                 continue
             if series and case.series not in series:
                 continue
@@ -1105,7 +1113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tier", choices=("quick", "standard", "full"), default="quick")
     parser.add_argument("--quick", action="store_true", help="same as --tier quick")
-    parser.add_argument("--only", help="only cases whose series or regime contains this")
+    parser.add_argument(
+        "--only",
+        help="only cases whose '<series> <peak> <stream class> <capacity model>' (as the "
+        'tables print it, e.g. "Dota 2 400 gen4n_high") contains this',
+    )
     parser.add_argument(
         "--series",
         action="append",
@@ -1194,6 +1206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     tier = "quick" if args.quick else args.tier
     planned = cases(tier, days=args.days, seeds=args.seeds) if TRACES.is_dir() else []
+    problem = _filter_problem(planned, tier, args.only, args.series)
+    if problem is not None:
+        print(f"decision bench: {problem}", file=sys.stderr)
+        return 2
     with_seeds = bool(planned) and planned[0].seeds > 1
     print(case_header(with_seeds=with_seeds), flush=True)
     json_path: Path | None = args.json
@@ -1226,6 +1242,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench wall time {result['wall_s']:.0f} s (tier {tier})")
     _write_outputs(result, text, args.json, args.markdown)
     return 130 if result.get("interrupted") else 0
+
+
+def _filter_problem(
+    planned: Sequence[Case], tier: str, only: str | None, series: Sequence[str]
+) -> str | None:
+    """Why ``--only``/``--series`` would leave nothing of ``tier`` to run (None: they keep
+    some case, or there are no traces to filter): a typo there would otherwise "finish" an
+    empty run, and a resumed rerun would silently do nothing."""
+    if not planned:
+        return None
+    names = sorted({c.series for c in planned})
+    unknown = [name for name in series if name not in names]
+    if unknown:
+        return (
+            f"--series {unknown[0]!r}: no such series in the {tier} tier; "
+            f"valid: {', '.join(repr(n) for n in names)}"
+        )
+    kept = [c for c in planned if not series or c.series in series]
+    if only and not any(c.matches(only) for c in kept):
+        example = f"{kept[0].series} {kept[0].peak:g} {kept[0].stream_class}"
+        return (
+            f"--only {only!r} matches no case of the {tier} tier; it is looked for in "
+            f"'<series> <peak> <stream class> <capacity model>', e.g. {example!r}"
+        )
+    return None
 
 
 def _policy_problem(path: Path) -> str | None:

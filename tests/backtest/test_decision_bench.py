@@ -424,6 +424,26 @@ def test_unusable_outputs_and_inputs_are_refused_before_any_case(
     assert "Traceback" not in err
 
 
+def test_a_filter_that_keeps_no_case_is_refused_naming_what_would_match(
+    fake_cases: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = ["--cache", str(tmp_path / "cache")]
+    assert db.main(["--tier", "full", "--series", "U", *cache]) == 2
+    err = capsys.readouterr().err
+    assert "--series 'U': no such series in the full tier; valid: 'S', 'T'" in err
+    assert db.main(["--tier", "full", "--only", "S 40 gen5n", *cache]) == 2
+    err = capsys.readouterr().err
+    assert "--only 'S 40 gen5n' matches no case of the full tier" in err
+    assert "e.g. 'S 40 gen4n_high'" in err
+    # Each filter matches on its own, not together.
+    assert db.main(["--tier", "full", "--series", "T", "--only", "S 40", *cache]) == 2
+    assert "e.g. 'T 40 gen4n_high'" in capsys.readouterr().err
+    # The regime as the tables print it, or with its "peak", keeps the case.
+    for only in ("T 40 gen4n_high", "T peak 40 gen4n_high current"):
+        result = db.run("full", jobs=1, only=only, cache=tmp_path / "cache")
+        assert [c["case"]["series"] for c in result["cases"]] == ["T"]
+
+
 def test_skip_done_resumes_without_the_cases_an_earlier_run_holds(
     fake_cases: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
