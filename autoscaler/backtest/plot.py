@@ -20,6 +20,17 @@ from autoscaler.backtest.runner import RunOutcome
 from autoscaler.domain.errors import ConfigError
 from autoscaler.outfiles import save_png
 
+# The panel's top over the highest demand or allocation: a maximum set far above both (a
+# guard, not a target) would otherwise squash what was bought into the bottom of the panel.
+_HEADROOM = 1.15
+
+
+def ceiling_label(highest: float, panel_top: float) -> str:
+    """The maximum's legend entry, saying so when the panel cuts it off."""
+    if highest <= panel_top:
+        return "maximum"
+    return f"maximum (up to {highest:g}, above the panel)"
+
 
 def plot_timeline(outcome: RunOutcome, path: str | Path, *, title: str = "") -> Path:
     """Write ``outcome``'s timeline (run with ``timeline=True``) as a PNG; returns the path."""
@@ -53,7 +64,16 @@ def plot_timeline(outcome: RunOutcome, path: str | Path, *, title: str = "") -> 
             ls="--",
             label="in use + target idle",
         )
-        ax.step(hours, tl.ceiling, where="post", color="#7f7f7f", lw=0.8, ls=":", label="maximum")
+        top = float(max(tl.demand.max(initial=0), tl.allocated.max(initial=0), 1.0))
+        ax.step(
+            hours,
+            tl.ceiling,
+            where="post",
+            color="#7f7f7f",
+            lw=0.8,
+            ls=":",
+            label=ceiling_label(float(tl.ceiling.max(initial=0)), top * _HEADROOM),
+        )
         ax.step(hours, tl.demand, where="post", color="#d62728", lw=1.0, label="demand")
         ax.step(hours, tl.in_use, where="post", color="#ff7f0e", lw=0.8, label="in use")
         failed = np.flatnonzero(tl.failures > 0)
@@ -67,11 +87,11 @@ def plot_timeline(outcome: RunOutcome, path: str | Path, *, title: str = "") -> 
                 label=f"failures ({int(tl.failures.sum())})",
                 zorder=5,
             )
-        top = float(max(tl.demand.max(initial=0), tl.allocated.max(initial=0), 1.0))
-        ax.set_ylim(bottom=-0.02 * top, top=top * 1.15)
+        ax.set_ylim(bottom=-0.02 * top, top=top * _HEADROOM)
         ax.set_ylabel(f"{name}\nslots / sessions")
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=7, ncol=4)
+        # Above the panel, not on it: the top-left corner is where a day's ramp starts.
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=7, frameon=False)
     axes[-1, 0].set_xlabel("hours since the start of the run")
     fig.suptitle(title or f"{outcome.label}: demand and capacity")
     fig.tight_layout()

@@ -19,7 +19,7 @@ from rich.console import Console
 
 import autoscaler.cli as cli
 from autoscaler.backtest import baselines
-from autoscaler.backtest.plot import plot_timeline
+from autoscaler.backtest.plot import ceiling_label, plot_timeline
 from autoscaler.backtest.runner import (
     RunOutcome,
     backtest,
@@ -244,6 +244,13 @@ def test_timeline_and_plot(plan: SessionPlan, policy_path: Path, tmp_path: Path)
     png = plot_timeline(out, tmp_path / "run.png", title="test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def test_a_maximum_the_panel_cuts_off_says_so_in_the_legend() -> None:
+    """The panel is scaled to demand and allocation; a guard-like maximum far above them is
+    cut, and the legend gives its height instead of letting the line just vanish."""
+    assert ceiling_label(60.0, 69.0) == "maximum"
+    assert ceiling_label(100.0, 69.0) == "maximum (up to 100, above the panel)"
 
 
 def _umask() -> int:
