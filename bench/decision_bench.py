@@ -189,11 +189,19 @@ class Case:
     def regime(self) -> str:
         return f"peak {self.peak:g} {self.stream_class} {self.capacity_model}"
 
-    def matches(self, text: str) -> bool:
-        """Whether ``--only text`` keeps this case: found in its series and regime, as the
-        tables print them ("Dota 2 400 gen4n_high") or with the regime's "peak"."""
-        shown = f"{self.peak:g} {self.stream_class} {self.capacity_model}"
-        return text in f"{self.series} {self.regime}" or text in f"{self.series} {shown}"
+    def selected(self, only: str | None, series: Sequence[str]) -> bool:
+        """Whether ``--only`` and ``--series`` keep this case: ``only`` found in its series
+        and regime, as the tables print them ("Dota 2 400 gen4n_high") or with the regime's
+        "peak"; its series among ``series``. An empty filter keeps every case."""
+        if series and self.series not in series:
+            return False
+        if not only:
+            return True
+        regime = self.regime
+        return (
+            only in f"{self.series} {regime}"
+            or only in f"{self.series} {regime.removeprefix('peak ')}"
+        )
 
     @property
     def key(self) -> str:
@@ -631,11 +639,7 @@ def run(
     if not TRACES.is_dir():
         print(f"decision bench skipped: no traces at {TRACES}")
         return {"skipped": f"no traces at {TRACES}"}
-    todo = [
-        c
-        for c in cases(tier, days=days, seeds=seeds)
-        if (not only or c.matches(only)) and (not series or c.series in series)
-    ]
+    todo = [c for c in cases(tier, days=days, seeds=seeds) if c.selected(only, series)]
     if skip_done:
         shown = _shown(policy)
         held = finished_cases(skip_done, shown)
@@ -898,9 +902,7 @@ def merge(
                 fingerprints.append(fingerprint)
         for rep in _vouched_cases(data):
             case = Case(**rep["case"])
-            if only and not case.matches(only):
-                continue
-            if series and case.series not in series:
+            if not case.selected(only, series):
                 continue
             slot = _slot(case)
             held = chosen.get(slot)
@@ -1259,8 +1261,8 @@ def _filter_problem(
             f"--series {unknown[0]!r}: no such series in the {tier} tier; "
             f"valid: {', '.join(repr(n) for n in names)}"
         )
-    kept = [c for c in planned if not series or c.series in series]
-    if only and not any(c.matches(only) for c in kept):
+    kept = [c for c in planned if c.selected(None, series)]
+    if not any(c.selected(only, series) for c in kept):
         example = f"{kept[0].series} {kept[0].peak:g} {kept[0].stream_class}"
         return (
             f"--only {only!r} matches no case of the {tier} tier; it is looked for in "
