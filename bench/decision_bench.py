@@ -86,6 +86,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -1027,6 +1028,43 @@ def seed_totals(cases: Sequence[dict[str, Any]]) -> str | None:
     return text + "."
 
 
+IDLE_PARTS = {
+    "kept": "the idle its targets keep (kept)",
+    "held": "empty hosts held through the release delay after a target falls (held)",
+    "partial": "free slots on partly used hosts (partial)",
+}
+
+
+def loss_causes(cases: Sequence[dict[str, Any]]) -> str | None:
+    """Why ours is not the cheapest where it is not: for each such case, the part of the idle
+    (``IDLE_PARTS``) in which ours pays the most above the cheapest baseline, counted per
+    capacity model. None when ours is the cheapest wherever it can be judged."""
+    lost = [rep for rep in cases if (rep.get("verdict") or verdict(rep))["cheapest"] is False]
+    if not lost:
+        return None
+    by_part: dict[str, Counter[str]] = {part: Counter() for part in (*IDLE_PARTS, "unsplit")}
+    for rep in lost:
+        rows = {r["policy"]: r for r in rep["results"]}
+        ours = rows["ours"].get("idle")
+        best = rows[rep["summary"]["cheapest_baseline"]].get("idle")
+        if ours is None or best is None:
+            part = "unsplit"
+        else:
+            part = max(IDLE_PARTS, key=lambda name: ours[name] - best[name])
+        by_part[part][rep["case"]["capacity_model"]] += 1
+    shown = []
+    for part, models in by_part.items():
+        if not models:
+            continue
+        detail = ", ".join(f"{model} {count}" for model, count in sorted(models.items()))
+        what = IDLE_PARTS.get(part, "no idle split to compare")
+        shown.append(f"{what} in {sum(models.values())} ({detail})")
+    return (
+        f"Where ours is not the cheapest ({len(lost)} cases), the part of the idle in which ours "
+        f"pays the most above the cheapest baseline: {'; '.join(shown)}."
+    )
+
+
 def case_header(*, with_seeds: bool = False) -> str:
     if not with_seeds:
         return CASE_HEADER
@@ -1093,6 +1131,9 @@ def markdown(result: dict[str, Any]) -> str:
     by_seed = seed_totals(result["cases"])
     if by_seed is not None:
         lines.append(by_seed)
+    causes = loss_causes(result["cases"])
+    if causes is not None:
+        lines.append(causes)
     failing = policy_failures(result["cases"])
     if failing:
         lines.append(

@@ -165,6 +165,34 @@ def test_markdown_reports_the_targets() -> None:
     assert "| T | 1 | 1/1 | 0/1 |" in text
 
 
+# the cheapest baseline's idle split, fractions of the bound, in the loss-cause test
+BASELINE_IDLE = {"kept": 0.08, "held": 0.06, "partial": 0.06}
+
+
+def test_markdown_says_which_idle_ours_overpays_where_it_loses() -> None:
+    def lost(ours_idle: dict[str, float], best_idle: dict[str, float] | None, model: str) -> Any:
+        rep = _report((1.21, True), (1.20, True), swing=2.0)
+        rep["case"] = {**rep["case"], "capacity_model": model}
+        rep["results"][0]["idle"] = ours_idle
+        if best_idle is not None:
+            rep["results"][1]["idle"] = best_idle
+        return rep
+
+    buffer_heavy = lost({"kept": 0.10, "held": 0.05, "partial": 0.06}, {**BASELINE_IDLE}, "current")
+    held_heavy = lost({"kept": 0.07, "held": 0.08, "partial": 0.06}, {**BASELINE_IDLE}, "legacy")
+    unsplit = lost({"kept": 0.10, "held": 0.05, "partial": 0.06}, None, "legacy")
+    won = _report((1.10, True), (1.20, True), swing=2.0)
+    won["results"][0]["idle"] = {"kept": 0.0, "held": 0.5, "partial": 0.0}  # a win: not counted
+    text = db.markdown(_result([buffer_heavy, held_heavy, unsplit, won]))
+    assert (
+        "Where ours is not the cheapest (3 cases), the part of the idle in which ours pays the "
+        "most above the cheapest baseline: the idle its targets keep (kept) in 1 (current 1); "
+        "empty hosts held through the release delay after a target falls (held) in 1 "
+        "(legacy 1); no idle split to compare in 1 (legacy 1)." in text
+    )
+    assert "Where ours is not the cheapest" not in db.markdown(_result([won]))
+
+
 def _with_seeds(rep: dict[str, Any], ours: list[float], best: list[float]) -> dict[str, Any]:
     """``rep`` as a three-seed case: each seed's instant share for ours, each seed's cost
     for ours and for the cheapest baseline."""
