@@ -699,7 +699,7 @@ def run(
     finally:
         snapshot_dir.cleanup()
     figure = None
-    if not interrupted:
+    if not interrupted and todo:  # with nothing run, a speed figure would only cost time
         try:
             figure = speed(2.0 if tier == "quick" else 7.0)
         except KeyboardInterrupt:

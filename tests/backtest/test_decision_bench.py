@@ -498,6 +498,14 @@ def test_skip_done_resumes_without_the_cases_an_earlier_run_holds(
     result = db.run("full", jobs=1, cache=tmp_path / "cache", skip_done=[earlier])
     assert [c["case"]["series"] for c in result["cases"]] == ["S", "T"]
 
+    finished = {**done, "case": dataclasses.asdict(_FAKE_CASES[1])}
+    done["case"] = dataclasses.asdict(_FAKE_CASES[0])
+    db.write_result({"fingerprint": "x", "cases": [done, finished]}, earlier)
+    result = db.run("full", jobs=1, cache=tmp_path / "cache", skip_done=[earlier])
+    assert result["cases"] == []
+    assert result["speed"] is None  # nothing ran: no speed figure is timed either
+    assert "2 of 2 case(s) skipped" in capsys.readouterr().out
+
     assert db.main(["--tier", "full", "--skip-done", str(tmp_path / "gone.json")]) == 2
     err = capsys.readouterr().err
     assert "gone.json: no such file" in err
