@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -395,10 +396,15 @@ _FAKE_CASES = [
 ]
 
 
+# How long the canned case ``T`` takes: long enough to be stopped in flight (the SIGTERM test
+# makes it a minute, so a worker left running is still there when the test looks).
+T_CASE_SECONDS = 2.0
+
+
 def _fake_case(case: db.Case, *_: object) -> dict[str, Any]:
-    """A finished case at once for ``S``; ``T`` takes long enough to be stopped in flight."""
+    """A finished case at once for ``S``; ``T`` takes ``T_CASE_SECONDS``."""
     if case.series == "T":
-        time.sleep(2.0)
+        time.sleep(T_CASE_SECONDS)
     rep = _report((1.10, True), (1.20, True), swing=2.0)
     return {**rep, "case": dataclasses.asdict(case)}
 
@@ -513,8 +519,13 @@ def test_skip_done_resumes_without_the_cases_an_earlier_run_holds(
 
 
 def test_sigterm_stops_the_run_and_keeps_the_finished_cases(
-    fake_cases: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake_cases: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The workers fork after this, so the case in flight sleeps a minute unless terminated.
+    monkeypatch.setattr(sys.modules[__name__], "T_CASE_SECONDS", 60.0)
     out = tmp_path / "part.json"
     checkpointed: list[dict[str, Any]] = []
 
@@ -535,7 +546,9 @@ def test_sigterm_stops_the_run_and_keeps_the_finished_cases(
     assert code == 130
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only
     for worker in multiprocessing.active_children():
-        worker.join(timeout=1.0)  # a terminated worker is gone at once; ``T`` sleeps 2 s
+        # A terminated worker is gone within seconds even on a loaded machine (1 s was too
+        # short beside a benchmark on both cores); one left running sleeps on for a minute.
+        worker.join(timeout=15.0)
     assert not multiprocessing.active_children(), "the case in flight was left running"
     assert [c["case"]["series"] for c in checkpointed[0]["cases"]] == ["S"]
     written = db.read_result(out)
