@@ -150,9 +150,9 @@ OVERHEAD_TARGET = 0.6  # ours' idle overhead ≤ this × the cheapest baseline's
 _LEANER_WHEN_HIGHER = frozenset({"targetUtilization"})
 # Code that cannot change a baseline's result: our own plugin, the plugins no baseline runs
 # (``hourly-predictive`` is a policy of its own in ``backtest/baselines.py``), the location
-# lifecycle and its cron helpers (no baseline policy has a ``location_lifecycle``) and the
-# daemon's I/O. Why it matters: every file hashed here that changes starts the hours-long
-# cache afresh.
+# lifecycle and its cron helpers (no baseline policy has a ``location_lifecycle``), the
+# ``--plot`` chart (drawn after the runs) and the daemon's I/O. Why it matters: every file
+# hashed here that changes starts the hours-long cache afresh.
 _NOT_BASELINE_CODE = (
     "policy/builtin/slo.py",
     "lifecycle.py",
@@ -173,6 +173,7 @@ _NOT_BASELINE_CODE = (
     "metrics.py",
     "twin/emulator.py",
     "twin/protocol.py",
+    "backtest/plot.py",
 )
 
 

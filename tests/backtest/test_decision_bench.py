@@ -128,6 +128,9 @@ def test_fingerprint_ignores_our_plugin_but_not_the_model(tmp_path: Path) -> Non
     slo = package / "policy" / "builtin" / "slo.py"
     slo.write_text(slo.read_text() + "\n# tuned\n")
     assert db.baseline_fingerprint(package) == before
+    chart = package / "backtest" / "plot.py"
+    chart.write_text(chart.read_text() + "\n# a new colour\n")
+    assert db.baseline_fingerprint(package) == before
     model = package / "twin" / "model.py"
     model.write_text(model.read_text() + "\n# changed\n")
     assert db.baseline_fingerprint(package) != before
