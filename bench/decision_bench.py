@@ -1043,7 +1043,8 @@ def loss_causes(cases: Sequence[dict[str, Any]]) -> str | None:
     lost = [rep for rep in cases if (rep.get("verdict") or verdict(rep))["cheapest"] is False]
     if not lost:
         return None
-    by_part: dict[str, Counter[str]] = {part: Counter() for part in (*IDLE_PARTS, "unsplit")}
+    labels = {**IDLE_PARTS, "unsplit": "no idle split to compare"}
+    by_part: dict[str, Counter[str]] = {part: Counter() for part in labels}
     for rep in lost:
         rows = {r["policy"]: r for r in rep["results"]}
         ours = rows["ours"].get("idle")
@@ -1058,8 +1059,7 @@ def loss_causes(cases: Sequence[dict[str, Any]]) -> str | None:
         if not models:
             continue
         detail = ", ".join(f"{model} {count}" for model, count in sorted(models.items()))
-        what = IDLE_PARTS.get(part, "no idle split to compare")
-        shown.append(f"{what} in {sum(models.values())} ({detail})")
+        shown.append(f"{labels[part]} in {sum(models.values())} ({detail})")
     return (
         f"Where ours is not the cheapest ({len(lost)} cases), the part of the idle in which ours "
         f"pays the most above the cheapest baseline: {'; '.join(shown)}."

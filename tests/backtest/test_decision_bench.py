@@ -182,8 +182,8 @@ def test_markdown_says_which_idle_ours_overpays_where_it_loses() -> None:
             rep["results"][1]["idle"] = best_idle
         return rep
 
-    buffer_heavy = lost({"kept": 0.10, "held": 0.05, "partial": 0.06}, {**BASELINE_IDLE}, "current")
-    held_heavy = lost({"kept": 0.07, "held": 0.08, "partial": 0.06}, {**BASELINE_IDLE}, "legacy")
+    buffer_heavy = lost({"kept": 0.10, "held": 0.05, "partial": 0.06}, BASELINE_IDLE, "current")
+    held_heavy = lost({"kept": 0.07, "held": 0.08, "partial": 0.06}, BASELINE_IDLE, "legacy")
     unsplit = lost({"kept": 0.10, "held": 0.05, "partial": 0.06}, None, "legacy")
     won = _report((1.10, True), (1.20, True), swing=2.0)
     won["results"][0]["idle"] = {"kept": 0.0, "held": 0.5, "partial": 0.0}  # a win: not counted
